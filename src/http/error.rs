@@ -1,0 +1,156 @@
+//! The one HTTP error type. Every refusal is `{"error":{"code","message"}}` and
+//! every status code is chosen here, next to the reason for it.
+
+use axum::{
+    extract::rejection::{PathRejection, QueryRejection},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use crate::{providers::ProviderError, store::StoreError};
+
+/// Seconds a provider (or client) is asked to wait after a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 404: no such route, provider, agreement or event; also every admin path
+    /// when no admin token is configured (the API does not exist then).
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 400: the request is malformed; `code` says how.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 401: no credential, or one that does not verify. Nothing was stored.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// 403: a valid-looking credential that is not allowed here.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// 409: the request cannot be served in this configuration (e.g. a
+    /// refresh for a provider without API credentials).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// 502: the provider's API failed; the message names its answer.
+    #[error("{message}")]
+    ProviderFailed { code: &'static str, message: String },
+    /// 413: body above `SIGNHOOK_MAX_BODY_BYTES`.
+    #[error("the request body is larger than {limit} bytes (SIGNHOOK_MAX_BODY_BYTES)")]
+    PayloadTooLarge { limit: usize },
+    /// 503 + Retry-After: the request could not finish inside the server-side
+    /// deadline. Nothing is promised; the provider retries and dedupe absorbs
+    /// the copy if the row did commit.
+    #[error("the request did not complete within the server deadline; retry later")]
+    Timeout,
+    /// 503 + Retry-After: more requests or body bytes in flight than this
+    /// replica takes; shed at once so the provider retries elsewhere or later.
+    #[error("the server is at capacity; retry later")]
+    Overloaded,
+    /// 503 + Retry-After: a dependency is down (readiness says which).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+    /// 503 + Retry-After: the database failed. The details are logged, not sent.
+    #[error("storage is unavailable; retry later")]
+    Store(#[from] StoreError),
+    /// 500: a bug (a caught panic). Details are logged, not sent.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The `outcome` label of a refused webhook in `signhook_webhook_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unauthorized { .. } | Self::Forbidden { .. } => "rejected_auth",
+            Self::BadRequest { .. } | Self::NotFound(_) | Self::MethodNotAllowed(_) | Self::Conflict { .. } => {
+                "invalid"
+            }
+            Self::PayloadTooLarge { .. } => "too_large",
+            Self::Overloaded => "overloaded",
+            Self::Timeout
+            | Self::Store(_)
+            | Self::Unavailable { .. }
+            | Self::ProviderFailed { .. }
+            | Self::Internal => "unavailable",
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::ProviderFailed { code, .. } => (StatusCode::BAD_GATEWAY, code),
+            Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "deadline_exceeded"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        match &self {
+            Self::Store(error) => tracing::error!(%error, "database error"),
+            Self::Timeout => tracing::warn!("request deadline exceeded"),
+            Self::Overloaded => tracing::warn!("request shed: at capacity"),
+            _ => tracing::info!(status = status.as_u16(), code, message = %self, "request refused"),
+        }
+        let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
+        let mut response = (status, body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(error: ProviderError) -> Self {
+        match error {
+            ProviderError::MissingCredential { code, message } | ProviderError::InvalidCredential { code, message } => {
+                Self::Unauthorized { code, message }
+            }
+            ProviderError::Forbidden { code, message } => Self::Forbidden { code, message },
+            ProviderError::InvalidPayload { code, message } => Self::BadRequest { code, message },
+            ProviderError::NoHandshake => Self::MethodNotAllowed(error.to_string()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest {
+            code: "invalid_path",
+            message: rejection.body_text(),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest {
+            code: "invalid_query",
+            message: rejection.body_text(),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Liveness, readiness and metrics: what load balancers, orchestrators and
+//! Prometheus ask.
+
+use std::time::Duration;
+
+use axum::{extract::State, Json};
+use serde_json::{json, Value};
+
+use metrics::gauge;
+
+use super::{error::ApiError, AppState};
+use crate::telemetry::{self, metric};
+
+/// How long readiness waits for the database before calling it down.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `GET /healthz`: the process is alive (even when the database is not, so an
+/// orchestrator does not restart us for someone else's outage).
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 only when the database answers and the worker runs.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let unavailable = |code, message: String| ApiError::Unavailable { code, message };
+    match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            return Err(unavailable(
+                "database_unavailable",
+                format!("database unreachable: {error}"),
+            ))
+        }
+        Err(_) => {
+            return Err(unavailable(
+                "database_unavailable",
+                "database did not answer within 1 s".to_owned(),
+            ))
+        }
+    }
+    if !state.worker.is_running() {
+        return Err(unavailable(
+            "worker_stopped",
+            "the background worker is not running".to_owned(),
+        ));
+    }
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+/// `GET /metrics`: Prometheus text format. Queue gauges are read from the
+/// database at scrape time (skipped, not failed, when it does not answer).
+pub async fn metrics(State(state): State<AppState>) -> String {
+    let refresh = async {
+        let counts = state.store.count_by_state().await?;
+        for (name, count) in counts.by_state() {
+            gauge!(metric::EVENTS, "state" => name).set(count as f64);
+        }
+        let age = state.store.oldest_unprocessed_age().await?;
+        gauge!(metric::OLDEST_PENDING_AGE).set(age.as_secs_f64());
+        Ok::<_, crate::store::StoreError>(())
+    };
+    if let Ok(Err(error)) | Err(error) = tokio::time::timeout(PING_TIMEOUT, refresh)
+        .await
+        .map_err(|_| crate::store::StoreError::TimedOut)
+    {
+        tracing::warn!(%error, "metrics: queue gauges not refreshed");
+    }
+    let handle = telemetry::metrics();
+    handle.run_upkeep();
+    handle.render()
+}

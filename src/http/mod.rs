@@ -1,0 +1,136 @@
+//! The HTTP surface: router, shared state and the layers every request goes
+//! through (request id, tracing span, panic catching). Handlers live in one
+//! file per route group.
+
+mod admin;
+pub mod error;
+mod health;
+mod server;
+mod webhooks;
+
+pub use server::serve;
+
+use std::sync::Arc;
+
+use axum::{
+    error_handling::HandleErrorLayer,
+    extract::Request,
+    http::{HeaderName, Uri},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+    BoxError, Router,
+};
+use metrics::counter;
+use tokio::sync::Semaphore;
+use tower::{limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer, ServiceBuilder};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use self::error::ApiError;
+use crate::{
+    config::Settings,
+    providers::{Provider, Providers},
+    store::{BatchLimits, IngestWriter, Store},
+    telemetry::metric,
+    worker::WorkerHandle,
+};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// Group-commit writers that webhook requests hand their events to.
+    pub ingest: IngestWriter,
+    pub providers: Providers,
+    pub worker: WorkerHandle,
+    pub settings: Arc<Settings>,
+    /// KiB of request bodies that may be in memory at once.
+    pub body_budget: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(store: Store, providers: Providers, worker: WorkerHandle, settings: Arc<Settings>) -> Self {
+        let budget_kib = (settings.max_inflight_body_bytes / 1024).min(Semaphore::MAX_PERMITS);
+        let limits = BatchLimits {
+            max_rows: settings.ingest_batch_max_rows,
+            max_bytes: settings.ingest_batch_max_bytes,
+        };
+        let wake = worker.clone();
+        Self {
+            ingest: IngestWriter::start(store.clone(), settings.ingest_writers, limits, move || wake.wake()),
+            store,
+            providers,
+            worker,
+            body_budget: Arc::new(Semaphore::new(budget_kib)),
+            settings,
+        }
+    }
+
+    pub(crate) fn provider(&self, name: &str) -> Result<&Arc<dyn Provider>, ApiError> {
+        self.providers.get(name).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "unknown provider `{name}`; webhooks are received at /webhooks/{{{}}}",
+                Providers::names().collect::<Vec<_>>().join("|")
+            ))
+        })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let admin = admin::router().route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+    let webhooks = Router::new()
+        .route(
+            "/webhooks/{provider}",
+            get(webhooks::verify_intent).post(webhooks::receive),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|uri: Uri, _: BoxError| async move {
+                    // Only registered names become labels: paths are user input.
+                    if let Some(name) = Providers::names().find(|name| uri.path().ends_with(&format!("/{name}"))) {
+                        counter!(metric::WEBHOOK_REQUESTS, "provider" => name, "outcome" => "overloaded").increment(1);
+                    }
+                    ApiError::Overloaded
+                }))
+                .layer(LoadShedLayer::new())
+                .layer(ConcurrencyLimitLayer::new(state.settings.max_concurrent_requests)),
+        );
+    Router::new()
+        .merge(webhooks)
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .route("/readyz", get(health::readyz))
+        .nest("/api", admin)
+        .fallback(|| async { ApiError::NotFound("no such resource".to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this resource".to_owned()) })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let request_id = request
+                                .headers()
+                                .get(REQUEST_ID)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            // The path only: query strings and bodies stay out of logs.
+                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id, event_id = tracing::field::Empty)
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(|_| -> Response {
+                    tracing::error!("handler panicked");
+                    ApiError::Internal.into_response()
+                })),
+        )
+        .with_state(state)
+}

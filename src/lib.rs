@@ -1,0 +1,138 @@
+//! signhook: a durable webhook receiver for e-signature providers.
+//!
+//! Flow: HTTP request → provider authenticates and extracts → store commits →
+//! acknowledgement → worker applies the event to its agreement.
+
+pub mod agreement;
+pub mod config;
+pub mod http;
+pub mod providers;
+pub mod simulate;
+pub mod store;
+pub mod telemetry;
+pub mod worker;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{Config, ConfigError},
+    http::AppState,
+    providers::Providers,
+    store::{Store, StoreError},
+    worker::{Worker, WorkerHandle},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr} (SIGNHOOK_LISTEN): {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A bound, migrated, ready-to-run service.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects (creating the database if needed), migrates, builds the
+    /// providers and binds the listener. Port 0 binds a free port; see
+    /// [`Application::local_addr`].
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let settings = Arc::new(config.settings.clone());
+        telemetry::metrics();
+        let providers = Providers::from_config(&config)?;
+        let addr = settings.listen_addr()?;
+        let store = Store::connect(&settings).await?;
+        store.migrate().await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            state: AppState::new(store, providers, WorkerHandle::default(), settings),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets
+    /// in-flight requests and the worker's current event finish, and returns
+    /// within the configured grace period.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let state = self.state;
+        let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+        warn_about_configuration(&state);
+        // Several loops claim disjoint batches (SKIP LOCKED), so applying
+        // overlaps with the next claim and commit.
+        let workers: Vec<_> = (0..state.settings.worker_concurrency)
+            .map(|_| {
+                let worker = Worker::new(
+                    state.store.clone(),
+                    state.providers.clone(),
+                    &state.settings,
+                    state.worker.clone(),
+                );
+                tokio::spawn(worker.run(shutdown.clone()))
+            })
+            .collect();
+        tracing::info!(addr = %self.listener.local_addr()?, "listening");
+
+        let header_timeout = Duration::from_millis(state.settings.header_read_timeout_ms);
+        let server = tokio::spawn(http::serve(
+            self.listener,
+            http::router(state),
+            shutdown.clone(),
+            header_timeout,
+        ));
+        shutdown.cancelled().await;
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down");
+        let drained = tokio::time::timeout(grace, async {
+            let served = server.await;
+            for worker in workers {
+                let _ = worker.await;
+            }
+            served
+        })
+        .await;
+        match drained {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),
+            Err(_) => {
+                tracing::warn!("grace period over; exiting with work in flight (unacknowledged requests will be retried by providers, claimed events reclaimed after their lease)");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn warn_about_configuration(state: &AppState) {
+    if state.settings.admin_token.is_none() {
+        tracing::warn!("SIGNHOOK_ADMIN_TOKEN is not set: the admin API (/api/*) is disabled and answers 404");
+    }
+    for provider in state.providers.iter().filter(|p| !p.is_configured()) {
+        tracing::warn!(
+            provider = provider.name(),
+            "provider has no credentials configured: every webhook from it is refused"
+        );
+    }
+}
+
+/// Effective configuration with secrets masked, as `check-config` prints it.
+pub fn describe(config: &Config) -> Result<serde_json::Value, ConfigError> {
+    let providers = Providers::from_config(config)?;
+    let mut value = config.settings.masked();
+    for provider in providers.iter() {
+        value["providers"][provider.name()] = provider.settings();
+    }
+    Ok(value)
+}

@@ -1,0 +1,430 @@
+//! Adobe Acrobat Sign (REST v6 webhooks).
+//!
+//! Adobe authenticates with the application's client ID in `X-AdobeSign-ClientId`,
+//! and expects it echoed back, in a header and in the JSON body, both on the GET
+//! "verification of intent" and on every notification; an echo for an unknown
+//! ID would let someone register our URL for their application.
+//!
+//! Polling reads `GET /api/rest/v6/agreements/{id}` at the account's
+//! `apiAccessPoint`, authenticated with an integration key or an OAuth refresh
+//! token (renewed at `POST /oauth/v2/refresh` on the same access point).
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
+    json_object, matches_any, parse_time, str_at, Ack, CredentialHeader, Notification, PollError, Provider,
+    ProviderError, Receipt, Sender, Subject,
+};
+use crate::{
+    agreement::AgreementStatus,
+    config::{mask, optional_string, string_list, Config, ConfigError},
+};
+
+pub const NAME: &str = "adobe-sign";
+const CLIENT_ID_HEADER: CredentialHeader = CredentialHeader {
+    name: "X-AdobeSign-ClientId",
+    missing_code: "missing_client_id",
+    malformed_code: "invalid_client_id",
+};
+/// Resource objects a notification may carry, in the order we look for them
+/// when `eventResourceType` does not name one. Library documents (templates)
+/// have no signing lifecycle and are stored without an agreement.
+const RESOURCE_KINDS: [&str; 3] = ["agreement", "widget", "megaSign"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Settings {
+    /// `SIGNHOOK_ADOBE_SIGN_CLIENT_IDS`: application (client) IDs allowed to
+    /// register and call this URL.
+    #[serde(deserialize_with = "string_list")]
+    adobe_sign_client_ids: Vec<String>,
+}
+
+/// Settings of the REST API client, for polling. Not `Debug`: it holds secrets.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ApiSettings {
+    /// `SIGNHOOK_ADOBE_SIGN_API_BASE`: the account's `apiAccessPoint`, e.g.
+    /// `https://api.na1.adobesign.com` (it differs per account and shard).
+    #[serde(deserialize_with = "optional_string")]
+    adobe_sign_api_base: Option<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_API_TOKEN`: an integration key, sent as a bearer token.
+    #[serde(deserialize_with = "optional_string")]
+    adobe_sign_api_token: Option<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_OAUTH_CLIENT_ID`, `..._CLIENT_SECRET` and
+    /// `..._REFRESH_TOKEN`: an OAuth application and a refresh token granted
+    /// to it (with at least `agreement_read`); instead of an integration key.
+    #[serde(deserialize_with = "optional_string")]
+    adobe_sign_oauth_client_id: Option<String>,
+    #[serde(deserialize_with = "optional_string")]
+    adobe_sign_oauth_client_secret: Option<String>,
+    #[serde(deserialize_with = "optional_string")]
+    adobe_sign_oauth_refresh_token: Option<String>,
+}
+
+impl ApiSettings {
+    /// The API client; `None` (polling off) when no credential is set.
+    fn api(&self, config: &Config) -> Result<Option<Api>, ConfigError> {
+        let client_settings = ClientSettings::from_config(config)?;
+        let base = self
+            .adobe_sign_api_base
+            .as_deref()
+            .map(|base| api::base_url("adobe_sign_api_base", base))
+            .transpose()?;
+        let auth = api::key_or_oauth(
+            ("adobe_sign_api_token", self.adobe_sign_api_token.as_deref()),
+            [
+                ("adobe_sign_oauth_client_id", self.adobe_sign_oauth_client_id.as_deref()),
+                (
+                    "adobe_sign_oauth_client_secret",
+                    self.adobe_sign_oauth_client_secret.as_deref(),
+                ),
+                (
+                    "adobe_sign_oauth_refresh_token",
+                    self.adobe_sign_oauth_refresh_token.as_deref(),
+                ),
+            ],
+        )?;
+        let Some(auth) = auth else { return Ok(None) };
+        let base = base.ok_or_else(|| {
+            api::invalid(
+                "adobe_sign_api_base",
+                "is required with API credentials: the account's apiAccessPoint, e.g. https://api.na1.adobesign.com",
+            )
+        })?;
+        let credential = match auth {
+            Auth::Key(key) => Credential::bearer(key, "adobe_sign_api_token")?,
+            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(OAuthSession::new(
+                api::endpoint(&base, &["oauth", "v2", "refresh"]),
+                client_id,
+                client_secret,
+                refresh_token,
+            )),
+        };
+        Ok(Some(Api::new(
+            ApiClient::new(&client_settings, NAME)?,
+            base,
+            credential,
+        )))
+    }
+}
+
+pub struct AdobeSign {
+    client_ids: Vec<String>,
+    api_settings: ApiSettings,
+    /// The REST API client; `None` when no API credential is configured.
+    api: Option<Api>,
+}
+
+pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
+    let settings: Settings = config.extract()?;
+    let api_settings: ApiSettings = config.extract()?;
+    Ok(Arc::new(AdobeSign {
+        client_ids: settings.adobe_sign_client_ids,
+        api: api_settings.api(config)?,
+        api_settings,
+    }))
+}
+
+impl AdobeSign {
+    fn allowed_client_id(&self, headers: &HeaderMap) -> Result<String, ProviderError> {
+        let client_id = CLIENT_ID_HEADER.read(headers)?;
+        if !matches_any(client_id.as_bytes(), &self.client_ids) {
+            return Err(ProviderError::Forbidden {
+                code: "unknown_client_id",
+                message: "this X-AdobeSign-ClientId is not in SIGNHOOK_ADOBE_SIGN_CLIENT_IDS".to_owned(),
+            });
+        }
+        Ok(client_id.to_owned())
+    }
+
+    fn echo(client_id: &str) -> Ack {
+        let value = HeaderValue::from_str(client_id).expect("client id was read from a valid header value");
+        Ack {
+            headers: vec![(HeaderName::from_static("x-adobesign-clientid"), value)],
+            body: json!({ "xAdobeSignClientId": client_id }),
+        }
+    }
+}
+
+impl Provider for AdobeSign {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn verify_intent(&self, headers: &HeaderMap) -> Result<Ack, ProviderError> {
+        self.allowed_client_id(headers).map(|id| Self::echo(&id))
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, _body: &[u8], _now: DateTime<Utc>) -> Result<Sender, ProviderError> {
+        let client_id = self.allowed_client_id(headers)?;
+        Ok(Sender {
+            tenant: Some(client_id),
+        })
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
+        let payload = Value::Object(json_object(body)?);
+        let event_id = str_at(&payload, "/webhookNotificationId")
+            .ok_or_else(|| ProviderError::InvalidPayload {
+                code: "missing_event_id",
+                message: "webhookNotificationId is missing or empty".to_owned(),
+            })?
+            .into_owned();
+        let event_type = str_at(&payload, "/event").map_or_else(|| "UNKNOWN".to_owned(), |e| e.into_owned());
+        Ok(Notification {
+            subject: subject(&payload, &event_type),
+            occurred_at: payload.get("eventDate").and_then(parse_time),
+            tenant: None,
+            event_id,
+            event_type,
+        })
+    }
+
+    fn acknowledge(&self, sender: &Sender, _receipt: Receipt) -> Ack {
+        Self::echo(sender.tenant.as_deref().unwrap_or_default())
+    }
+
+    fn is_configured(&self) -> bool {
+        !self.client_ids.is_empty()
+    }
+
+    fn settings(&self) -> Value {
+        let api = &self.api_settings;
+        json!({
+            "adobe_sign_client_ids": self.client_ids,
+            "adobe_sign_api_base": api.adobe_sign_api_base,
+            "adobe_sign_api_token": api.adobe_sign_api_token.as_deref().map(mask),
+            "adobe_sign_oauth_client_id": api.adobe_sign_oauth_client_id,
+            "adobe_sign_oauth_client_secret": api.adobe_sign_oauth_client_secret.as_deref().map(mask),
+            "adobe_sign_oauth_refresh_token": api.adobe_sign_oauth_refresh_token.as_deref().map(mask),
+            "polling": Api::describe(self.api.as_ref()),
+        })
+    }
+
+    fn can_poll(&self) -> bool {
+        self.api.is_some()
+    }
+
+    /// Agreements only: a web form's (`widget`) or bulk send's (`megaSign`)
+    /// id is not an agreement id and gets [`PollError::NotFound`].
+    fn poll<'a>(&'a self, agreement_id: &'a str) -> BoxFuture<'a, Result<Subject, PollError>> {
+        Box::pin(async move {
+            let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let agreement = api
+                .get_json(api.url(&["api", "rest", "v6", "agreements", agreement_id]))
+                .await?;
+            agreement_subject(agreement_id, &agreement)
+        })
+    }
+}
+
+/// The agreement as `GET /agreements/{id}` describes it; its `status` goes
+/// through the same table as a notification's resource status.
+fn agreement_subject(agreement_id: &str, agreement: &Value) -> Result<Subject, PollError> {
+    let status = str_at(agreement, "/status")
+        .ok_or_else(|| PollError::InvalidResponse("the agreement has no status".to_owned()))?
+        .into_owned();
+    Ok(Subject {
+        kind: "agreement".to_owned(),
+        id: agreement_id.to_owned(),
+        name: str_at(agreement, "/name").map(|s| s.into_owned()),
+        status: Some(resource_status_of(&status)),
+        provider_status: Some(status),
+    })
+}
+
+fn subject(payload: &Value, event_type: &str) -> Option<Subject> {
+    let named = payload.get("eventResourceType").and_then(Value::as_str);
+    let kind = named
+        .filter(|kind| RESOURCE_KINDS.contains(kind))
+        .or_else(|| match named {
+            Some(_) => None,
+            None => RESOURCE_KINDS.into_iter().find(|kind| payload.get(*kind).is_some()),
+        })?;
+    let resource = payload.get(kind)?;
+    let provider_status = str_at(resource, "/status").map(|s| s.into_owned());
+    Some(Subject {
+        kind: kind.to_owned(),
+        id: str_at(resource, "/id")?.into_owned(),
+        name: str_at(resource, "/name").map(|s| s.into_owned()),
+        status: Some(status_of(event_type, provider_status.as_deref())),
+        provider_status: provider_status.or_else(|| Some(event_type.to_owned())),
+    })
+}
+
+/// The status table documented in the README: the event decides when it is
+/// decisive, else the resource's own status, else the agreement is in flight.
+fn status_of(event_type: &str, resource_status: Option<&str>) -> AgreementStatus {
+    use AgreementStatus::*;
+    match event_type {
+        "AGREEMENT_WORKFLOW_COMPLETED" => return Completed,
+        "AGREEMENT_REJECTED" => return Declined,
+        "AGREEMENT_RECALLED" | "MEGASIGN_RECALLED" => return Cancelled,
+        "AGREEMENT_AUTO_CANCELLED_CONVERSION_PROBLEM" | "WIDGET_AUTO_CANCELLED_CONVERSION_PROBLEM" => return Cancelled,
+        "AGREEMENT_EXPIRED" => return Expired,
+        _ => {}
+    }
+    resource_status_of(resource_status.unwrap_or_default())
+}
+
+/// A resource's own `status` (agreement, widget or megaSign), from a
+/// notification or from the API.
+fn resource_status_of(status: &str) -> AgreementStatus {
+    use AgreementStatus::*;
+    match status {
+        "SIGNED" | "APPROVED" | "ACCEPTED" | "DELIVERED" | "FORM_FILLED" | "ARCHIVED" | "COMPLETED" => Completed,
+        "CANCELLED" | "RECALLED" => Cancelled,
+        "EXPIRED" => Expired,
+        "DRAFT" | "AUTHORING" | "PREFILL" | "DOCUMENTS_NOT_YET_PROCESSED" => Draft,
+        _ => InProgress,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::test_support::headers;
+
+    fn adobe(ids: &[&str]) -> AdobeSign {
+        AdobeSign {
+            client_ids: ids.iter().map(|s| s.to_string()).collect(),
+            api_settings: ApiSettings::default(),
+            api: None,
+        }
+    }
+
+    #[test]
+    fn status_table() {
+        use AgreementStatus::*;
+        let cases = [
+            ("AGREEMENT_WORKFLOW_COMPLETED", Some("OUT_FOR_SIGNATURE"), Completed),
+            ("AGREEMENT_REJECTED", None, Declined),
+            ("AGREEMENT_RECALLED", None, Cancelled),
+            ("AGREEMENT_EXPIRED", None, Expired),
+            ("AGREEMENT_ACTION_COMPLETED", Some("SIGNED"), Completed),
+            ("AGREEMENT_ACTION_COMPLETED", Some("APPROVED"), Completed),
+            ("AGREEMENT_ACTION_COMPLETED", Some("FORM_FILLED"), Completed),
+            ("AGREEMENT_ACTION_COMPLETED", Some("OUT_FOR_SIGNATURE"), InProgress),
+            ("AGREEMENT_CREATED", Some("WAITING_FOR_FAXIN"), InProgress),
+            ("AGREEMENT_CREATED", Some("AUTHORING"), Draft),
+            ("AGREEMENT_MODIFIED", Some("CANCELLED"), Cancelled),
+            ("AGREEMENT_EMAIL_VIEWED", None, InProgress),
+            ("SOMETHING_NEW", Some("SOMETHING_ELSE"), InProgress),
+        ];
+        for (event, status, expected) in cases {
+            assert_eq!(status_of(event, status), expected, "{event} {status:?}");
+        }
+    }
+
+    #[test]
+    fn agreements_from_the_api_use_the_status_table() {
+        use AgreementStatus::*;
+        let cases = [
+            ("OUT_FOR_SIGNATURE", InProgress),
+            ("WAITING_FOR_MY_SIGNATURE", InProgress),
+            ("SIGNED", Completed),
+            ("APPROVED", Completed),
+            ("CANCELLED", Cancelled),
+            ("EXPIRED", Expired),
+            ("AUTHORING", Draft),
+            ("DRAFT", Draft),
+            ("SOMETHING_NEW", InProgress),
+        ];
+        for (status, expected) in cases {
+            let agreement = json!({"id": "CBJ1", "name": "Mutual NDA", "status": status, "type": "AGREEMENT"});
+            let subject = agreement_subject("CBJ1", &agreement).expect("has a status");
+            assert_eq!(subject.status, Some(expected), "{status}");
+            assert_eq!(subject.provider_status.as_deref(), Some(status));
+            assert_eq!(
+                (subject.kind.as_str(), subject.id.as_str(), subject.name.as_deref()),
+                ("agreement", "CBJ1", Some("Mutual NDA"))
+            );
+        }
+        for bad in [
+            json!({"id": "CBJ1"}),
+            json!({"status": ""}),
+            json!([]),
+            json!({"status": {}}),
+        ] {
+            assert!(
+                matches!(agreement_subject("CBJ1", &bad), Err(PollError::InvalidResponse(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_id_header_is_checked() {
+        let adobe = adobe(&["good-id"]);
+        assert!(adobe
+            .verify_intent(&headers(&[("X-AdobeSign-ClientId", "good-id")]))
+            .is_ok());
+        assert!(adobe
+            .verify_intent(&headers(&[("x-adobesign-clientid", "good-id")]))
+            .is_ok());
+        let refused = [
+            headers(&[]),
+            headers(&[("x-adobesign-clientid", "")]),
+            headers(&[("x-adobesign-clientid", "other")]),
+            headers(&[("x-adobesign-clientid", "good-id"), ("x-adobesign-clientid", "other")]),
+        ];
+        for h in refused {
+            assert!(adobe.verify_intent(&h).is_err(), "{h:?}");
+        }
+        assert!(self::adobe(&[])
+            .verify_intent(&headers(&[("x-adobesign-clientid", "good-id")]))
+            .is_err());
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let body = include_bytes!("../../tests/fixtures/adobe-sign-agreement-action-completed.json");
+        let n = adobe(&[]).parse(body).expect("fixture parses");
+        assert_eq!(n.event_id, "b2b0e6a4-2c1e-4b8e-9d59-3f0c8b7f8d21");
+        assert_eq!(n.event_type, "AGREEMENT_ACTION_COMPLETED");
+        assert_eq!(
+            n.occurred_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-11-20T09:41:27+00:00")
+        );
+        let subject = n.subject.expect("agreement subject");
+        assert_eq!(subject.kind, "agreement");
+        assert_eq!(subject.id, "CBJCHBCAABAAexampleAgreementId");
+        assert_eq!(subject.name.as_deref(), Some("Mutual NDA"));
+        assert_eq!(subject.status, Some(AgreementStatus::InProgress));
+    }
+
+    #[test]
+    fn widget_and_megasign_resources_are_subjects() {
+        for (kind, event) in [("widget", "WIDGET_CREATED"), ("megaSign", "MEGASIGN_CREATED")] {
+            let body = json!({"webhookNotificationId": "n1", "event": event, "eventResourceType": kind,
+                              kind: {"id": "r1", "name": "x", "status": "OUT_FOR_SIGNATURE"}});
+            let n = adobe(&[]).parse(body.to_string().as_bytes()).expect("parses");
+            let subject = n.subject.expect("has subject");
+            assert_eq!((subject.kind.as_str(), subject.id.as_str()), (kind, "r1"));
+        }
+    }
+
+    #[test]
+    fn rejects_bodies_it_cannot_identify() {
+        for body in [
+            &b"not json"[..],
+            b"[1,2]",
+            b"{}",
+            br#"{"webhookNotificationId": ""}"#,
+            b"",
+        ] {
+            assert!(matches!(
+                adobe(&[]).parse(body),
+                Err(ProviderError::InvalidPayload { .. })
+            ));
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The events table: ingest with atomic dedupe, claiming with leases, and the
+//! retry / dead bookkeeping of the work queue.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{Store, StoreError};
+
+/// Processing state of a stored event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventState {
+    Pending,
+    Processing,
+    Processed,
+    Failed,
+    Dead,
+}
+
+impl EventState {
+    pub const ALL: [EventState; 5] = [
+        Self::Pending,
+        Self::Processing,
+        Self::Processed,
+        Self::Failed,
+        Self::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Processed => "processed",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+/// The stored row's id, and whether it was already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: i64,
+    pub duplicate: bool,
+}
+
+/// An event claimed by a worker, with what it needs to apply it.
+#[derive(Debug, FromRow)]
+pub struct ClaimedEvent {
+    pub id: i64,
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub body: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+    pub attempts: i32,
+}
+
+/// An event as the admin API shows it (never the body).
+#[derive(Debug, Serialize, FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub resource_type: Option<String>,
+    pub agreement_id: Option<String>,
+    pub tenant: Option<String>,
+    pub state: String,
+    pub attempts: i32,
+    pub received_at: DateTime<Utc>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct EventFilter {
+    pub provider: Option<String>,
+    pub agreement_id: Option<String>,
+    pub state: Option<EventState>,
+    /// Return events with an id below this one (newest first).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventPage {
+    pub events: Vec<EventRow>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct StateCounts {
+    pub pending: i64,
+    pub processing: i64,
+    pub processed: i64,
+    pub failed: i64,
+    pub dead: i64,
+}
+
+impl StateCounts {
+    pub fn by_state(&self) -> [(&'static str, i64); 5] {
+        [
+            ("pending", self.pending),
+            ("processing", self.processing),
+            ("processed", self.processed),
+            ("failed", self.failed),
+            ("dead", self.dead),
+        ]
+    }
+}
+
+impl Store {
+    /// How long the oldest event still waiting to be applied has waited.
+    pub async fn oldest_unprocessed_age(&self) -> Result<Duration, StoreError> {
+        let seconds: Option<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM now() - min(received_at))::float8 FROM events
+              WHERE state IN ('pending', 'processing', 'failed')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Duration::from_secs_f64(seconds.unwrap_or(0.0).max(0.0)))
+    }
+
+    /// Claims up to `limit` runnable events for `lease`: new and retryable
+    /// ones whose time has come, and processing ones whose worker's lease ran
+    /// out (it crashed). Other workers skip rows this one has locked.
+    pub async fn claim_batch(&self, limit: u32, lease: Duration) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let mut events: Vec<ClaimedEvent> = sqlx::query_as(
+            "UPDATE events e
+                SET state = 'processing', attempts = e.attempts + 1,
+                    locked_until = now() + $2 * interval '1 millisecond'
+               FROM (SELECT id FROM events
+                      WHERE (state IN ('pending', 'failed') AND next_attempt_at <= now())
+                         OR (state = 'processing' AND locked_until < now())
+                      ORDER BY id
+                      LIMIT $1
+                      FOR UPDATE SKIP LOCKED) claimable
+              WHERE e.id = claimable.id
+          RETURNING e.id, e.provider, e.event_id, e.event_type, e.body, e.received_at, e.attempts",
+        )
+        .bind(i64::from(limit))
+        .bind(lease.as_millis() as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        events.sort_by_key(|e| e.id);
+        Ok(events)
+    }
+
+    /// Records a failed attempt: retried after `retry_in`, or `dead` once
+    /// `attempts` reached `max_attempts`. The error is kept either way.
+    pub async fn fail(&self, id: i64, error: &str, dead: bool, retry_in: Duration) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE events
+                SET state = CASE WHEN $3 THEN 'dead' ELSE 'failed' END,
+                    last_error = $2, locked_until = NULL,
+                    next_attempt_at = now() + $4 * interval '1 millisecond'
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(dead)
+        .bind(retry_in.as_millis() as f64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives claimed-but-unstarted events back on shutdown, without counting
+    /// the attempt, so another replica picks them up at once.
+    pub async fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE events SET state = 'pending', attempts = greatest(attempts - 1, 0), locked_until = NULL,
+                               next_attempt_at = now()
+              WHERE id = ANY($1) AND state = 'processing'",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Queues an event to be applied again. Applying is idempotent, so this
+    /// is safe for any event, processed or dead. Returns false if unknown.
+    pub async fn replay(&self, id: i64) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = now(), locked_until = NULL
+              WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Newest first, keyset-paginated on id so pages stay stable while
+    /// events keep arriving.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
+        let mut events: Vec<EventRow> = sqlx::query_as(
+            "SELECT id, provider, event_id, event_type, resource_type, resource_id AS agreement_id, tenant,
+                    state, attempts, received_at, occurred_at, next_attempt_at, last_error
+               FROM events
+              WHERE ($1::text IS NULL OR provider = $1)
+                AND ($2::text IS NULL OR resource_id = $2)
+                AND ($3::text IS NULL OR state = $3)
+                AND ($4::bigint IS NULL OR id < $4)
+              ORDER BY id DESC
+              LIMIT $5",
+        )
+        .bind(filter.provider.as_deref())
+        .bind(filter.agreement_id.as_deref())
+        .bind(filter.state.map(EventState::as_str))
+        .bind(filter.before)
+        .bind(filter.limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let next_cursor = if events.len() as i64 > filter.limit {
+            events.truncate(filter.limit as usize);
+            events.last().map(|e| e.id.to_string())
+        } else {
+            None
+        };
+        Ok(EventPage { events, next_cursor })
+    }
+
+    pub async fn count_by_state(&self) -> Result<StateCounts, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM events GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = StateCounts::default();
+        for (state, n) in rows {
+            match EventState::parse(&state) {
+                Some(EventState::Pending) => counts.pending = n,
+                Some(EventState::Processing) => counts.processing = n,
+                Some(EventState::Processed) => counts.processed = n,
+                Some(EventState::Failed) => counts.failed = n,
+                Some(EventState::Dead) => counts.dead = n,
+                None => {}
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,190 @@
+//! Group-commit ingest. Requests that are ready at the same moment are written
+//! in one `INSERT … SELECT FROM unnest(…)` statement — one commit, one fsync —
+//! and each request is answered only after the commit that holds its row.
+//!
+//! A writer never waits to fill a batch: it takes whatever is queued when it
+//! becomes free, so an idle server commits each request on its own at once.
+//! Several writers run side by side so one commit's latency does not stall
+//! the next batch.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{Receipt, Store, StoreError};
+
+/// A notification to store, owned so it can cross to a writer task.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub provider: &'static str,
+    pub event_id: String,
+    pub event_type: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub tenant: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+struct Job {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Receipt, StoreError>>,
+}
+
+/// Limits of one batch; the first event of a batch is always taken, so one
+/// body larger than `max_bytes` still gets its own batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+/// Handle to the writers; cheap to clone.
+#[derive(Clone)]
+pub struct IngestWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl IngestWriter {
+    /// Starts `writers` writer tasks. `on_commit` runs after every committed
+    /// batch that stored something new (it wakes the worker).
+    pub fn start(
+        store: Store,
+        writers: usize,
+        limits: BatchLimits,
+        on_commit: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        // Callers are bounded by the HTTP concurrency limit; this capacity only
+        // decouples them from the writers.
+        let (jobs, queue) = mpsc::channel(limits.max_rows * writers.max(1) * 2);
+        let queue = Arc::new(Mutex::new(queue));
+        let on_commit: Arc<dyn Fn() + Send + Sync> = Arc::new(on_commit);
+        for _ in 0..writers.max(1) {
+            tokio::spawn(write_batches(store.clone(), queue.clone(), limits, on_commit.clone()));
+        }
+        Self { jobs }
+    }
+
+    /// Stores `event` (or finds it already stored) and returns after the
+    /// commit. If the caller gives up first, the write still completes.
+    pub async fn ingest(&self, event: NewEvent) -> Result<Receipt, StoreError> {
+        let (reply, receipt) = oneshot::channel();
+        self.jobs
+            .send(Job { event, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        receipt.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn write_batches(
+    store: Store,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    limits: BatchLimits,
+    on_commit: Arc<dyn Fn() + Send + Sync>,
+) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut bytes = first.event.body.len();
+            let mut batch = vec![first];
+            while batch.len() < limits.max_rows && bytes < limits.max_bytes {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        bytes += job.event.body.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|job| (job.event, job.reply)).unzip();
+        match store.insert_batch(&events).await {
+            Ok(receipts) => {
+                if receipts.iter().any(|r| !r.duplicate) {
+                    on_commit();
+                }
+                for (reply, receipt) in replies.into_iter().zip(receipts) {
+                    let _ = reply.send(Ok(receipt));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, rows = events.len(), "batch insert failed; its requests get 503");
+                let message = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::BatchFailed(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Inserts `events` in one statement; returns one receipt per event, in
+    /// order. An event already stored — earlier, by another replica, or by an
+    /// earlier copy in this same batch — is a duplicate.
+    pub async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Receipt>, StoreError> {
+        let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(f).collect::<Vec<_>>();
+        let inserted: Vec<(i64, String, String)> = sqlx::query_as(
+            "INSERT INTO events (provider, event_id, event_type, resource_type, resource_id, tenant,
+                                 occurred_at, content_type, body)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                  $7::timestamptz[], $8::text[], $9::bytea[])
+             ON CONFLICT ON CONSTRAINT events_provider_event_id_key DO NOTHING
+             RETURNING id, provider, event_id",
+        )
+        .bind(column(|e| Some(e.provider)))
+        .bind(column(|e| Some(&e.event_id)))
+        .bind(column(|e| Some(&e.event_type)))
+        .bind(column(|e| e.resource_type.as_deref()))
+        .bind(column(|e| e.resource_id.as_deref()))
+        .bind(column(|e| e.tenant.as_deref()))
+        .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind(column(|e| e.content_type.as_deref()))
+        .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+
+        let fresh: HashSet<(String, String)> = inserted.iter().map(|(_, p, e)| (p.clone(), e.clone())).collect();
+        let mut ids: HashMap<(String, String), i64> = inserted.into_iter().map(|(id, p, e)| ((p, e), id)).collect();
+        if ids.len() < events.len() {
+            // Rows that were there before; ON CONFLICT waited for any concurrent
+            // writer to commit, so this fresh statement sees them.
+            let missing: Vec<&NewEvent> = events
+                .iter()
+                .filter(|e| !fresh.contains(&(e.provider.to_owned(), e.event_id.clone())))
+                .collect();
+            let found: Vec<(i64, String, String)> = sqlx::query_as(
+                "SELECT id, provider, event_id FROM events
+                  WHERE (provider, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            )
+            .bind(missing.iter().map(|e| e.provider).collect::<Vec<_>>())
+            .bind(missing.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await?;
+            ids.extend(found.into_iter().map(|(id, p, e)| ((p, e), id)));
+        }
+        // The first copy of a new event in the batch is the new one; any later
+        // copy is a duplicate.
+        let mut first_seen = HashSet::new();
+        events
+            .iter()
+            .map(|e| {
+                let key = (e.provider.to_owned(), e.event_id.clone());
+                let id = *ids.get(&key).ok_or(StoreError::Vanished)?;
+                let duplicate = !(fresh.contains(&key) && first_seen.insert(key));
+                Ok(Receipt { id, duplicate })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,92 @@
+//! Logging and metrics. Logs: JSON lines (containers) or human-readable
+//! (terminals), filtered by `RUST_LOG`, carrying event ids and provider names,
+//! never payload bodies. Metrics: a Prometheus recorder; every metric name is
+//! declared here, once.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+use crate::config::LogFormat;
+
+const DEFAULT_FILTER: &str = "info,sqlx=warn";
+
+/// Installs the global subscriber; a second call (tests) is a no-op.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry.with(fmt::layer()).try_init(),
+    };
+}
+
+/// Metric names (the README's Operations section lists them).
+pub mod metric {
+    /// Counter, labels `provider`, `outcome` (accepted, duplicate,
+    /// rejected_auth, invalid, too_large, overloaded, unavailable).
+    pub const WEBHOOK_REQUESTS: &str = "signhook_webhook_requests_total";
+    /// Histogram (seconds), label `provider`: request start to acknowledgement.
+    pub const ACK_DURATION: &str = "signhook_ack_duration_seconds";
+    /// Gauge (unix seconds), label `provider`: last accepted webhook.
+    pub const LAST_WEBHOOK: &str = "signhook_last_webhook_timestamp_seconds";
+    /// Gauge, label `state`: stored events per processing state.
+    pub const EVENTS: &str = "signhook_events";
+    /// Gauge (seconds): age of the oldest event not yet processed (0 if none).
+    pub const OLDEST_PENDING_AGE: &str = "signhook_oldest_pending_event_age_seconds";
+    /// Counter: events applied to their agreement.
+    pub const EVENTS_APPLIED: &str = "signhook_events_applied_total";
+    /// Counter, label `result` (retry, dead): failed apply attempts.
+    pub const APPLY_FAILURES: &str = "signhook_apply_failures_total";
+    /// Histogram (seconds): one worker batch, claim to commit.
+    pub const APPLY_DURATION: &str = "signhook_apply_batch_duration_seconds";
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &buckets)
+            .expect("bucket list is not empty");
+        let handle = builder.install_recorder().unwrap_or_else(|_| {
+            // Another recorder is installed (only in tests embedding the
+            // library); keep a detached one so rendering still works.
+            PrometheusBuilder::new().build_recorder().handle()
+        });
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(metric::WEBHOOK_REQUESTS, "Webhook requests by provider and outcome");
+    describe_histogram!(metric::ACK_DURATION, Unit::Seconds, "Time to acknowledge a webhook");
+    describe_gauge!(
+        metric::LAST_WEBHOOK,
+        Unit::Seconds,
+        "Unix time of the last accepted webhook"
+    );
+    describe_gauge!(metric::EVENTS, "Stored events by processing state");
+    describe_gauge!(
+        metric::OLDEST_PENDING_AGE,
+        Unit::Seconds,
+        "Age of the oldest unprocessed event"
+    );
+    describe_counter!(metric::EVENTS_APPLIED, "Events applied to their agreement");
+    describe_counter!(metric::APPLY_FAILURES, "Failed apply attempts by result (retry, dead)");
+    describe_histogram!(metric::APPLY_DURATION, Unit::Seconds, "Duration of one worker batch");
+}

@@ -1,0 +1,235 @@
+//! The apply loop: claims stored events, applies each to its agreement, and
+//! records failures with exponential backoff until an event is declared dead.
+//!
+//! It is woken right after each ingest commit (same process) and polls as a
+//! fallback, which also picks up events stored by other replicas, retries
+//! whose time has come and events whose previous worker died mid-lease.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use metrics::{counter, histogram};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    config::Settings,
+    providers::{Notification, Providers},
+    store::{ClaimedEvent, Store, StoreError},
+    telemetry::metric,
+};
+
+/// Longest pause between claim attempts while the database fails.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Shared between the worker and whoever wants to wake it or know it runs.
+#[derive(Clone, Default)]
+pub struct WorkerHandle {
+    wake: Arc<Notify>,
+    running: Arc<AtomicBool>,
+}
+
+impl WorkerHandle {
+    /// Called after a commit: there is work now.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error("no provider named {0} is registered")]
+    UnknownProvider(String),
+    #[error("stored body no longer parses: {0}")]
+    Parse(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Worker {
+    store: Store,
+    providers: Providers,
+    handle: WorkerHandle,
+    batch_size: u32,
+    lease: Duration,
+    poll_interval: Duration,
+    max_attempts: u32,
+    retry_base: Duration,
+    retry_max: Duration,
+}
+
+impl Worker {
+    pub fn new(store: Store, providers: Providers, settings: &Settings, handle: WorkerHandle) -> Self {
+        Self {
+            store,
+            providers,
+            handle,
+            batch_size: settings.worker_batch_size,
+            lease: Duration::from_secs(settings.worker_lease_secs),
+            poll_interval: Duration::from_millis(settings.worker_poll_interval_ms),
+            max_attempts: settings.worker_max_attempts,
+            retry_base: Duration::from_millis(settings.worker_retry_base_ms),
+            retry_max: Duration::from_millis(settings.worker_retry_max_ms),
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled. The batch being applied then is
+    /// finished (one transaction; on the one-by-one fallback path, the current
+    /// event is finished and the rest released to other workers).
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.handle.running.store(true, Ordering::Relaxed);
+        let _running = RunningGuard(self.handle.running.clone());
+        let mut error_backoff = self.poll_interval;
+        while !shutdown.is_cancelled() {
+            // Bounded: a stalled or unreachable database must not hang the loop.
+            let claimed = tokio::time::timeout(self.lease, self.store.claim_batch(self.batch_size, self.lease))
+                .await
+                .unwrap_or(Err(StoreError::TimedOut));
+            match claimed {
+                Ok(batch) if batch.is_empty() => {
+                    error_backoff = self.poll_interval;
+                    self.sleep(&shutdown, self.poll_interval).await;
+                }
+                Ok(batch) => {
+                    error_backoff = self.poll_interval;
+                    self.apply_batch(batch, &shutdown).await;
+                }
+                Err(error) => {
+                    // Database trouble: back off (doubling, capped) instead of
+                    // spinning and flooding the log. A committed ingest wakes
+                    // the worker early: it proves the database is back.
+                    tracing::warn!(%error, retry_in_ms = error_backoff.as_millis() as u64, "worker cannot claim events");
+                    self.sleep(&shutdown, error_backoff).await;
+                    error_backoff = (error_backoff * 2).min(MAX_ERROR_BACKOFF);
+                }
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    async fn sleep(&self, shutdown: &CancellationToken, duration: Duration) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = self.handle.wake.notified() => {}
+            _ = tokio::time::sleep(duration) => {}
+        }
+    }
+
+    /// Applies a claimed batch in one transaction. If that fails, each event
+    /// is applied on its own, so one bad event fails alone and the others go
+    /// through.
+    async fn apply_batch(&self, batch: Vec<ClaimedEvent>, shutdown: &CancellationToken) {
+        let started = std::time::Instant::now();
+        let mut parsed = Vec::with_capacity(batch.len());
+        for event in &batch {
+            match self.parse(event) {
+                Ok(notification) => parsed.push((event, notification)),
+                Err(error) => self.record_failure(event, &error).await,
+            }
+        }
+        let items: Vec<_> = parsed.iter().map(|(e, n)| (*e, n)).collect();
+        // Bounded: a timed-out batch may still commit; applying again is harmless.
+        let applied = tokio::time::timeout(self.lease, self.store.apply_all(&items))
+            .await
+            .unwrap_or(Err(StoreError::TimedOut));
+        match applied {
+            Ok(()) => {
+                counter!(metric::EVENTS_APPLIED).increment(items.len() as u64);
+                histogram!(metric::APPLY_DURATION).record(started.elapsed().as_secs_f64());
+                tracing::debug!(
+                    count = items.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "batch applied"
+                );
+                return;
+            }
+            Err(error) if items.len() > 1 => {
+                tracing::warn!(%error, count = items.len(), "batch failed; applying its events one by one");
+            }
+            Err(_) => {}
+        }
+        let mut remaining = items.iter();
+        for (event, notification) in remaining.by_ref() {
+            let span = tracing::info_span!("apply", id = event.id, provider = %event.provider, event_id = %event.event_id, event_type = %event.event_type);
+            let applied = tokio::time::timeout(self.lease, self.store.apply_all(&[(event, notification)]))
+                .instrument(span.clone())
+                .await
+                .unwrap_or(Err(StoreError::TimedOut));
+            match applied {
+                Ok(()) => counter!(metric::EVENTS_APPLIED).increment(1),
+                Err(error) => {
+                    self.record_failure(event, &ApplyError::Store(error))
+                        .instrument(span)
+                        .await
+                }
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        let unstarted: Vec<i64> = remaining.map(|(e, _)| e.id).collect();
+        if !unstarted.is_empty() {
+            if let Err(error) = self.store.release(&unstarted).await {
+                tracing::warn!(%error, count = unstarted.len(), "could not release claimed events; their lease will expire");
+            }
+        }
+    }
+
+    fn parse(&self, event: &ClaimedEvent) -> Result<Notification, ApplyError> {
+        let provider = self
+            .providers
+            .get(&event.provider)
+            .ok_or_else(|| ApplyError::UnknownProvider(event.provider.clone()))?;
+        provider
+            .parse(&event.body)
+            .map_err(|e| ApplyError::Parse(e.to_string()))
+    }
+
+    /// Schedules a retry with backoff, or declares the event dead after its
+    /// last attempt; the error is kept either way.
+    async fn record_failure(&self, event: &ClaimedEvent, error: &ApplyError) {
+        let attempts = u32::try_from(event.attempts).unwrap_or(0);
+        let dead = attempts >= self.max_attempts;
+        let retry_in = self.backoff(attempts);
+        let message = error.to_string();
+        counter!(metric::APPLY_FAILURES, "result" => if dead { "dead" } else { "retry" }).increment(1);
+        match dead {
+            true => {
+                tracing::error!(id = event.id, event_id = %event.event_id, error = %message, attempts, "event is dead after its last attempt")
+            }
+            false => {
+                tracing::warn!(id = event.id, event_id = %event.event_id, error = %message, attempts, retry_in_ms = retry_in.as_millis() as u64, "event failed; will retry")
+            }
+        }
+        if let Err(error) = self.store.fail(event.id, &message, dead, retry_in).await {
+            tracing::warn!(%error, "could not record the failure; the lease will expire and the event be retried");
+        }
+    }
+
+    /// `base * 2^(attempts-1)`, capped at the configured maximum.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+}
+
+/// Clears the running flag however the loop ends (return or panic), so
+/// `/readyz` reports a dead worker.
+struct RunningGuard(Arc<AtomicBool>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,169 @@
+//! The admin API: authentication, pagination, stats and replay.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn admin_api_requires_the_bearer_token() {
+    let app = spawn_app().await;
+    let no_token = app.client.get(app.url("/api/stats")).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    assert_eq!(
+        no_token.json::<Value>().await.unwrap()["error"]["code"],
+        "missing_token"
+    );
+    let wrong = app
+        .client
+        .get(app.url("/api/stats"))
+        .bearer_auth("test-admin-token-012345678X")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(wrong.json::<Value>().await.unwrap()["error"]["code"], "invalid_token");
+    assert_eq!(app.admin_get("/api/stats").await.status(), 200);
+}
+
+#[tokio::test]
+async fn admin_api_does_not_exist_without_a_token() {
+    let app = spawn_app_with(&[("SIGNHOOK_ADMIN_TOKEN", "")]).await;
+    for path in ["/api/stats", "/api/events", "/api/agreements/adobe-sign/x"] {
+        let response = app.admin_get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    }
+    assert!(app.logs().contains("SIGNHOOK_ADMIN_TOKEN is not set"));
+}
+
+#[tokio::test]
+async fn events_are_paginated_stably_and_filtered() {
+    let app = spawn_app().await;
+    for i in 0..25 {
+        let agreement = if i % 5 == 0 { "filtered" } else { "other" };
+        let body = adobe_event(
+            &format!("page-{i:02}"),
+            agreement,
+            "AGREEMENT_CREATED",
+            None,
+            "2026-11-20T09:00:00Z",
+        );
+        assert_eq!(app.post_adobe(&body).await.status(), 200);
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/events?limit=10&cursor={c}"),
+            None => "/api/events?limit=10".to_owned(),
+        };
+        let page: Value = app.admin_get(&path).await.json().await.unwrap();
+        pages += 1;
+        for event in page["events"].as_array().unwrap() {
+            seen.push(event["id"].as_i64().unwrap());
+            assert_eq!(event["provider"], "adobe-sign");
+            assert!(event["received_at"].is_string() && event["attempts"].is_number());
+        }
+        // An event arriving mid-walk must not shift later pages.
+        if pages == 1 {
+            let late = adobe_event("late", "other", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+            assert_eq!(app.post_adobe(&late).await.status(), 200);
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25, "no event twice");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first");
+
+    let filtered: Value = app
+        .admin_get("/api/events?agreement_id=filtered&provider=adobe-sign")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(filtered["events"].as_array().unwrap().len(), 5);
+    assert!(filtered["next_cursor"].is_null());
+
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=ten",
+        "state=sleeping",
+        "provider=docusign",
+        "cursor=abc",
+    ] {
+        let response = app.admin_get(&format!("/api/events?{bad}")).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["error"]["code"],
+            "invalid_query"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stats_count_events_by_state() {
+    let app = spawn_app().await;
+    for i in 0..3 {
+        let body = adobe_event(
+            &format!("s-{i}"),
+            "a",
+            "AGREEMENT_CREATED",
+            None,
+            "2026-11-20T09:00:00Z",
+        );
+        assert_eq!(app.post_adobe(&body).await.status(), 200);
+    }
+    app.wait_idle().await;
+    let stats: Value = app.admin_get("/api/stats").await.json().await.unwrap();
+    assert_eq!(
+        stats,
+        serde_json::json!({ "events": { "pending": 0, "processing": 0, "processed": 3, "failed": 0, "dead": 0 } })
+    );
+}
+
+#[tokio::test]
+async fn replaying_an_applied_event_changes_nothing() {
+    let app = spawn_app().await;
+    let body = adobe_event(
+        "r-1",
+        "replayed",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        "2026-11-20T09:00:00Z",
+    );
+    assert_eq!(app.post_adobe(&body).await.status(), 200);
+    app.wait_idle().await;
+    let before = app.agreement("adobe-sign", "replayed").await;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM events WHERE event_id = 'r-1'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+
+    let response = app.admin_post(&format!("/api/events/{id}/replay")).await;
+    assert_eq!(response.status(), 202);
+    app.wait_idle().await;
+
+    assert_eq!(event_state(&app, "adobe-sign", "r-1").await.0, "processed");
+    let after = app.agreement("adobe-sign", "replayed").await;
+    assert_eq!(after["history"], before["history"]);
+    assert_eq!(after["status"], before["status"]);
+    assert_eq!(after["updated_at"], before["updated_at"], "nothing was rewritten");
+
+    assert_eq!(app.admin_post("/api/events/999999/replay").await.status(), 404);
+    assert_eq!(app.admin_post("/api/events/abc/replay").await.status(), 400);
+    assert_eq!(
+        app.admin_get("/api/agreements/adobe-sign/never-seen").await.status(),
+        404
+    );
+    assert_eq!(app.admin_get("/api/agreements/docusign/x").await.status(), 404);
+}

@@ -1,0 +1,361 @@
+//! Adobe Acrobat Sign: verification of intent, notifications end to end, and
+//! the admin API over them — all against the real binary.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+const AGREEMENT: &str = "CBJCHBCAABAAagreement1";
+
+#[tokio::test]
+async fn verification_echoes_an_allowed_client_id_whatever_the_header_case() {
+    let app = spawn_app().await;
+    for name in ["X-AdobeSign-ClientId", "x-adobesign-clientid", "X-ADOBESIGN-CLIENTID"] {
+        let response = app
+            .client
+            .get(app.url("/webhooks/adobe-sign"))
+            .header(name, ADOBE_CLIENT_ID)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+        assert_eq!(response.headers()["x-adobesign-clientid"], ADOBE_CLIENT_ID);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, json!({ "xAdobeSignClientId": ADOBE_CLIENT_ID }));
+    }
+}
+
+#[tokio::test]
+async fn verification_refuses_unknown_or_missing_client_ids_without_echo() {
+    let app = spawn_app().await;
+    for (header, expected) in [(None, 401), (Some("someone-else"), 403), (Some(""), 401)] {
+        let mut request = app.client.get(app.url("/webhooks/adobe-sign"));
+        if let Some(value) = header {
+            request = request.header("X-AdobeSign-ClientId", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), expected, "{header:?}");
+        assert!(response.headers().get("x-adobesign-clientid").is_none());
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{body}");
+        assert!(body.get("xAdobeSignClientId").is_none());
+    }
+}
+
+#[tokio::test]
+async fn notification_is_stored_byte_for_byte_acknowledged_and_applied() {
+    let app = spawn_app().await;
+    let body = std::fs::read("tests/fixtures/adobe-sign-agreement-action-completed.json").unwrap();
+
+    let response = app.post_adobe_raw(body.clone()).await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-adobesign-clientid"], ADOBE_CLIENT_ID);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({ "xAdobeSignClientId": ADOBE_CLIENT_ID })
+    );
+    let (stored, tenant, event_type, occurred): (
+        Vec<u8>,
+        Option<String>,
+        String,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = sqlx::query_as("SELECT body, tenant, event_type, occurred_at FROM events WHERE provider = 'adobe-sign'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, body, "raw body kept byte for byte");
+    assert_eq!(tenant.as_deref(), Some(ADOBE_CLIENT_ID));
+    assert_eq!(event_type, "AGREEMENT_ACTION_COMPLETED");
+    assert_eq!(occurred.unwrap().to_rfc3339(), "2026-11-20T09:41:27+00:00");
+
+    app.wait_idle().await;
+    let agreement = app.agreement("adobe-sign", "CBJCHBCAABAAexampleAgreementId").await;
+    assert_eq!(agreement["status"], "in_progress");
+    assert_eq!(agreement["provider_status"], "OUT_FOR_SIGNATURE");
+    assert_eq!(agreement["name"], "Mutual NDA");
+    assert_eq!(agreement["last_event_at"], "2026-11-20T09:41:27Z");
+    assert_eq!(agreement["history"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        agreement["history"][0]["event_id"],
+        "b2b0e6a4-2c1e-4b8e-9d59-3f0c8b7f8d21"
+    );
+    assert!(
+        !app.logs().contains("signer@example.com"),
+        "logs never carry e-mail addresses"
+    );
+}
+
+#[tokio::test]
+async fn notifications_without_an_allowed_client_id_are_refused_and_not_stored() {
+    let app = spawn_app().await;
+    let body = adobe_event(
+        "n-1",
+        AGREEMENT,
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    )
+    .to_string();
+    let cases: [(&[(&str, &str)], u16); 3] = [
+        (&[], 401),
+        (&[("X-AdobeSign-ClientId", "not-ours")], 403),
+        (
+            &[
+                ("X-AdobeSign-ClientId", ADOBE_CLIENT_ID),
+                ("X-AdobeSign-ClientId", "not-ours"),
+            ],
+            401,
+        ),
+    ];
+    for (headers, expected) in cases {
+        let response = app.post("/webhooks/adobe-sign", headers, body.clone()).await;
+        assert_eq!(response.status(), expected, "{headers:?}");
+        assert!(response.headers().get("x-adobesign-clientid").is_none());
+    }
+    assert_eq!(app.event_count("adobe-sign").await, 0);
+}
+
+#[tokio::test]
+async fn duplicate_storm_is_stored_and_applied_once() {
+    let app = spawn_app().await;
+    let body = adobe_event(
+        "storm-1",
+        AGREEMENT,
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    );
+
+    let responses = futures::future::join_all((0..16).map(|_| app.post_adobe(&body))).await;
+
+    for response in responses {
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(app.event_count("adobe-sign").await, 1);
+    app.wait_idle().await;
+    assert_eq!(app.history_count("adobe-sign", AGREEMENT).await, 1);
+    // A later redelivery is still acknowledged and still stores nothing.
+    assert_eq!(app.post_adobe(&body).await.status(), 200);
+    assert_eq!(app.event_count("adobe-sign").await, 1);
+}
+
+#[tokio::test]
+async fn out_of_order_completion_never_regresses() {
+    let app = spawn_app().await;
+    let events = [
+        (
+            "n-3",
+            "AGREEMENT_WORKFLOW_COMPLETED",
+            Some("SIGNED"),
+            "2026-11-20T09:03:00Z",
+        ),
+        (
+            "n-2",
+            "AGREEMENT_ACTION_COMPLETED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:02:00Z",
+        ),
+        (
+            "n-1",
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:01:00Z",
+        ),
+        ("n-4", "AGREEMENT_EMAIL_VIEWED", None, "2026-11-20T09:04:00Z"),
+    ];
+    for (id, event, status, date) in events {
+        assert_eq!(
+            app.post_adobe(&adobe_event(id, AGREEMENT, event, status, date))
+                .await
+                .status(),
+            200
+        );
+        app.wait_idle().await;
+    }
+
+    let agreement = app.agreement("adobe-sign", AGREEMENT).await;
+    assert_eq!(agreement["status"], "completed");
+    assert_eq!(agreement["provider_status"], "SIGNED");
+    let history: Vec<&str> = agreement["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        ["n-1", "n-2", "n-3", "n-4"],
+        "every event recorded, ordered by event time"
+    );
+}
+
+#[tokio::test]
+async fn each_terminal_outcome_is_reached() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "a-completed",
+            "AGREEMENT_WORKFLOW_COMPLETED",
+            Some("SIGNED"),
+            "completed",
+        ),
+        ("a-declined", "AGREEMENT_REJECTED", None, "declined"),
+        ("a-cancelled", "AGREEMENT_RECALLED", None, "cancelled"),
+        ("a-expired", "AGREEMENT_EXPIRED", Some("EXPIRED"), "expired"),
+        (
+            "a-approved",
+            "AGREEMENT_ACTION_COMPLETED",
+            Some("APPROVED"),
+            "completed",
+        ),
+        ("a-draft", "AGREEMENT_CREATED", Some("AUTHORING"), "draft"),
+    ];
+    for (agreement, event, status, _) in cases {
+        let created = adobe_event(
+            &format!("{agreement}-1"),
+            agreement,
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:00:00Z",
+        );
+        let outcome = adobe_event(
+            &format!("{agreement}-2"),
+            agreement,
+            event,
+            status,
+            "2026-11-20T10:00:00Z",
+        );
+        assert_eq!(app.post_adobe(&created).await.status(), 200);
+        assert_eq!(app.post_adobe(&outcome).await.status(), 200);
+    }
+    app.wait_idle().await;
+    for (agreement, event, _, expected) in cases {
+        assert_eq!(
+            app.agreement("adobe-sign", agreement).await["status"],
+            expected,
+            "{event}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_event_types_are_accepted_and_processed() {
+    let app = spawn_app().await;
+    let body = adobe_event("n-new", AGREEMENT, "AGREEMENT_TELEPORTED", None, "2026-11-20T09:00:00Z");
+
+    assert_eq!(app.post_adobe(&body).await.status(), 200);
+    app.wait_idle().await;
+
+    assert_eq!(event_state(&app, "adobe-sign", "n-new").await.0, "processed");
+    let agreement = app.agreement("adobe-sign", AGREEMENT).await;
+    assert_eq!(agreement["history"][0]["event_type"], "AGREEMENT_TELEPORTED");
+}
+
+#[tokio::test]
+async fn widget_and_megasign_notifications_are_accepted() {
+    let app = spawn_app().await;
+    let widget = json!({
+        "webhookNotificationId": "w-1", "event": "WIDGET_CREATED", "eventDate": "2026-11-20T09:00:00Z",
+        "eventResourceType": "widget", "widget": { "id": "CBJwidget1", "name": "Sign-up form", "status": "ACTIVE" }
+    });
+    let mega = json!({
+        "webhookNotificationId": "m-1", "event": "MEGASIGN_RECALLED", "eventDate": "2026-11-20T09:00:00Z",
+        "eventResourceType": "megaSign", "megaSign": { "id": "CBJmega1", "name": "Bulk NDA", "status": "IN_PROCESS" }
+    });
+    assert_eq!(app.post_adobe(&widget).await.status(), 200);
+    assert_eq!(app.post_adobe(&mega).await.status(), 200);
+    app.wait_idle().await;
+
+    let widget = app.agreement("adobe-sign", "CBJwidget1").await;
+    assert_eq!(
+        (widget["resource_type"].as_str(), widget["status"].as_str()),
+        (Some("widget"), Some("in_progress"))
+    );
+    let mega = app.agreement("adobe-sign", "CBJmega1").await;
+    assert_eq!(
+        (mega["resource_type"].as_str(), mega["status"].as_str()),
+        (Some("megaSign"), Some("cancelled"))
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_and_the_server_stays_healthy() {
+    let app = spawn_app().await;
+    let cases: [(&[u8], &str); 6] = [
+        (b"not json", "invalid_payload"),
+        (b"[1, 2, 3]", "invalid_payload"),
+        (b"\"a string\"", "invalid_payload"),
+        (b"{}", "missing_event_id"),
+        (br#"{"webhookNotificationId": 42.5e400}"#, "invalid_payload"),
+        (b"\xff\xfe{garbage", "invalid_payload"),
+    ];
+    for (body, code) in cases {
+        let response = app.post_adobe_raw(body.to_vec()).await;
+        assert_eq!(response.status(), 400, "{:?}", String::from_utf8_lossy(body));
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{error}");
+        assert!(error["error"]["message"].as_str().unwrap().len() > 5);
+    }
+    assert_eq!(app.post_adobe_raw(Vec::new()).await.status(), 400);
+    assert_eq!(app.event_count("adobe-sign").await, 0);
+
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    let valid = adobe_event("after", AGREEMENT, "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+    assert_eq!(app.post_adobe(&valid).await.status(), 200);
+}
+
+#[tokio::test]
+async fn oversize_bodies_get_413_with_or_without_content_length() {
+    let app = spawn_app_with(&[("SIGNHOOK_MAX_BODY_BYTES", "1024")]).await;
+    let mut big = adobe_event("big", AGREEMENT, "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+    big["padding"] = json!("x".repeat(4096));
+    let bytes = big.to_string().into_bytes();
+
+    let response = app.post_adobe_raw(bytes.clone()).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
+
+    // Chunked: no Content-Length, the limit is enforced while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(512).map(|c| Ok(c.to_vec())).collect();
+    let response = app
+        .post_adobe_raw(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(app.event_count("adobe-sign").await, 0);
+}
+
+#[tokio::test]
+async fn nine_mib_notification_with_a_signed_document_is_accepted() {
+    let app = spawn_app().await;
+    let document: Vec<u8> = (0..(9 * 1024 * 1024 / 4 * 3)).map(|i| (i * 31 % 251) as u8).collect();
+    let mut body = adobe_event(
+        "big-doc",
+        AGREEMENT,
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        "2026-11-20T09:00:00Z",
+    );
+    body["agreement"]["signedDocumentInfo"] = json!({
+        "document": base64::engine::general_purpose::STANDARD.encode(&document),
+        "mimeType": "application/pdf",
+    });
+    let bytes = body.to_string().into_bytes();
+    assert!(bytes.len() > 9 * 1024 * 1024 - 1024, "{}", bytes.len());
+
+    let response = app.post_adobe_raw(bytes.clone()).await;
+
+    assert_eq!(response.status(), 200);
+    let stored: i32 = sqlx::query_scalar("SELECT length(body) FROM events WHERE event_id = 'big-doc'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored as usize, bytes.len());
+    app.wait_idle().await;
+    assert_eq!(app.agreement("adobe-sign", AGREEMENT).await["status"], "completed");
+}

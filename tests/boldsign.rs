@@ -1,0 +1,583 @@
+//! BoldSign: HMAC-signed notifications end to end against the real binary —
+//! every way a signature is refused, the long retry window, and each status.
+
+mod common;
+
+use common::*;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const DOCUMENT: &str = "0d6f4a8c-1b9e-4a51-9f63-2a7d1c5e8b40";
+/// An event time (unix seconds); event times are independent of signing times.
+const T0: i64 = 1_763_631_000;
+const FIXTURE: &str = "tests/fixtures/boldsign-completed.json";
+
+/// HMAC-SHA256 of `<t>.<body>` in hex, as BoldSign computes it.
+fn sign(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// An `X-BoldSign-Signature` value signed now with the configured secret.
+fn signature(body: &[u8]) -> String {
+    let t = now();
+    format!("t={t}, s0={}", sign(BOLDSIGN_SECRET, t, body))
+}
+
+async fn post_with(app: &TestApp, signature: Option<&str>, body: &[u8]) -> reqwest::Response {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(signature) = signature {
+        headers.push(("X-BoldSign-Signature", signature));
+    }
+    app.post("/webhooks/boldsign", &headers, body.to_vec()).await
+}
+
+/// POSTs `body` signed now with the configured secret.
+async fn post_signed(app: &TestApp, body: &[u8]) -> reqwest::Response {
+    post_with(app, Some(&signature(body)), body).await
+}
+
+async fn post_event(app: &TestApp, event: &Value) -> reqwest::Response {
+    post_signed(app, event.to_string().as_bytes()).await
+}
+
+/// A document event shaped like BoldSign's documented payload.
+fn boldsign_event(event_id: &str, document_id: &str, event_type: &str, status: Option<&str>, created: i64) -> Value {
+    let mut data = json!({
+        "object": "document",
+        "documentId": document_id,
+        "messageTitle": "Offer letter",
+        "senderDetail": { "name": "HR", "emailAddress": "hr@example.com" },
+        "signerDetails": [{ "signerName": "Alex Signer", "signerEmail": "alex@example.com", "order": 1 }],
+    });
+    if let Some(status) = status {
+        data["status"] = json!(status);
+    }
+    json!({
+        "event": {
+            "id": event_id,
+            "created": created,
+            "eventType": event_type,
+            "clientId": null,
+            "environment": "Live",
+        },
+        "data": data,
+        "document": null,
+    })
+}
+
+/// `(event_id, tenant)` of every stored BoldSign event, via the admin API.
+async fn tenants(app: &TestApp) -> Vec<(String, Option<String>)> {
+    let page: Value = app
+        .admin_get("/api/events?provider=boldsign")
+        .await
+        .json()
+        .await
+        .expect("events JSON");
+    let mut tenants: Vec<_> = page["events"]
+        .as_array()
+        .expect("events array")
+        .iter()
+        .map(|e| {
+            (
+                e["event_id"].as_str().expect("event id").to_owned(),
+                e["tenant"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    tenants.sort();
+    tenants
+}
+
+#[tokio::test]
+async fn signed_notification_is_stored_byte_for_byte_acknowledged_and_applied() {
+    let app = spawn_app().await;
+    let body = std::fs::read(FIXTURE).unwrap();
+
+    let response = post_signed(&app, &body).await;
+
+    assert_eq!(response.status(), 200);
+    let ack: Value = response.json().await.unwrap();
+    assert_eq!(
+        (ack["received"].clone(), ack["duplicate"].clone()),
+        (json!(true), json!(false))
+    );
+    let stored: StoredEvent = sqlx::query_as("SELECT * FROM events WHERE provider = 'boldsign'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored.body, body, "raw body kept byte for byte");
+    assert_eq!(stored.event_id, "5a3f1f0e-7c55-4d4e-8e0e-0b8f9a6c1d22");
+    assert_eq!(stored.event_type, "Completed");
+    assert_eq!(stored.tenant.as_deref(), Some("Live"));
+    assert_eq!(stored.resource_id.as_deref(), Some(DOCUMENT));
+    assert_eq!(stored.resource_type.as_deref(), Some("document"));
+    assert_eq!(stored.occurred_at.unwrap().to_rfc3339(), "2025-11-20T09:41:27+00:00");
+
+    app.wait_idle().await;
+    let agreement = app.agreement("boldsign", DOCUMENT).await;
+    assert_eq!(agreement["resource_type"], "document");
+    assert_eq!(agreement["status"], "completed");
+    assert_eq!(agreement["provider_status"], "Completed");
+    assert_eq!(agreement["name"], "Offer letter");
+    assert_eq!(agreement["last_event_at"], "2025-11-20T09:41:27Z");
+}
+
+#[tokio::test]
+async fn full_lifecycle_sent_viewed_signed_completed_is_applied_in_order() {
+    let app = spawn_app().await;
+    let steps = [
+        ("e-sent", "Sent", "InProgress", "in_progress"),
+        ("e-viewed", "Viewed", "InProgress", "in_progress"),
+        ("e-signed", "Signed", "InProgress", "in_progress"),
+        ("e-completed", "Completed", "Completed", "completed"),
+    ];
+    for (i, (event_id, event_type, provider_status, expected)) in steps.into_iter().enumerate() {
+        let event = boldsign_event(
+            event_id,
+            DOCUMENT,
+            event_type,
+            Some(provider_status),
+            T0 + i as i64 * 60,
+        );
+        assert_eq!(post_event(&app, &event).await.status(), 200, "{event_type}");
+        app.wait_idle().await;
+        let agreement = app.agreement("boldsign", DOCUMENT).await;
+        assert_eq!(agreement["status"], expected, "after {event_type}");
+        assert_eq!(agreement["provider_status"], provider_status, "after {event_type}");
+    }
+    let agreement = app.agreement("boldsign", DOCUMENT).await;
+    let history: Vec<(&str, &str)> = agreement["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["event_type"].as_str().unwrap(), h["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("Sent", "in_progress"),
+            ("Viewed", "in_progress"),
+            ("Signed", "in_progress"),
+            ("Completed", "completed"),
+        ]
+    );
+    for (event_id, ..) in steps {
+        assert_eq!(event_state(&app, "boldsign", event_id).await.0, "processed");
+    }
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_signature_are_refused_and_not_stored() {
+    let app = spawn_app().await;
+    let body = boldsign_event("e-1", DOCUMENT, "Sent", Some("InProgress"), T0)
+        .to_string()
+        .into_bytes();
+    let tampered = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("\"Sent\"", "\"Completed\"")
+        .into_bytes();
+    assert_ne!(tampered, body);
+    let t = now();
+    let good = sign(BOLDSIGN_SECRET, t, &body);
+    let cases: Vec<(&str, Option<String>, &[u8], &str)> = vec![
+        ("no header", None, &body, "missing_signature"),
+        ("empty header", Some(String::new()), &body, "missing_signature"),
+        (
+            "not key=value",
+            Some("garbage".to_owned()),
+            &body,
+            "malformed_signature",
+        ),
+        ("no timestamp", Some(format!("s0={good}")), &body, "malformed_signature"),
+        ("no signature", Some(format!("t={t}")), &body, "malformed_signature"),
+        (
+            "non-numeric t",
+            Some(format!("t=now, s0={good}")),
+            &body,
+            "malformed_signature",
+        ),
+        (
+            "non-hex signature",
+            Some(format!("t={t}, s0=zz{}", &good[2..])),
+            &body,
+            "malformed_signature",
+        ),
+        (
+            "wrong secret",
+            Some(format!("t={t}, s0={}", sign("not-the-secret", t, &body))),
+            &body,
+            "invalid_signature",
+        ),
+        (
+            "tampered body with the original's signature",
+            Some(format!("t={t}, s0={good}")),
+            &tampered,
+            "invalid_signature",
+        ),
+        (
+            "timestamp changed after signing",
+            Some(format!("t={}, s0={good}", t - 1)),
+            &body,
+            "invalid_signature",
+        ),
+        (
+            "t more than 5 minutes ahead",
+            Some(format!("t={}, s0={}", t + 600, sign(BOLDSIGN_SECRET, t + 600, &body))),
+            &body,
+            "timestamp_in_future",
+        ),
+        (
+            "t 40 days old",
+            Some(format!(
+                "t={}, s0={}",
+                t - 40 * 86_400,
+                sign(BOLDSIGN_SECRET, t - 40 * 86_400, &body)
+            )),
+            &body,
+            "timestamp_too_old",
+        ),
+    ];
+    for (case, header, body, code) in cases {
+        let (status, error) = error_of(post_with(&app, header.as_deref(), body).await).await;
+        assert_eq!(status, 401, "{case}: {error}");
+        assert_eq!(error["error"]["code"], code, "{case}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.len() > 5 && !message.contains(BOLDSIGN_SECRET),
+            "{case}: {message}"
+        );
+    }
+    // Two signature headers are refused rather than guessed between.
+    let response = app
+        .post(
+            "/webhooks/boldsign",
+            &[
+                ("X-BoldSign-Signature", &format!("t={t}, s0={good}")),
+                ("X-BoldSign-Signature", &format!("t={t}, s0={good}")),
+            ],
+            body.clone(),
+        )
+        .await;
+    let (status, error) = error_of(response).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (401, Some("malformed_signature"))
+    );
+
+    assert_eq!(app.event_count("boldsign").await, 0);
+    // The same body, properly signed, is then accepted.
+    assert_eq!(post_signed(&app, &body).await.status(), 200);
+}
+
+#[tokio::test]
+async fn retry_signed_nine_hours_ago_is_accepted() {
+    let app = spawn_app().await;
+    let body = boldsign_event("e-retry", DOCUMENT, "Completed", Some("Completed"), T0)
+        .to_string()
+        .into_bytes();
+    let t = now() - 9 * 3600;
+    let header = format!("t={t}, s0={}", sign(BOLDSIGN_SECRET, t, &body));
+
+    assert_eq!(post_with(&app, Some(&header), &body).await.status(), 200);
+
+    assert_eq!(app.event_count("boldsign").await, 1);
+    app.wait_idle().await;
+    assert_eq!(app.agreement("boldsign", DOCUMENT).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn spacing_order_and_case_of_the_signature_header_do_not_matter() {
+    let app = spawn_app().await;
+    let body = boldsign_event("e-1", DOCUMENT, "Sent", None, T0)
+        .to_string()
+        .into_bytes();
+    let t = now();
+    let good = sign(BOLDSIGN_SECRET, t, &body);
+    for header in [
+        format!("t={t},s0={good}"),
+        format!("  s0 = {good} ,  t = {t}  "),
+        format!("t={t}, s0={}", good.to_uppercase()),
+        format!("t={t}, v9=ignored, s0={good}"),
+    ] {
+        assert_eq!(post_with(&app, Some(&header), &body).await.status(), 200, "{header}");
+    }
+    assert_eq!(app.event_count("boldsign").await, 1);
+}
+
+#[tokio::test]
+async fn a_match_in_s1_is_enough() {
+    let app = spawn_app().await;
+    let body = boldsign_event("e-s1", DOCUMENT, "Sent", None, T0)
+        .to_string()
+        .into_bytes();
+    let t = now();
+    let header = format!(
+        "t={t}, s0={}, s1={}",
+        sign("the-rolled-out-secret", t, &body),
+        sign(BOLDSIGN_SECRET, t, &body)
+    );
+
+    assert_eq!(post_with(&app, Some(&header), &body).await.status(), 200);
+    assert_eq!(app.event_count("boldsign").await, 1);
+}
+
+#[tokio::test]
+async fn every_configured_secret_is_accepted_during_rotation() {
+    let secrets = format!("{BOLDSIGN_SECRET}, {BOLDSIGN_SECRET_2}");
+    let app = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_SECRETS", &secrets)]).await;
+    let t = now();
+    for (event_id, secret, expected) in [
+        ("e-old", BOLDSIGN_SECRET, 200),
+        ("e-new", BOLDSIGN_SECRET_2, 200),
+        ("e-other", "boldsign-test-secret-3", 401),
+    ] {
+        let body = boldsign_event(event_id, DOCUMENT, "Sent", None, T0)
+            .to_string()
+            .into_bytes();
+        let header = format!("t={t}, s0={}", sign(secret, t, &body));
+        assert_eq!(
+            post_with(&app, Some(&header), &body).await.status(),
+            expected,
+            "{secret}"
+        );
+    }
+    assert_eq!(app.event_count("boldsign").await, 2);
+}
+
+#[tokio::test]
+async fn maximum_age_is_configurable_and_zero_means_no_limit() {
+    let body = boldsign_event("e-1", DOCUMENT, "Sent", None, T0)
+        .to_string()
+        .into_bytes();
+    let signed_at = |age: i64| {
+        let t = now() - age;
+        format!("t={t}, s0={}", sign(BOLDSIGN_SECRET, t, &body))
+    };
+
+    let unlimited = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_MAX_AGE_SECS", "0")]).await;
+    assert_eq!(
+        post_with(&unlimited, Some(&signed_at(400 * 86_400)), &body)
+            .await
+            .status(),
+        200
+    );
+    let (status, error) = error_of(post_with(&unlimited, Some(&signed_at(-3600)), &body).await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (401, Some("timestamp_in_future"))
+    );
+
+    let strict = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_MAX_AGE_SECS", "3600")]).await;
+    assert_eq!(post_with(&strict, Some(&signed_at(60)), &body).await.status(), 200);
+    let (status, error) = error_of(post_with(&strict, Some(&signed_at(9 * 3600)), &body).await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (401, Some("timestamp_too_old"))
+    );
+}
+
+#[tokio::test]
+async fn without_secrets_every_request_is_refused_naming_the_setting() {
+    let app = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_SECRETS", "")]).await;
+    let body = std::fs::read(FIXTURE).unwrap();
+
+    let (status, error) = error_of(post_signed(&app, &body).await).await;
+
+    assert_eq!(status, 401);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SIGNHOOK_BOLDSIGN_SECRETS"),
+        "{error}"
+    );
+    assert_eq!(app.event_count("boldsign").await, 0);
+}
+
+#[tokio::test]
+async fn duplicate_notification_is_stored_and_applied_once() {
+    let app = spawn_app().await;
+    let body = boldsign_event("e-dup", DOCUMENT, "Signed", Some("InProgress"), T0)
+        .to_string()
+        .into_bytes();
+
+    let first: Value = post_signed(&app, &body).await.json().await.unwrap();
+    // A retry, re-signed later with a different t, is the same event.
+    let t = now() - 3600;
+    let retry = post_with(
+        &app,
+        Some(&format!("t={t}, s0={}", sign(BOLDSIGN_SECRET, t, &body))),
+        &body,
+    )
+    .await;
+    assert_eq!(retry.status(), 200);
+    let second: Value = retry.json().await.unwrap();
+
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(app.event_count("boldsign").await, 1);
+    app.wait_idle().await;
+    assert_eq!(app.history_count("boldsign", DOCUMENT).await, 1);
+}
+
+#[tokio::test]
+async fn each_status_outcome_is_reached() {
+    let app = spawn_app().await;
+    let cases = [
+        ("doc-completed", "Completed", Some("Completed"), "completed"),
+        ("doc-declined", "Declined", Some("Declined"), "declined"),
+        ("doc-revoked", "Revoked", Some("Revoked"), "cancelled"),
+        ("doc-expired", "Expired", Some("Expired"), "expired"),
+        ("doc-draft", "DraftCreated", Some("Draft"), "draft"),
+        ("doc-scheduled", "Sent", Some("Scheduled"), "draft"),
+        ("doc-send-failed", "SendFailed", None, "failed"),
+        ("doc-signed", "Signed", Some("InProgress"), "in_progress"),
+    ];
+    for (document, event_type, status, _) in cases {
+        let event = boldsign_event(&format!("{document}-1"), document, event_type, status, T0);
+        assert_eq!(post_event(&app, &event).await.status(), 200, "{event_type}");
+    }
+    app.wait_idle().await;
+    for (document, event_type, _, expected) in cases {
+        assert_eq!(
+            app.agreement("boldsign", document).await["status"],
+            expected,
+            "{event_type}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn verification_event_is_stored_without_an_agreement() {
+    let app = spawn_app().await;
+    let event = json!({
+        "event": { "id": "e-verify", "created": T0, "eventType": "Verification", "environment": "Live" },
+        "data": null,
+        "document": null,
+    });
+
+    assert_eq!(post_event(&app, &event).await.status(), 200);
+    app.wait_idle().await;
+
+    assert_eq!(event_state(&app, "boldsign", "e-verify").await.0, "processed");
+    let agreements: i64 = sqlx::query_scalar("SELECT count(*) FROM agreements")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(agreements, 0);
+}
+
+#[tokio::test]
+async fn template_events_are_stored_without_an_agreement() {
+    let app = spawn_app().await;
+    let event = json!({
+        "event": { "id": "e-template", "created": T0, "eventType": "TemplateCreated", "environment": "Live" },
+        "data": { "object": "template", "templateId": "tpl-1", "documentId": "not-a-document" },
+    });
+
+    assert_eq!(post_event(&app, &event).await.status(), 200);
+    app.wait_idle().await;
+
+    assert_eq!(event_state(&app, "boldsign", "e-template").await.0, "processed");
+    assert_eq!(
+        app.admin_get("/api/agreements/boldsign/not-a-document").await.status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn unknown_event_types_are_accepted_and_processed_without_a_status() {
+    let app = spawn_app().await;
+    let event = boldsign_event("e-new", DOCUMENT, "DocumentTeleported", None, T0);
+
+    assert_eq!(post_event(&app, &event).await.status(), 200);
+    app.wait_idle().await;
+
+    let (state, _, last_error) = event_state(&app, "boldsign", "e-new").await;
+    assert_eq!((state.as_str(), last_error), ("processed", None));
+    let agreement = app.agreement("boldsign", DOCUMENT).await;
+    assert_eq!(agreement["status"], Value::Null);
+    assert_eq!(agreement["history"][0]["event_type"], "DocumentTeleported");
+    assert_eq!(agreement["history"][0]["status"], Value::Null);
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_with_a_json_error() {
+    let app = spawn_app().await;
+    let cases: [(&[u8], &str); 7] = [
+        (b"not json", "invalid_payload"),
+        (b"[1, 2, 3]", "invalid_payload"),
+        (b"\xff\xfe{garbage", "invalid_payload"),
+        (b"{}", "missing_event_id"),
+        (br#"{"event": {"id": "", "eventType": "Sent"}}"#, "missing_event_id"),
+        (
+            br#"{"event": {"eventType": "Sent"}, "data": {"documentId": "d"}}"#,
+            "missing_event_id",
+        ),
+        (b"", "invalid_payload"),
+    ];
+    for (body, code) in cases {
+        let (status, error) = error_of(post_signed(&app, body).await).await;
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(status, 400, "{shown}: {error}");
+        assert_eq!(error["error"]["code"], code, "{shown}: {error}");
+        assert!(error["error"]["message"].as_str().unwrap().len() > 5, "{error}");
+    }
+    assert_eq!(app.event_count("boldsign").await, 0);
+}
+
+#[tokio::test]
+async fn completion_delivered_before_an_earlier_view_stays_completed() {
+    let app = spawn_app().await;
+    let completed = boldsign_event("e-completed", DOCUMENT, "Completed", Some("Completed"), T0 + 300);
+    let viewed = boldsign_event("e-viewed", DOCUMENT, "Viewed", Some("InProgress"), T0 + 100);
+
+    assert_eq!(post_event(&app, &completed).await.status(), 200);
+    app.wait_idle().await;
+    assert_eq!(post_event(&app, &viewed).await.status(), 200);
+    app.wait_idle().await;
+
+    let agreement = app.agreement("boldsign", DOCUMENT).await;
+    assert_eq!(agreement["status"], "completed");
+    assert_eq!(agreement["provider_status"], "Completed");
+    let history: Vec<&str> = agreement["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["e-viewed", "e-completed"], "both recorded, in event order");
+}
+
+#[tokio::test]
+async fn tenant_is_the_client_id_or_else_the_environment() {
+    let app = spawn_app().await;
+    let mut with_client = boldsign_event("e-client", DOCUMENT, "Sent", None, T0);
+    with_client["event"]["clientId"] = json!("client-42");
+    let mut sandbox = boldsign_event("e-sandbox", DOCUMENT, "Viewed", None, T0 + 1);
+    sandbox["event"]["environment"] = json!("Test");
+    let mut blank_client = boldsign_event("e-blank", DOCUMENT, "Signed", None, T0 + 2);
+    blank_client["event"]["clientId"] = json!("");
+
+    for event in [&with_client, &sandbox, &blank_client] {
+        assert_eq!(post_event(&app, event).await.status(), 200);
+    }
+
+    assert_eq!(
+        tenants(&app).await,
+        [
+            ("e-blank".to_owned(), Some("Live".to_owned())),
+            ("e-client".to_owned(), Some("client-42".to_owned())),
+            ("e-sandbox".to_owned(), Some("Test".to_owned())),
+        ]
+    );
+}

@@ -1,0 +1,408 @@
+//! FuseSign: `Fuse-Signature`-authenticated bundle events end to end against
+//! the real binary — refusals, dedupe, each status and history-only events.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const BUNDLE: &str = "69d3400e-1af1-44c7-9315-b80dd6e1e798";
+const TENANT: &str = "7ffcbae4-9f50-4136-8de6-edb6f796dc3f";
+const FIXTURE: &str = "tests/fixtures/fusesign-customer-document-signed.json";
+
+async fn post_with(app: &TestApp, signature: Option<&str>, body: &[u8]) -> reqwest::Response {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(signature) = signature {
+        headers.push(("Fuse-Signature", signature));
+    }
+    app.post("/webhooks/fusesign", &headers, body.to_vec()).await
+}
+
+/// POSTs `body` with the configured `Fuse-Signature`.
+async fn post_signed(app: &TestApp, body: &[u8]) -> reqwest::Response {
+    post_with(app, Some(FUSESIGN_SIGNATURE), body).await
+}
+
+async fn post_event(app: &TestApp, event: &Value) -> reqwest::Response {
+    post_signed(app, event.to_string().as_bytes()).await
+}
+
+/// A bundle event shaped like FuseSign's `TransactionalBundleWebhookPayload`.
+fn fuse_event(history_id: &str, bundle_id: &str, event_type: &str, at: &str) -> Value {
+    json!({
+        "WebhookId": "dd7be5ec-1560-49b1-a1a7-02be393dc7fe",
+        "BundleId": bundle_id,
+        "EventType": event_type,
+        "BundleHistoryEvent": {
+            "Id": history_id,
+            "DateTime": at,
+            "BundleId": bundle_id,
+            "DocumentId": "5ec03200-1db1-40ec-a553-95b55e30bacc",
+            "CustomerId": "a960f86a-e9ba-49c8-ae1c-646a4ec76ac5",
+            "Action": event_type,
+            "ActionNotes": "notes",
+            "IP": "192.0.2.1",
+        },
+        "ActionDescription": "description",
+        "TenantId": TENANT,
+    })
+}
+
+async fn agreement_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM agreements")
+        .fetch_one(&app.db)
+        .await
+        .expect("count agreements")
+}
+
+#[tokio::test]
+async fn authenticated_notification_is_stored_byte_for_byte_acknowledged_and_applied() {
+    let app = spawn_app().await;
+    let body = std::fs::read(FIXTURE).unwrap();
+
+    let response = post_signed(&app, &body).await;
+
+    assert_eq!(response.status(), 200);
+    let ack: Value = response.json().await.unwrap();
+    assert_eq!(
+        (ack["received"].clone(), ack["duplicate"].clone()),
+        (json!(true), json!(false))
+    );
+    let stored: StoredEvent = sqlx::query_as("SELECT * FROM events WHERE provider = 'fusesign'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored.body, body, "raw body kept byte for byte");
+    assert_eq!(stored.event_id, "cc0c0745-7ba1-4134-b946-674d78c98fef");
+    assert_eq!(stored.event_type, "CustomerDocumentSigned");
+    assert_eq!(stored.tenant.as_deref(), Some(TENANT));
+    assert_eq!(stored.resource_type.as_deref(), Some("bundle"));
+    assert_eq!(stored.resource_id.as_deref(), Some(BUNDLE));
+    // PostgreSQL keeps microseconds of FuseSign's seven fractional digits.
+    assert_eq!(
+        stored.occurred_at.unwrap().to_rfc3339(),
+        "2020-09-14T03:54:07.284425+00:00"
+    );
+
+    app.wait_idle().await;
+    let agreement = app.agreement("fusesign", BUNDLE).await;
+    assert_eq!(agreement["resource_type"], "bundle");
+    assert_eq!(agreement["status"], "in_progress");
+    assert_eq!(agreement["provider_status"], "CustomerDocumentSigned");
+}
+
+#[tokio::test]
+async fn full_lifecycle_created_viewed_signed_finalised_is_applied_in_order() {
+    let app = spawn_app().await;
+    let steps = [
+        (
+            "h-created",
+            "BundleCreated",
+            "2026-11-20T09:00:00.1234567Z",
+            "in_progress",
+        ),
+        (
+            "h-viewed",
+            "CustomerBundleViewed",
+            "2026-11-20T09:01:00Z",
+            "in_progress",
+        ),
+        (
+            "h-signed",
+            "CustomerDocumentSigned",
+            "2026-11-20T09:02:00Z",
+            "in_progress",
+        ),
+        ("h-final", "BundleFinalised", "2026-11-20T09:03:00Z", "completed"),
+    ];
+    for (history_id, event_type, at, expected) in steps {
+        assert_eq!(
+            post_event(&app, &fuse_event(history_id, BUNDLE, event_type, at))
+                .await
+                .status(),
+            200
+        );
+        app.wait_idle().await;
+        let agreement = app.agreement("fusesign", BUNDLE).await;
+        assert_eq!(agreement["status"], expected, "after {event_type}");
+        assert_eq!(agreement["provider_status"], event_type, "after {event_type}");
+    }
+    let agreement = app.agreement("fusesign", BUNDLE).await;
+    let history: Vec<&str> = agreement["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["h-created", "h-viewed", "h-signed", "h-final"]);
+    assert_eq!(agreement["last_event_at"], "2026-11-20T09:03:00Z");
+}
+
+#[tokio::test]
+async fn requests_without_an_accepted_signature_are_refused_and_not_stored() {
+    let app = spawn_app().await;
+    let body = std::fs::read(FIXTURE).unwrap();
+    let prefix = &FUSESIGN_SIGNATURE[..FUSESIGN_SIGNATURE.len() - 1];
+    let upper = FUSESIGN_SIGNATURE.to_uppercase();
+    let longer = format!("{FUSESIGN_SIGNATURE}x");
+    let cases = [
+        ("no header", None, "missing_signature"),
+        ("empty header", Some(""), "missing_signature"),
+        ("wrong value", Some("someone-elses-signature"), "invalid_signature"),
+        ("prefix of the value", Some(prefix), "invalid_signature"),
+        ("value plus one character", Some(longer.as_str()), "invalid_signature"),
+        ("different case", Some(upper.as_str()), "invalid_signature"),
+    ];
+    for (case, signature, code) in cases {
+        let (status, error) = error_of(post_with(&app, signature, &body).await).await;
+        assert_eq!(status, 401, "{case}: {error}");
+        assert_eq!(error["error"]["code"], code, "{case}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.len() > 5 && !message.contains(FUSESIGN_SIGNATURE),
+            "{case}: {message}"
+        );
+    }
+    let response = app
+        .post(
+            "/webhooks/fusesign",
+            &[
+                ("Fuse-Signature", FUSESIGN_SIGNATURE),
+                ("Fuse-Signature", "someone-elses-signature"),
+            ],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(response.status(), 401, "two signature headers");
+
+    assert_eq!(app.event_count("fusesign").await, 0);
+    assert_eq!(post_signed(&app, &body).await.status(), 200);
+}
+
+#[tokio::test]
+async fn every_configured_signature_is_accepted_during_rotation() {
+    let app = spawn_app_with(&[("SIGNHOOK_FUSESIGN_SIGNATURES", "old-fuse-value, new-fuse-value")]).await;
+    for (history_id, signature, expected) in [
+        ("h-old", "old-fuse-value", 200),
+        ("h-new", "new-fuse-value", 200),
+        ("h-default", FUSESIGN_SIGNATURE, 401),
+    ] {
+        let body = fuse_event(history_id, BUNDLE, "BundleCreated", "2026-11-20T09:00:00Z").to_string();
+        assert_eq!(
+            post_with(&app, Some(signature), body.as_bytes()).await.status(),
+            expected,
+            "{signature}"
+        );
+    }
+    assert_eq!(app.event_count("fusesign").await, 2);
+}
+
+#[tokio::test]
+async fn without_signatures_every_request_is_refused_naming_the_setting() {
+    let app = spawn_app_with(&[("SIGNHOOK_FUSESIGN_SIGNATURES", "")]).await;
+    let body = std::fs::read(FIXTURE).unwrap();
+
+    let (status, error) = error_of(post_signed(&app, &body).await).await;
+
+    assert_eq!(status, 401);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SIGNHOOK_FUSESIGN_SIGNATURES"),
+        "{error}"
+    );
+    assert_eq!(app.event_count("fusesign").await, 0);
+}
+
+#[tokio::test]
+async fn duplicate_notification_is_stored_and_applied_once() {
+    let app = spawn_app().await;
+    let body = std::fs::read(FIXTURE).unwrap();
+
+    let first: Value = post_signed(&app, &body).await.json().await.unwrap();
+    let second: Value = post_signed(&app, &body).await.json().await.unwrap();
+
+    assert_eq!(
+        (first["duplicate"].clone(), second["duplicate"].clone()),
+        (json!(false), json!(true))
+    );
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(app.event_count("fusesign").await, 1);
+    app.wait_idle().await;
+    assert_eq!(app.history_count("fusesign", BUNDLE).await, 1);
+}
+
+#[tokio::test]
+async fn each_status_outcome_is_reached() {
+    let app = spawn_app().await;
+    // FuseSign has no expiry or draft event; these are all its outcomes.
+    let cases = [
+        ("b-finalised", "BundleFinalised", "completed"),
+        ("b-rejected", "CustomerBundleRejected", "declined"),
+        ("b-retracted", "BundleRetracted", "cancelled"),
+        ("b-draft-deleted", "DraftBundleDeleted", "cancelled"),
+        ("b-error", "BundleError", "failed"),
+        ("b-created", "BundleCreated", "in_progress"),
+        ("b-document", "DocumentUploaded", "in_progress"),
+    ];
+    for (bundle, event_type, _) in cases {
+        let event = fuse_event(&format!("{bundle}-1"), bundle, event_type, "2026-11-20T09:00:00Z");
+        assert_eq!(post_event(&app, &event).await.status(), 200, "{event_type}");
+    }
+    app.wait_idle().await;
+    for (bundle, event_type, expected) in cases {
+        assert_eq!(
+            app.agreement("fusesign", bundle).await["status"],
+            expected,
+            "{event_type}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn archive_events_are_recorded_without_changing_the_status() {
+    let app = spawn_app().await;
+    let events = [
+        ("h-final", "BundleFinalised", "2026-11-20T09:00:00Z"),
+        ("h-closure", "BundleClosureRegistered", "2026-11-20T09:30:00Z"),
+        ("h-warning", "BundleArchiveWarning", "2026-12-20T09:00:00Z"),
+        ("h-archived", "BundleArchived", "2026-12-21T09:00:00Z"),
+    ];
+    for (history_id, event_type, at) in events {
+        assert_eq!(
+            post_event(&app, &fuse_event(history_id, BUNDLE, event_type, at))
+                .await
+                .status(),
+            200
+        );
+    }
+    app.wait_idle().await;
+
+    let agreement = app.agreement("fusesign", BUNDLE).await;
+    assert_eq!(agreement["status"], "completed");
+    assert_eq!(agreement["provider_status"], "BundleFinalised");
+    let statuses: Vec<&Value> = agreement["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [&json!("completed"), &Value::Null, &Value::Null, &Value::Null]
+    );
+}
+
+#[tokio::test]
+async fn webhook_url_change_without_a_bundle_is_stored_without_an_agreement() {
+    let app = spawn_app().await;
+    let event = json!({
+        "WebhookId": "wh-url-changed-1",
+        "EventType": "WebhookURLChanged",
+        "BundleHistoryEvent": null,
+        "ActionDescription": "Webhook URL changed",
+        "TenantId": TENANT,
+    });
+
+    assert_eq!(post_event(&app, &event).await.status(), 200);
+    app.wait_idle().await;
+
+    // Without a history event the WebhookId is the dedupe key.
+    assert_eq!(event_state(&app, "fusesign", "wh-url-changed-1").await.0, "processed");
+    assert_eq!(agreement_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn unknown_event_types_are_accepted_and_processed_without_a_status() {
+    let app = spawn_app().await;
+    let event = fuse_event("h-new", BUNDLE, "BundleTeleported", "2026-11-20T09:00:00Z");
+
+    assert_eq!(post_event(&app, &event).await.status(), 200);
+    app.wait_idle().await;
+
+    let (state, _, last_error) = event_state(&app, "fusesign", "h-new").await;
+    assert_eq!((state.as_str(), last_error), ("processed", None));
+    let agreement = app.agreement("fusesign", BUNDLE).await;
+    assert_eq!(agreement["status"], Value::Null);
+    assert_eq!(agreement["history"][0]["event_type"], "BundleTeleported");
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_with_a_json_error() {
+    let app = spawn_app().await;
+    let cases: [(&[u8], &str); 7] = [
+        (b"not json", "invalid_payload"),
+        (b"[1, 2, 3]", "invalid_payload"),
+        (b"\xff\xfe{garbage", "invalid_payload"),
+        (b"{}", "missing_event_id"),
+        (
+            br#"{"BundleId": "b", "EventType": "BundleFinalised"}"#,
+            "missing_event_id",
+        ),
+        (
+            br#"{"WebhookId": "", "BundleHistoryEvent": {"Id": "  "}}"#,
+            "missing_event_id",
+        ),
+        (b"", "invalid_payload"),
+    ];
+    for (body, code) in cases {
+        let (status, error) = error_of(post_signed(&app, body).await).await;
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(status, 400, "{shown}: {error}");
+        assert_eq!(error["error"]["code"], code, "{shown}: {error}");
+        assert!(error["error"]["message"].as_str().unwrap().len() > 5, "{error}");
+    }
+    assert_eq!(app.event_count("fusesign").await, 0);
+}
+
+#[tokio::test]
+async fn finalisation_delivered_before_an_earlier_signature_stays_completed() {
+    let app = spawn_app().await;
+    let finalised = fuse_event("h-final", BUNDLE, "BundleFinalised", "2026-11-20T09:05:00Z");
+    let signed = fuse_event("h-signed", BUNDLE, "CustomerDocumentSigned", "2026-11-20T09:01:00Z");
+
+    assert_eq!(post_event(&app, &finalised).await.status(), 200);
+    app.wait_idle().await;
+    assert_eq!(post_event(&app, &signed).await.status(), 200);
+    app.wait_idle().await;
+
+    let agreement = app.agreement("fusesign", BUNDLE).await;
+    assert_eq!(agreement["status"], "completed");
+    assert_eq!(agreement["provider_status"], "BundleFinalised");
+    assert_eq!(app.history_count("fusesign", BUNDLE).await, 2);
+}
+
+#[tokio::test]
+async fn tenant_id_is_visible_in_the_admin_events_api() {
+    let app = spawn_app().await;
+    let mut other = fuse_event("h-other", "b-other", "BundleCreated", "2026-11-20T09:00:00Z");
+    other["TenantId"] = json!("tenant-2");
+    let mut none = fuse_event("h-none", "b-none", "BundleCreated", "2026-11-20T09:00:00Z");
+    none.as_object_mut().unwrap().remove("TenantId");
+    assert_eq!(post_signed(&app, &std::fs::read(FIXTURE).unwrap()).await.status(), 200);
+    assert_eq!(post_event(&app, &other).await.status(), 200);
+    assert_eq!(post_event(&app, &none).await.status(), 200);
+
+    let page: Value = app
+        .admin_get("/api/events?provider=fusesign")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut tenants: Vec<(&str, Option<&str>)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event_id"].as_str().unwrap(), e["tenant"].as_str()))
+        .collect();
+    tenants.sort();
+    assert_eq!(
+        tenants,
+        [
+            ("cc0c0745-7ba1-4134-b946-674d78c98fef", Some(TENANT)),
+            ("h-none", None),
+            ("h-other", Some("tenant-2")),
+        ]
+    );
+}

@@ -1,0 +1,147 @@
+//! The worker's failure handling, readiness and graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use nix::{sys::signal, unistd::Pid};
+use serde_json::Value;
+
+/// Makes applying any event of agreement `poison` fail inside PostgreSQL,
+/// the way a real database-side failure would.
+async fn poison_agreement(app: &TestApp) {
+    for statement in [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected failure for %', NEW.agreement_id; END $$",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON agreement_history
+         FOR EACH ROW WHEN (NEW.agreement_id = 'poison') EXECUTE FUNCTION refuse_poison()",
+    ] {
+        sqlx::query(statement).execute(&app.db).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn failing_event_is_retried_then_dead_without_blocking_others_and_can_be_replayed() {
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_WORKER_MAX_ATTEMPTS", "3"),
+        ("SIGNHOOK_WORKER_RETRY_BASE_MS", "50"),
+    ])
+    .await;
+    poison_agreement(&app).await;
+
+    let poison = adobe_event(
+        "p-1",
+        "poison",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        "2026-11-20T09:00:00Z",
+    );
+    let healthy = adobe_event(
+        "h-1",
+        "healthy",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        "2026-11-20T09:00:00Z",
+    );
+    assert_eq!(
+        app.post_adobe(&poison).await.status(),
+        200,
+        "acknowledged: it is durable"
+    );
+    assert_eq!(app.post_adobe(&healthy).await.status(), 200);
+
+    app.wait_until("the poison event to die", || async {
+        event_state(&app, "adobe-sign", "p-1").await.0 == "dead"
+    })
+    .await;
+    let (_, attempts, error) = event_state(&app, "adobe-sign", "p-1").await;
+    assert_eq!(attempts, 3);
+    assert!(error.unwrap().contains("injected failure for poison"));
+    assert_eq!(app.agreement("adobe-sign", "healthy").await["status"], "completed");
+    let dead: Value = app.admin_get("/api/events?state=dead").await.json().await.unwrap();
+    assert_eq!(dead["events"][0]["event_id"], "p-1");
+    assert!(dead["events"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("injected failure"));
+
+    sqlx::query("DROP TRIGGER refuse_poison ON agreement_history")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let id = dead["events"][0]["id"].as_i64().unwrap();
+    assert_eq!(app.admin_post(&format!("/api/events/{id}/replay")).await.status(), 202);
+    app.wait_until("the replayed event to apply", || async {
+        event_state(&app, "adobe-sign", "p-1").await.0 == "processed"
+    })
+    .await;
+    assert_eq!(app.agreement("adobe-sign", "poison").await["status"], "completed");
+}
+
+#[tokio::test]
+async fn readiness_reports_database_and_worker() {
+    let app = spawn_app().await;
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ready");
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let mut app = spawn_app_with(&[("SIGNHOOK_REQUEST_TIMEOUT_MS", "5000")]).await;
+    // Hold the inserts so that requests are certainly in flight at SIGTERM.
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let senders: Vec<_> = (0..20)
+        .map(|i| {
+            let (client, url) = (app.client.clone(), app.url("/webhooks/adobe-sign"));
+            tokio::spawn(async move {
+                let body = adobe_event(
+                    &format!("t-{i}"),
+                    &format!("a-{i}"),
+                    "AGREEMENT_CREATED",
+                    None,
+                    "2026-11-20T09:00:00Z",
+                );
+                let sent = client
+                    .post(url)
+                    .header("X-AdobeSign-ClientId", ADOBE_CLIENT_ID)
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                (format!("t-{i}"), sent.map(|r| r.status().as_u16()).ok())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    signal::kill(Pid::from_raw(app.pid()), signal::Signal::SIGTERM).unwrap();
+    app.wait_until("shutdown to begin", || async { app.logs().contains("shutting down") })
+        .await;
+    let late = reqwest::Client::new().get(app.url("/healthz")).send().await;
+    assert!(late.is_err(), "no new connections are accepted after SIGTERM");
+    blocker.rollback().await.unwrap();
+
+    let status = app.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status:?}");
+    for sender in senders {
+        let (event_id, status) = sender.await.unwrap();
+        assert_eq!(status, Some(200), "{event_id} was in flight, so it is finished");
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_id = $1")
+            .bind(&event_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(stored, 1, "{event_id} was acknowledged, so it is stored");
+    }
+    let leftover: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE state = 'processing'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(leftover, 0, "claimed events were finished or released");
+}
