@@ -84,8 +84,8 @@ pub struct Settings {
     pub worker_max_attempts: u32,
     pub worker_retry_base_ms: u64,
     pub worker_retry_max_ms: u64,
-    /// How long a claimed event stays invisible to other workers; a crashed
-    /// worker's events are reclaimed after this.
+    /// Longest a worker holds a claimed batch; a hung or cut-off replica's
+    /// claim is ended by PostgreSQL after this.
     pub worker_lease_secs: u64,
     /// After SIGTERM, how long in-flight requests and the worker get to finish.
     pub shutdown_grace_secs: u64,
@@ -103,7 +103,7 @@ impl Default for Settings {
             header_read_timeout_ms: 30_000,
             max_concurrent_requests: 256,
             max_inflight_body_bytes: 128 * 1024 * 1024,
-            ingest_writers: 4,
+            ingest_writers: 1,
             ingest_batch_max_rows: 256,
             ingest_batch_max_bytes: 8 * 1024 * 1024,
             db_max_connections: 16,
@@ -166,7 +166,6 @@ impl Settings {
             ("db_acquire_timeout_ms", self.db_acquire_timeout_ms),
             ("worker_poll_interval_ms", self.worker_poll_interval_ms),
             ("worker_batch_size", u64::from(self.worker_batch_size)),
-            ("worker_concurrency", self.worker_concurrency as u64),
             ("worker_max_attempts", u64::from(self.worker_max_attempts)),
             ("worker_retry_base_ms", self.worker_retry_base_ms),
             ("worker_lease_secs", self.worker_lease_secs),

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::{
     config::Settings,
     providers::{Notification, Providers},
-    store::{ClaimedEvent, Store, StoreError},
+    store::{Claim, ClaimedEvent, Store, StoreError},
     telemetry::metric,
 };
 
@@ -86,24 +86,25 @@ impl Worker {
 
     /// Runs until `shutdown` is cancelled. The batch being applied then is
     /// finished (one transaction; on the one-by-one fallback path, the current
-    /// event is finished and the rest released to other workers).
+    /// event is finished and the rest stay queued for any worker).
     pub async fn run(self, shutdown: CancellationToken) {
         self.handle.running.store(true, Ordering::Relaxed);
         let _running = RunningGuard(self.handle.running.clone());
         let mut error_backoff = self.poll_interval;
         while !shutdown.is_cancelled() {
             // Bounded: a stalled or unreachable database must not hang the loop.
-            let claimed = tokio::time::timeout(self.lease, self.store.claim_batch(self.batch_size, self.lease))
+            let claimed = tokio::time::timeout(self.lease, self.store.claim(self.batch_size))
                 .await
                 .unwrap_or(Err(StoreError::TimedOut));
             match claimed {
-                Ok(batch) if batch.is_empty() => {
+                Ok(claim) if claim.events.is_empty() => {
+                    drop(claim);
                     error_backoff = self.poll_interval;
                     self.sleep(&shutdown, self.poll_interval).await;
                 }
-                Ok(batch) => {
+                Ok(claim) => {
                     error_backoff = self.poll_interval;
-                    self.apply_batch(batch, &shutdown).await;
+                    self.apply_batch(claim, &shutdown).await;
                 }
                 Err(error) => {
                     // Database trouble: back off (doubling, capped) instead of
@@ -126,23 +127,34 @@ impl Worker {
         }
     }
 
-    /// Applies a claimed batch in one transaction. If that fails, each event
-    /// is applied on its own, so one bad event fails alone and the others go
+    /// Applies a claimed batch in the transaction that claimed it. If that
+    /// fails, the transaction is rolled back and each event is claimed and
+    /// applied on its own, so one bad event fails alone and the others go
     /// through.
-    async fn apply_batch(&self, batch: Vec<ClaimedEvent>, shutdown: &CancellationToken) {
+    async fn apply_batch(&self, claim: Claim, shutdown: &CancellationToken) {
         let started = std::time::Instant::now();
-        let mut parsed = Vec::with_capacity(batch.len());
-        for event in &batch {
+        let Claim { mut tx, events } = claim;
+        let mut parsed = Vec::with_capacity(events.len());
+        let mut unparsable = Vec::new();
+        for event in &events {
             match self.parse(event) {
                 Ok(notification) => parsed.push((event, notification)),
-                Err(error) => self.record_failure(event, &error).await,
+                Err(error) => unparsable.push((event, error)),
             }
         }
         let items: Vec<_> = parsed.iter().map(|(e, n)| (*e, n)).collect();
         // Bounded: a timed-out batch may still commit; applying again is harmless.
-        let applied = tokio::time::timeout(self.lease, self.store.apply_all(&items))
-            .await
-            .unwrap_or(Err(StoreError::TimedOut));
+        let applied = tokio::time::timeout(self.lease, async {
+            Store::apply_claimed(&mut tx, &items).await?;
+            tx.commit().await.map_err(StoreError::from)
+        })
+        .await
+        .unwrap_or(Err(StoreError::TimedOut));
+        // The unparsable events were locked until now; recorded after, so a
+        // failed batch does not take their failure with it.
+        for (event, error) in &unparsable {
+            self.record_failure(event, error).await;
+        }
         match applied {
             Ok(()) => {
                 counter!(metric::EVENTS_APPLIED).increment(items.len() as u64);
@@ -159,15 +171,16 @@ impl Worker {
             }
             Err(_) => {}
         }
-        let mut remaining = items.iter();
-        for (event, notification) in remaining.by_ref() {
+        for (event, notification) in &items {
             let span = tracing::info_span!("apply", id = event.id, provider = %event.provider, event_id = %event.event_id, event_type = %event.event_type);
-            let applied = tokio::time::timeout(self.lease, self.store.apply_all(&[(event, notification)]))
+            let applied = tokio::time::timeout(self.lease, self.apply_one(event, notification))
                 .instrument(span.clone())
                 .await
                 .unwrap_or(Err(StoreError::TimedOut));
             match applied {
-                Ok(()) => counter!(metric::EVENTS_APPLIED).increment(1),
+                Ok(true) => counter!(metric::EVENTS_APPLIED).increment(1),
+                // Another worker has it now, or has already applied it.
+                Ok(false) => {}
                 Err(error) => {
                     self.record_failure(event, &ApplyError::Store(error))
                         .instrument(span)
@@ -178,12 +191,16 @@ impl Worker {
                 break;
             }
         }
-        let unstarted: Vec<i64> = remaining.map(|(e, _)| e.id).collect();
-        if !unstarted.is_empty() {
-            if let Err(error) = self.store.release(&unstarted).await {
-                tracing::warn!(%error, count = unstarted.len(), "could not release claimed events; their lease will expire");
-            }
-        }
+    }
+
+    /// Claims, applies and commits one event; false when it was not runnable.
+    async fn apply_one(&self, event: &ClaimedEvent, notification: &Notification) -> Result<bool, StoreError> {
+        let Some(mut tx) = self.store.claim_one(event.id).await? else {
+            return Ok(false);
+        };
+        Store::apply_claimed(&mut tx, &[(event, notification)]).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     fn parse(&self, event: &ClaimedEvent) -> Result<Notification, ApplyError> {
@@ -199,7 +216,8 @@ impl Worker {
     /// Schedules a retry with backoff, or declares the event dead after its
     /// last attempt; the error is kept either way.
     async fn record_failure(&self, event: &ClaimedEvent, error: &ApplyError) {
-        let attempts = u32::try_from(event.attempts).unwrap_or(0);
+        // This attempt's number: the stored count does not include it yet.
+        let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
         let dead = attempts >= self.max_attempts;
         let retry_in = self.backoff(attempts);
         let message = error.to_string();

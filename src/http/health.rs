@@ -38,7 +38,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             ))
         }
     }
-    if !state.worker.is_running() {
+    // A receive-only replica (SIGNHOOK_WORKER_CONCURRENCY=0) runs no worker.
+    if state.settings.worker_concurrency > 0 && !state.worker.is_running() {
         return Err(unavailable(
             "worker_stopped",
             "the background worker is not running".to_owned(),

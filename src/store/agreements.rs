@@ -5,6 +5,8 @@
 //! one global order (provider, agreement id), so concurrent batches — other
 //! worker loops, other replicas — wait for each other but never deadlock.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection};
@@ -41,34 +43,51 @@ pub struct HistoryEntry {
 }
 
 impl Store {
-    /// Applies claimed events (each with its parsed notification) and marks
-    /// them processed, all or nothing. Applying an event twice changes nothing
-    /// the second time.
-    pub async fn apply_all(&self, items: &[(&ClaimedEvent, &Notification)]) -> Result<(), StoreError> {
-        let mut ordered: Vec<_> = items.iter().collect();
-        ordered.sort_by(|(a, na), (b, nb)| {
-            let key = |e: &ClaimedEvent, n: &Notification| {
-                (
-                    n.subject.as_ref().map(|s| (e.provider.clone(), s.id.clone())),
-                    n.occurred_at.unwrap_or(e.received_at),
-                    e.id,
-                )
-            };
-            key(a, na).cmp(&key(b, nb))
+    /// Applies claimed events (each with its parsed notification) inside the
+    /// transaction that claimed them and marks them processed, in four
+    /// statements whatever the batch size: lock (or create) every agreement
+    /// the batch touches, record the history rows, write each agreement's new
+    /// state, mark the events processed. Applying an event twice changes
+    /// nothing the second time: only events whose history row is new move
+    /// their agreement. The caller commits.
+    pub async fn apply_claimed(
+        tx: &mut PgConnection,
+        items: &[(&ClaimedEvent, &Notification)],
+    ) -> Result<(), StoreError> {
+        // Each agreement's events in the order they happened; agreements in
+        // one global order, so concurrent batches lock rows in the same order
+        // and wait for each other instead of deadlocking.
+        let mut applied: Vec<Applied> = items
+            .iter()
+            .filter_map(|(event, notification)| {
+                let subject = notification.subject.as_ref()?;
+                Some(Applied {
+                    event,
+                    subject,
+                    occurred_at: notification.occurred_at.unwrap_or(event.received_at),
+                })
+            })
+            .collect();
+        applied.sort_by(|a, b| {
+            (&a.event.provider, &a.subject.id, a.occurred_at, a.event.id).cmp(&(
+                &b.event.provider,
+                &b.subject.id,
+                b.occurred_at,
+                b.event.id,
+            ))
         });
-        let mut tx = self.pool.begin().await?;
-        for (event, notification) in ordered {
-            apply_one(&mut tx, event, notification).await?;
+        if !applied.is_empty() {
+            apply_sorted(tx, &applied).await?;
         }
         let ids: Vec<i64> = items.iter().map(|(e, _)| e.id).collect();
         sqlx::query(
-            "UPDATE events SET state = 'processed', processed_at = now(), locked_until = NULL, last_error = NULL
+            "UPDATE events SET state = 'processed', processed_at = now(), attempts = attempts + 1,
+                               locked_until = NULL, last_error = NULL
               WHERE id = ANY($1)",
         )
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -174,64 +193,147 @@ impl Store {
     }
 }
 
-/// Applies one event inside the batch's transaction: two statements.
-async fn apply_one(tx: &mut PgConnection, event: &ClaimedEvent, notification: &Notification) -> Result<(), StoreError> {
-    let Some(subject) = &notification.subject else {
-        return Ok(());
-    };
-    // Events without a provider time are ordered by when we got them.
-    let occurred_at = notification.occurred_at.unwrap_or(event.received_at);
-    // DO UPDATE (not DO NOTHING) so the row is locked and returned: events of
-    // one agreement are applied one at a time, whichever worker or replica
-    // holds them.
-    let (status, status_at): (Option<String>, Option<DateTime<Utc>>) = sqlx::query_as(
-        "INSERT INTO agreements (provider, agreement_id, resource_type) VALUES ($1, $2, $3)
+/// One event with an agreement to apply, and the time it is ordered by
+/// (events without a provider time are ordered by when we got them).
+struct Applied<'a> {
+    event: &'a ClaimedEvent,
+    subject: &'a Subject,
+    occurred_at: DateTime<Utc>,
+}
+
+/// An agreement row as the batch found it and leaves it.
+#[derive(FromRow)]
+struct AgreementState {
+    provider: String,
+    agreement_id: String,
+    status: Option<String>,
+    status_at: Option<DateTime<Utc>>,
+    provider_status: Option<String>,
+    name: Option<String>,
+    last_event_at: Option<DateTime<Utc>>,
+    #[sqlx(skip)]
+    changed: bool,
+}
+
+impl AgreementState {
+    /// Folds one newly recorded event in, with the same rules whatever order
+    /// events arrive in (see [`agreement::transition`]).
+    fn apply(&mut self, subject: &Subject, at: DateTime<Utc>) {
+        let current = self
+            .status
+            .as_deref()
+            .and_then(AgreementStatus::parse)
+            .zip(self.status_at)
+            .map(|(status, at)| Current { status, at });
+        if let Some(incoming) = subject.status.filter(|s| agreement::transition(current, *s, at)) {
+            self.status = Some(incoming.as_str().to_owned());
+            self.status_at = Some(at);
+            self.provider_status.clone_from(&subject.provider_status);
+        }
+        // The name of the latest event wins; an older event only fills a gap.
+        let latest = self.last_event_at.map_or(true, |last| at >= last);
+        if (subject.name.is_some() && latest) || self.name.is_none() {
+            self.name = subject.name.clone().or(self.name.take());
+        }
+        self.last_event_at = Some(self.last_event_at.map_or(at, |last| last.max(at)));
+        self.changed = true;
+    }
+}
+
+/// The three statements of a batch with agreements; `applied` is sorted by
+/// (provider, agreement id, time, event id).
+async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<(), StoreError> {
+    // 1. Lock every agreement (creating the missing ones) in sorted order.
+    //    DO UPDATE rather than DO NOTHING so existing rows are locked and
+    //    returned too: an agreement's events are applied by one batch at a
+    //    time, whichever worker or replica holds them.
+    let mut keys: Vec<(&str, &str, &str)> = applied
+        .iter()
+        .map(|a| {
+            (
+                a.event.provider.as_str(),
+                a.subject.id.as_str(),
+                a.subject.kind.as_str(),
+            )
+        })
+        .collect();
+    keys.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+    let rows: Vec<AgreementState> = sqlx::query_as(
+        "INSERT INTO agreements (provider, agreement_id, resource_type)
+         SELECT p, a, r FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(p, a, r, n) ORDER BY n
          ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
-         RETURNING status, status_at",
+         RETURNING provider, agreement_id, status, status_at, provider_status, name, last_event_at",
     )
-    .bind(&event.provider)
-    .bind(&subject.id)
-    .bind(&subject.kind)
-    .fetch_one(&mut *tx)
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
     .await?;
-    let current = status
-        .as_deref()
-        .and_then(AgreementStatus::parse)
-        .zip(status_at)
-        .map(|(status, at)| Current { status, at });
-    let moves = subject
-        .status
-        .filter(|incoming| agreement::transition(current, *incoming, occurred_at));
-    // The history row and the agreement update go together: an event already
-    // in history (a replay) inserts nothing and so updates nothing.
-    sqlx::query(
-        "WITH recorded AS (
-             INSERT INTO agreement_history (provider, agreement_id, event_ref, event_id, event_type, status,
-                                            provider_status, occurred_at)
-             VALUES ($1, $2, $7, $8, $9, $10, $4, $5)
-             ON CONFLICT ON CONSTRAINT agreement_history_event_ref_key DO NOTHING
-             RETURNING 1)
-         UPDATE agreements
-            SET status = coalesce($3, status),
-                provider_status = CASE WHEN $3 IS NULL THEN provider_status ELSE $4 END,
-                status_at = CASE WHEN $3 IS NULL THEN status_at ELSE $5 END,
-                name = CASE WHEN $6::text IS NOT NULL AND (last_event_at IS NULL OR $5 >= last_event_at)
-                            THEN $6 ELSE coalesce(name, $6) END,
-                last_event_at = greatest(last_event_at, $5),
-                updated_at = now()
-          WHERE provider = $1 AND agreement_id = $2 AND EXISTS (SELECT 1 FROM recorded)",
+    let mut states: HashMap<(String, String), AgreementState> = rows
+        .into_iter()
+        .map(|row| ((row.provider.clone(), row.agreement_id.clone()), row))
+        .collect();
+
+    // 2. History, once per event: a replayed event's row is already there and
+    //    comes back as not new, so it moves nothing.
+    let new: HashSet<i64> = sqlx::query_scalar(
+        "INSERT INTO agreement_history (provider, agreement_id, event_ref, event_id, event_type, status,
+                                        provider_status, occurred_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                              $7::text[], $8::timestamptz[])
+         ON CONFLICT ON CONSTRAINT agreement_history_event_ref_key DO NOTHING
+         RETURNING event_ref",
     )
-    .bind(&event.provider)
-    .bind(&subject.id)
-    .bind(moves.map(AgreementStatus::as_str))
-    .bind(&subject.provider_status)
-    .bind(occurred_at)
-    .bind(&subject.name)
-    .bind(event.id)
-    .bind(&event.event_id)
-    .bind(&event.event_type)
-    .bind(subject.status.map(AgreementStatus::as_str))
-    .execute(&mut *tx)
-    .await?;
+    .bind(applied.iter().map(|a| a.event.provider.as_str()).collect::<Vec<_>>())
+    .bind(applied.iter().map(|a| a.subject.id.as_str()).collect::<Vec<_>>())
+    .bind(applied.iter().map(|a| a.event.id).collect::<Vec<_>>())
+    .bind(applied.iter().map(|a| a.event.event_id.as_str()).collect::<Vec<_>>())
+    .bind(applied.iter().map(|a| a.event.event_type.as_str()).collect::<Vec<_>>())
+    .bind(
+        applied
+            .iter()
+            .map(|a| a.subject.status.map(AgreementStatus::as_str))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        applied
+            .iter()
+            .map(|a| a.subject.provider_status.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(applied.iter().map(|a| a.occurred_at).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    // 3. Fold the new events into each agreement, in order, and write back
+    //    the agreements that moved.
+    for a in applied.iter().filter(|a| new.contains(&a.event.id)) {
+        let key = (a.event.provider.clone(), a.subject.id.clone());
+        let state = states.get_mut(&key).ok_or(StoreError::Vanished)?;
+        state.apply(a.subject, a.occurred_at);
+    }
+    let changed: Vec<&AgreementState> = states.values().filter(|s| s.changed).collect();
+    if !changed.is_empty() {
+        sqlx::query(
+            "UPDATE agreements a
+                SET status = u.status, status_at = u.status_at, provider_status = u.provider_status,
+                    name = u.name, last_event_at = u.last_event_at, updated_at = now()
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                           $7::timestamptz[]) AS u(provider, agreement_id, status, status_at, provider_status,
+                                                   name, last_event_at)
+              WHERE a.provider = u.provider AND a.agreement_id = u.agreement_id",
+        )
+        .bind(changed.iter().map(|s| s.provider.as_str()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|s| s.agreement_id.as_str()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|s| s.status.as_deref()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|s| s.status_at).collect::<Vec<_>>())
+        .bind(changed.iter().map(|s| s.provider_status.as_deref()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|s| s.name.as_deref()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|s| s.last_event_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{FromRow, Postgres, Transaction};
 
 use super::{Store, StoreError};
 
@@ -52,6 +52,13 @@ pub struct Receipt {
 }
 
 /// An event claimed by a worker, with what it needs to apply it.
+#[derive(Debug, FromRow)]
+/// Events claimed by one open transaction; see [`Store::claim`].
+pub struct Claim {
+    pub tx: Transaction<'static, Postgres>,
+    pub events: Vec<ClaimedEvent>,
+}
+
 #[derive(Debug, FromRow)]
 pub struct ClaimedEvent {
     pub id: i64,
@@ -130,59 +137,58 @@ impl Store {
         Ok(Duration::from_secs_f64(seconds.unwrap_or(0.0).max(0.0)))
     }
 
-    /// Claims up to `limit` runnable events for `lease`: new and retryable
-    /// ones whose time has come, and processing ones whose worker's lease ran
-    /// out (it crashed). Other workers skip rows this one has locked.
-    pub async fn claim_batch(&self, limit: u32, lease: Duration) -> Result<Vec<ClaimedEvent>, StoreError> {
-        let mut events: Vec<ClaimedEvent> = sqlx::query_as(
-            "UPDATE events e
-                SET state = 'processing', attempts = e.attempts + 1,
-                    locked_until = now() + $2 * interval '1 millisecond'
-               FROM (SELECT id FROM events
-                      WHERE (state IN ('pending', 'failed') AND next_attempt_at <= now())
-                         OR (state = 'processing' AND locked_until < now())
-                      ORDER BY id
-                      LIMIT $1
-                      FOR UPDATE SKIP LOCKED) claimable
-              WHERE e.id = claimable.id
-          RETURNING e.id, e.provider, e.event_id, e.event_type, e.body, e.received_at, e.attempts",
+    /// Claims up to `limit` runnable events: new ones and retries whose time
+    /// has come. They stay locked by the returned transaction — other workers
+    /// and replicas skip them — until it commits with their outcome or ends
+    /// any other way (rollback, a dropped connection, a worker killed
+    /// mid-batch, or `idle_in_transaction_session_timeout`), which hands them
+    /// straight back to the queue. Rows left `processing` by versions that
+    /// leased events are taken once their lease has run out.
+    pub async fn claim(&self, limit: u32) -> Result<Claim, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let events = sqlx::query_as(
+            "SELECT id, provider, event_id, event_type, body, received_at, attempts FROM events
+              WHERE state IN ('pending', 'failed', 'processing')
+                AND ((state IN ('pending', 'failed') AND next_attempt_at <= now())
+                     OR (state = 'processing' AND locked_until < now()))
+              ORDER BY id
+              LIMIT $1
+                FOR UPDATE SKIP LOCKED",
         )
         .bind(i64::from(limit))
-        .bind(lease.as_millis() as f64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        events.sort_by_key(|e| e.id);
-        Ok(events)
+        Ok(Claim { tx, events })
     }
 
-    /// Records a failed attempt: retried after `retry_in`, or `dead` once
-    /// `attempts` reached `max_attempts`. The error is kept either way.
+    /// Claims one event by id, for applying a failed batch's events one by
+    /// one; `None` when another worker has it or it is no longer runnable.
+    pub async fn claim_one(&self, id: i64) -> Result<Option<Transaction<'static, Postgres>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM events WHERE id = $1 AND state IN ('pending', 'failed', 'processing')
+                FOR UPDATE SKIP LOCKED",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        Ok(found.map(|_| tx))
+    }
+
+    /// Records a failed attempt: retried after `retry_in`, or `dead` once it
+    /// was the last attempt. The error is kept either way.
     pub async fn fail(&self, id: i64, error: &str, dead: bool, retry_in: Duration) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE events
-                SET state = CASE WHEN $3 THEN 'dead' ELSE 'failed' END,
+                SET state = CASE WHEN $3 THEN 'dead' ELSE 'failed' END, attempts = attempts + 1,
                     last_error = $2, locked_until = NULL,
                     next_attempt_at = now() + $4 * interval '1 millisecond'
-              WHERE id = $1",
+              WHERE id = $1 AND state IN ('pending', 'failed', 'processing')",
         )
         .bind(id)
         .bind(error)
         .bind(dead)
         .bind(retry_in.as_millis() as f64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Gives claimed-but-unstarted events back on shutdown, without counting
-    /// the attempt, so another replica picks them up at once.
-    pub async fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE events SET state = 'pending', attempts = greatest(attempts - 1, 0), locked_until = NULL,
-                               next_attempt_at = now()
-              WHERE id = ANY($1) AND state = 'processing'",
-        )
-        .bind(ids)
         .execute(&self.pool)
         .await?;
         Ok(())

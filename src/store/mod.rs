@@ -16,7 +16,7 @@ use sqlx::{
 };
 
 pub use agreements::{AgreementView, HistoryEntry};
-pub use events::{ClaimedEvent, EventFilter, EventPage, EventRow, EventState, Receipt, StateCounts};
+pub use events::{Claim, ClaimedEvent, EventFilter, EventPage, EventRow, EventState, Receipt, StateCounts};
 pub use writer::{BatchLimits, IngestWriter, NewEvent};
 
 use crate::config::Settings;
@@ -52,7 +52,14 @@ impl Store {
         let options = PgConnectOptions::from_str(&settings.database_url)
             .map_err(StoreError::InvalidUrl)?
             .log_statements(tracing::log::LevelFilter::Debug)
-            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
+            // The worker's claimed events are locked by an open transaction;
+            // if its replica hangs or is cut off, PostgreSQL ends the
+            // transaction after the lease and the events go back to the queue.
+            .options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}s", settings.worker_lease_secs),
+            )]);
         ensure_database(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.db_max_connections)
