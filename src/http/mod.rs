@@ -5,6 +5,7 @@
 mod admin;
 pub mod error;
 mod health;
+pub mod openapi;
 mod server;
 mod webhooks;
 
@@ -14,9 +15,9 @@ use std::sync::Arc;
 
 use axum::{
     error_handling::HandleErrorLayer,
-    extract::Request,
-    http::{HeaderName, Uri},
-    middleware,
+    extract::{Request, State},
+    http::{HeaderName, Method, StatusCode, Uri},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
     BoxError, Router,
@@ -35,6 +36,7 @@ use self::error::ApiError;
 use crate::{
     config::Settings,
     providers::{Provider, Providers},
+    silence::Activity,
     store::{BatchLimits, IngestWriter, Store},
     telemetry::metric,
     worker::WorkerHandle,
@@ -53,6 +55,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// KiB of request bodies that may be in memory at once.
     pub body_budget: Arc<Semaphore>,
+    /// Last accepted webhook per provider (in memory; flushed to the database).
+    pub activity: Activity,
 }
 
 impl AppState {
@@ -70,6 +74,7 @@ impl AppState {
             worker,
             body_budget: Arc::new(Semaphore::new(budget_kib)),
             settings,
+            activity: Activity::default(),
         }
     }
 
@@ -83,8 +88,24 @@ impl AppState {
     }
 }
 
+/// Notes every accepted notification (a 200 to a POST, duplicates included:
+/// the provider is alive) for silence detection; an in-memory write only.
+async fn record_activity(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let provider = (request.method() == Method::POST)
+        .then(|| request.uri().path().strip_prefix("/webhooks/").map(str::to_owned))
+        .flatten();
+    let response = next.run(request).await;
+    if let Some(provider) = provider.filter(|_| response.status() == StatusCode::OK) {
+        state.activity.record(&provider);
+    }
+    response
+}
+
 pub fn router(state: AppState) -> Router {
-    let admin = admin::router().route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+    let admin = admin::router()
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token))
+        // After the token layer: the document is served without the token.
+        .route("/openapi.json", get(openapi::openapi_json));
     let webhooks = Router::new()
         .route(
             "/webhooks/{provider}",
@@ -101,7 +122,8 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(LoadShedLayer::new())
                 .layer(ConcurrencyLimitLayer::new(state.settings.max_concurrent_requests)),
-        );
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), record_activity));
     Router::new()
         .merge(webhooks)
         .route("/healthz", get(health::healthz))
