@@ -89,6 +89,24 @@ pub struct Settings {
     pub worker_lease_secs: u64,
     /// After SIGTERM, how long in-flight requests and the worker get to finish.
     pub shutdown_grace_secs: u64,
+    /// The public base URL providers reach this service at
+    /// (`https://hooks.example.com`); per-agreement webhooks point at
+    /// `<public_url>/webhooks/<provider>`. Unset: watching is refused.
+    #[serde(deserialize_with = "optional_string")]
+    pub public_url: Option<String>,
+    /// How often the reconciler looks for agreements to poll.
+    pub reconcile_interval: HumanDuration,
+    /// An agreement with no event and no poll for this long is polled.
+    pub reconcile_stale_after: HumanDuration,
+    /// Poll period of agreements whose webhook registration failed.
+    pub reconcile_fast_interval: HumanDuration,
+    /// Provider API calls the reconciler makes per minute, per replica.
+    pub reconcile_max_per_minute: u32,
+    /// Provider API calls the reconciler has in flight at once, per replica.
+    pub reconcile_concurrency: usize,
+    /// A provider with open agreements that sends no webhook for this long is
+    /// "silent": its open agreements are polled at once.
+    pub silence_after: HumanDuration,
 }
 
 impl Default for Settings {
@@ -116,6 +134,13 @@ impl Default for Settings {
             worker_retry_max_ms: 600_000,
             worker_lease_secs: 30,
             shutdown_grace_secs: 25,
+            public_url: None,
+            reconcile_interval: HumanDuration::from_secs(60),
+            reconcile_stale_after: HumanDuration::from_secs(6 * 3600),
+            reconcile_fast_interval: HumanDuration::from_secs(5 * 60),
+            reconcile_max_per_minute: 120,
+            reconcile_concurrency: 4,
+            silence_after: HumanDuration::from_secs(2 * 3600),
         }
     }
 }
@@ -169,6 +194,8 @@ impl Settings {
             ("worker_max_attempts", u64::from(self.worker_max_attempts)),
             ("worker_retry_base_ms", self.worker_retry_base_ms),
             ("worker_lease_secs", self.worker_lease_secs),
+            ("reconcile_max_per_minute", u64::from(self.reconcile_max_per_minute)),
+            ("reconcile_concurrency", self.reconcile_concurrency as u64),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be greater than 0"));
@@ -191,7 +218,47 @@ impl Settings {
                 "must not be below SIGNHOOK_WORKER_RETRY_BASE_MS",
             ));
         }
+        let durations = [
+            ("reconcile_interval", self.reconcile_interval),
+            ("reconcile_stale_after", self.reconcile_stale_after),
+            ("reconcile_fast_interval", self.reconcile_fast_interval),
+            ("silence_after", self.silence_after),
+        ];
+        if let Some((key, _)) = durations.iter().find(|(_, d)| d.get().is_zero()) {
+            return Err(invalid(key, "must be longer than 0"));
+        }
+        self.public_base_url()?;
         Ok(())
+    }
+
+    /// `SIGNHOOK_PUBLIC_URL` without its trailing slash, checked to be an
+    /// absolute http(s) URL with a host and no query.
+    pub fn public_base_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = self.public_url.as_deref() else {
+            return Ok(None);
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            setting: setting_name("public_url"),
+            message,
+        };
+        let url = reqwest::Url::parse(raw)
+            .map_err(|e| invalid(format!("`{raw}` is not a URL like https://hooks.example.com ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().map_or(true, str::is_empty) {
+            return Err(invalid(format!("`{raw}` is not an http(s) URL with a host")));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("must not have a query or a fragment".to_owned()));
+        }
+        Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
+    }
+
+    /// Where `provider` must send webhooks: `<public URL>/webhooks/<provider>`;
+    /// `None` without `SIGNHOOK_PUBLIC_URL`.
+    pub fn webhook_url(&self, provider: &str) -> Option<String> {
+        self.public_base_url()
+            .ok()
+            .flatten()
+            .map(|base| format!("{base}/webhooks/{provider}"))
     }
 
     /// The settings as `check-config` prints them: secrets masked.
@@ -337,10 +404,105 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// A duration setting: `90s`, `30m`, `6h`, `1d`, `500ms`, or a plain number
+/// of seconds. Shown in the same form (`check-config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(Duration);
+
+impl HumanDuration {
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+
+    /// Parses the forms listed on the type (fractions too: `1.5h`); `None`
+    /// for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let seconds_per_unit = match unit.trim() {
+            "" | "s" => 1.0,
+            "ms" => 0.001,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => return None,
+        };
+        Duration::try_from_secs_f64(number * seconds_per_unit).ok().map(Self)
+    }
+}
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+        match units.iter().find(|(size, _)| ms != 0 && ms % size == 0) {
+            Some((size, unit)) => write!(f, "{}{unit}", ms / size),
+            None => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Scalar(text) = Scalar::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration like 90s, 30m, 6h, 1d, 500ms or a number of seconds"
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use figment::providers::Serialized;
+
+    #[test]
+    fn durations_accept_units_or_seconds() {
+        let cases = [
+            ("90s", Some(90_000)),
+            ("30m", Some(1_800_000)),
+            ("6h", Some(21_600_000)),
+            ("1d", Some(86_400_000)),
+            ("250ms", Some(250)),
+            ("120", Some(120_000)),
+            (" 5 m ", Some(300_000)),
+            ("0", Some(0)),
+            ("", None),
+            ("h", None),
+            ("1.5h", Some(5_400_000)),
+            ("2min", Some(120_000)),
+            ("-3s", None),
+            ("10 minutes", None),
+            ("99999999999999999999d", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                HumanDuration::parse(text).map(|d| d.get().as_millis() as u64),
+                expected,
+                "{text:?}"
+            );
+        }
+        for text in ["6h", "30m", "90s", "250ms", "1d"] {
+            let parsed = HumanDuration::parse(text).expect("valid duration");
+            assert_eq!(parsed.to_string(), text);
+        }
+    }
 
     fn with(pairs: &[(&str, serde_json::Value)]) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
@@ -371,6 +533,37 @@ mod tests {
                 "SIGNHOOK_REQUEST_TIMEOUT_MS",
             ),
             ("admin_token", serde_json::json!("short"), "SIGNHOOK_ADMIN_TOKEN"),
+            (
+                "reconcile_interval",
+                serde_json::json!("soon"),
+                "SIGNHOOK_RECONCILE_INTERVAL",
+            ),
+            (
+                "reconcile_stale_after",
+                serde_json::json!(0),
+                "SIGNHOOK_RECONCILE_STALE_AFTER",
+            ),
+            ("silence_after", serde_json::json!("2 hours"), "SIGNHOOK_SILENCE_AFTER"),
+            (
+                "reconcile_concurrency",
+                serde_json::json!(0),
+                "SIGNHOOK_RECONCILE_CONCURRENCY",
+            ),
+            (
+                "reconcile_max_per_minute",
+                serde_json::json!("many"),
+                "SIGNHOOK_RECONCILE_MAX_PER_MINUTE",
+            ),
+            (
+                "public_url",
+                serde_json::json!("hooks.example.com"),
+                "SIGNHOOK_PUBLIC_URL",
+            ),
+            (
+                "public_url",
+                serde_json::json!("ftp://hooks.example.com"),
+                "SIGNHOOK_PUBLIC_URL",
+            ),
         ];
         for (key, value, name) in cases {
             let error = with(&[(key, value.clone())])
@@ -415,6 +608,7 @@ mod tests {
             key in proptest::sample::select(vec![
                 "listen", "max_body_bytes", "log_format", "database_url", "admin_token", "request_timeout_ms",
                 "worker_max_attempts", "max_concurrent_requests", "max_inflight_body_bytes",
+                "reconcile_interval", "silence_after", "public_url", "reconcile_max_per_minute",
             ]),
             value in ".{0,40}",
         ) {

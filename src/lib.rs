@@ -7,6 +7,8 @@ pub mod agreement;
 pub mod config;
 pub mod http;
 pub mod providers;
+pub mod reconciler;
+pub mod silence;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
@@ -21,6 +23,7 @@ use crate::{
     config::{Config, ConfigError},
     http::AppState,
     providers::Providers,
+    reconciler::Reconciler,
     store::{Store, StoreError},
     worker::{Worker, WorkerHandle},
 };
@@ -85,6 +88,18 @@ impl Application {
                 tokio::spawn(worker.run(shutdown.clone()))
             })
             .collect();
+        // Polls stale agreements and watches for silent providers; the
+        // activity it reads is written by the flush loop.
+        let reconciler = Reconciler::new(
+            state.store.clone(),
+            state.providers.clone(),
+            state.settings.clone(),
+            state.activity.clone(),
+        );
+        let background = [
+            tokio::spawn(reconciler.run(shutdown.clone())),
+            tokio::spawn(state.activity.clone().flush_loop(state.store.clone(), shutdown.clone())),
+        ];
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
 
         let header_timeout = Duration::from_millis(state.settings.header_read_timeout_ms);
@@ -98,8 +113,8 @@ impl Application {
         tracing::info!(grace_secs = grace.as_secs(), "shutting down");
         let drained = tokio::time::timeout(grace, async {
             let served = server.await;
-            for worker in workers {
-                let _ = worker.await;
+            for task in workers.into_iter().chain(background) {
+                let _ = task.await;
             }
             served
         })
@@ -119,11 +134,20 @@ fn warn_about_configuration(state: &AppState) {
     if state.settings.admin_token.is_none() {
         tracing::warn!("SIGNHOOK_ADMIN_TOKEN is not set: the admin API (/api/*) is disabled and answers 404");
     }
-    for provider in state.providers.iter().filter(|p| !p.is_configured()) {
-        tracing::warn!(
-            provider = provider.name(),
-            "provider has no credentials configured: every webhook from it is refused"
-        );
+    for provider in state.providers.iter() {
+        if !provider.is_configured() {
+            tracing::warn!(
+                provider = provider.name(),
+                "provider has no credentials configured: every webhook from it is refused"
+            );
+        }
+        match provider.can_poll() {
+            true => tracing::info!(
+                provider = provider.name(),
+                "API credentials configured: polling enabled"
+            ),
+            false => tracing::info!(provider = provider.name(), "no API credentials: polling disabled"),
+        }
     }
 }
 

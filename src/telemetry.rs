@@ -37,7 +37,8 @@ pub mod metric {
     pub const WEBHOOK_REQUESTS: &str = "signhook_webhook_requests_total";
     /// Histogram (seconds), label `provider`: request start to acknowledgement.
     pub const ACK_DURATION: &str = "signhook_ack_duration_seconds";
-    /// Gauge (unix seconds), label `provider`: last accepted webhook.
+    /// Gauge (unix seconds), label `provider`: last accepted webhook, on any
+    /// replica once the reconciler has read it from the database.
     pub const LAST_WEBHOOK: &str = "signhook_last_webhook_timestamp_seconds";
     /// Gauge, label `state`: stored events per processing state.
     pub const EVENTS: &str = "signhook_events";
@@ -49,6 +50,15 @@ pub mod metric {
     pub const APPLY_FAILURES: &str = "signhook_apply_failures_total";
     /// Histogram (seconds): one worker batch, claim to commit.
     pub const APPLY_DURATION: &str = "signhook_apply_batch_duration_seconds";
+    /// Counter, labels `provider`, `outcome` (changed, unchanged, not_found,
+    /// failed): the reconciler's polls.
+    pub const POLLS: &str = "signhook_polls_total";
+    /// Counter, labels `provider`, `outcome` (registered, failed, not_found,
+    /// removed, remove_failed): per-agreement webhook registrations and removals.
+    pub const WEBHOOK_REGISTRATIONS: &str = "signhook_webhook_registrations_total";
+    /// Gauge (0/1), label `provider`: the provider has open agreements and
+    /// sent no webhook for `SIGNHOOK_SILENCE_AFTER`.
+    pub const PROVIDER_SILENT: &str = "signhook_provider_silent";
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -89,4 +99,13 @@ fn describe() {
     describe_counter!(metric::EVENTS_APPLIED, "Events applied to their agreement");
     describe_counter!(metric::APPLY_FAILURES, "Failed apply attempts by result (retry, dead)");
     describe_histogram!(metric::APPLY_DURATION, Unit::Seconds, "Duration of one worker batch");
+    describe_counter!(metric::POLLS, "Reconciler polls by provider and outcome");
+    describe_counter!(
+        metric::WEBHOOK_REGISTRATIONS,
+        "Per-agreement webhook registrations and removals by provider and outcome"
+    );
+    describe_gauge!(
+        metric::PROVIDER_SILENT,
+        "1 while a provider with open agreements sends no webhooks"
+    );
 }

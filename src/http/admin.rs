@@ -12,13 +12,22 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use serde::Deserialize;
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
-use super::{error::ApiError, AppState};
+use metrics::counter;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::{
+    error::{ApiError, ErrorBody},
+    AppState,
+};
 use crate::{
-    providers::{matches_any, PollError, Providers},
+    providers::{matches_any, PollError, Provider, Providers, WatchError},
+    reconciler::{register_webhook, RegisterError},
     store::{AgreementView, EventFilter, EventPage, EventState},
+    telemetry::metric,
 };
 
 const DEFAULT_PAGE: i64 = 100;
@@ -30,6 +39,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/agreements/{provider}/{agreement_id}", get(agreement))
         .route("/agreements/{provider}/{agreement_id}/refresh", post(refresh))
+        .route(
+            "/agreements/{provider}/{agreement_id}/watch",
+            post(watch).delete(unwatch),
+        )
+        .route("/providers", get(providers))
         .route("/events", get(events))
         .route("/events/{id}/replay", post(replay))
         .route("/stats", get(stats))
@@ -70,6 +84,11 @@ fn known_provider(name: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /api/agreements/{provider}/{agreement_id}`
+#[utoipa::path(get, path = "/api/agreements/{provider}/{agreement_id}", tag = "agreements",
+    params(("provider" = String, Path, description = "adobe-sign, boldsign or fusesign"), ("agreement_id" = String, Path)),
+    responses((status = 200, description = "the agreement and its history", body = AgreementView),
+        (status = 404, description = "never seen", body = ErrorBody)),
+    security(("admin_token" = [])))]
 async fn agreement(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -87,6 +106,13 @@ async fn agreement(
 /// `POST /api/agreements/{provider}/{agreement_id}/refresh`: reads the
 /// agreement's status from the provider's API now, applies it with the same
 /// rules as webhooks, and returns the agreement.
+#[utoipa::path(post, path = "/api/agreements/{provider}/{agreement_id}/refresh", tag = "agreements",
+    params(("provider" = String, Path, description = "adobe-sign, boldsign or fusesign"), ("agreement_id" = String, Path)),
+    responses((status = 200, description = "the agreement after applying the provider's status", body = AgreementView),
+        (status = 404, description = "the provider does not know it", body = ErrorBody),
+        (status = 409, description = "no API credentials for this provider", body = ErrorBody),
+        (status = 502, description = "the provider failed", body = ErrorBody)),
+    security(("admin_token" = [])))]
 async fn refresh(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -99,17 +125,7 @@ async fn refresh(
             code: "provider_timeout",
             message: format!("{name} did not answer within {} s", REFRESH_DEADLINE.as_secs()),
         })?
-        .map_err(|error| match error {
-            PollError::NotConfigured => ApiError::Conflict {
-                code: "polling_not_configured",
-                message: format!("no API credentials are configured for {name}; see the README's configuration"),
-            },
-            PollError::NotFound => ApiError::NotFound(format!("{name} does not know agreement `{agreement_id}`")),
-            other => ApiError::ProviderFailed {
-                code: "provider_error",
-                message: format!("{name}: {other}"),
-            },
-        })?;
+        .map_err(|error| provider_failed(&name, &agreement_id, error))?;
     state
         .store
         .apply_poll(provider.name(), &subject, chrono::Utc::now())
@@ -122,6 +138,209 @@ async fn refresh(
         .ok_or_else(|| ApiError::NotFound(format!("no {name} agreement `{agreement_id}`")))
 }
 
+/// A failed provider API call as the admin API reports it.
+fn provider_failed(name: &str, agreement_id: &str, error: PollError) -> ApiError {
+    match error {
+        PollError::NotConfigured => ApiError::Conflict {
+            code: "polling_not_configured",
+            message: format!("no API credentials are configured for {name}; see the README's configuration"),
+        },
+        PollError::NotFound => ApiError::NotFound(format!("{name} does not know agreement `{agreement_id}`")),
+        other => ApiError::ProviderFailed {
+            code: "provider_error",
+            message: format!("{name}: {other}"),
+        },
+    }
+}
+
+/// The provider named in the path, if it has per-agreement webhooks.
+fn watchable<'a>(state: &'a AppState, name: &str) -> Result<&'a std::sync::Arc<dyn Provider>, ApiError> {
+    let provider = state.provider(name)?;
+    if !provider.can_watch() {
+        return Err(ApiError::BadRequest {
+            code: "watch_not_supported",
+            message: format!(
+                "{name} has no per-agreement webhooks; its agreements are kept current by its account webhook and polling"
+            ),
+        });
+    }
+    Ok(provider)
+}
+
+async fn view(state: &AppState, provider: &str, agreement_id: &str) -> Result<Json<AgreementView>, ApiError> {
+    state
+        .store
+        .agreement(provider, agreement_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no {provider} agreement `{agreement_id}` has been seen")))
+}
+
+/// `POST /api/agreements/{provider}/{agreement_id}/watch`: registers a webhook
+/// for this one agreement at the provider, pointing at
+/// `SIGNHOOK_PUBLIC_URL/webhooks/{provider}`, and returns the agreement (created
+/// without a status if never seen). Watching a watched agreement changes
+/// nothing. If the registration fails (502), the agreement is polled every
+/// `SIGNHOOK_RECONCILE_FAST_INTERVAL` and the registration retried until it works.
+#[utoipa::path(post, path = "/api/agreements/{provider}/{agreement_id}/watch", tag = "agreements",
+    params(("provider" = String, Path, description = "adobe-sign"), ("agreement_id" = String, Path)),
+    responses(
+        (status = 200, description = "watched", body = AgreementView),
+        (status = 400, description = "the provider has no per-agreement webhooks", body = ErrorBody),
+        (status = 404, description = "the provider does not know the agreement", body = ErrorBody),
+        (status = 409, description = "SIGNHOOK_PUBLIC_URL or API credentials missing, or the agreement is finished", body = ErrorBody),
+        (status = 502, description = "registration failed; fast polling until a retry works", body = ErrorBody)),
+    security(("admin_token" = [])))]
+async fn watch(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<AgreementView>, ApiError> {
+    let Path((name, agreement_id)) = path?;
+    let provider = watchable(&state, &name)?.clone();
+    let Some(url) = state.settings.webhook_url(provider.name()) else {
+        return Err(ApiError::Conflict {
+            code: "public_url_not_configured",
+            message: "SIGNHOOK_PUBLIC_URL is not set: the provider needs the public https URL to deliver to".to_owned(),
+        });
+    };
+    let current = state.store.watch_state(provider.name(), &agreement_id).await?;
+    if current.as_ref().is_some_and(|c| c.terminal) {
+        return Err(ApiError::Conflict {
+            code: "agreement_finished",
+            message: format!("{name} agreement `{agreement_id}` is finished; there is nothing left to watch"),
+        });
+    }
+    if current.as_ref().is_some_and(|c| c.webhook_id.is_some()) {
+        return view(&state, provider.name(), &agreement_id).await;
+    }
+    let fast = state.settings.reconcile_fast_interval;
+    register_webhook(&state.store, provider.as_ref(), &agreement_id, &url, fast.get())
+        .await
+        .map_err(|error| match error {
+            RegisterError::Store(error) => ApiError::Store(error),
+            RegisterError::Watch(WatchError::Unsupported) => ApiError::BadRequest {
+                code: "watch_not_supported",
+                message: format!("{name} has no per-agreement webhooks"),
+            },
+            RegisterError::Watch(WatchError::Api(error @ (PollError::NotConfigured | PollError::NotFound))) => {
+                provider_failed(&name, &agreement_id, error)
+            }
+            RegisterError::Watch(WatchError::Api(error)) => ApiError::ProviderFailed {
+                code: "webhook_registration_failed",
+                message: format!("{name}: {error}; the agreement is polled every {fast} and the registration retried"),
+            },
+        })?;
+    view(&state, provider.name(), &agreement_id).await
+}
+
+/// `DELETE /api/agreements/{provider}/{agreement_id}/watch`: deletes the
+/// agreement's webhook at the provider (one the provider no longer knows
+/// counts as deleted) and forgets it, or stops a pending registration.
+#[utoipa::path(delete, path = "/api/agreements/{provider}/{agreement_id}/watch", tag = "agreements",
+    params(("provider" = String, Path, description = "adobe-sign"), ("agreement_id" = String, Path)),
+    responses(
+        (status = 200, description = "no longer watched", body = AgreementView),
+        (status = 400, description = "the provider has no per-agreement webhooks", body = ErrorBody),
+        (status = 404, description = "no such agreement", body = ErrorBody),
+        (status = 409, description = "no API credentials", body = ErrorBody),
+        (status = 502, description = "the provider failed; the webhook is still on record", body = ErrorBody)),
+    security(("admin_token" = [])))]
+async fn unwatch(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<AgreementView>, ApiError> {
+    let Path((name, agreement_id)) = path?;
+    let provider = watchable(&state, &name)?.clone();
+    let Some(current) = state.store.watch_state(provider.name(), &agreement_id).await? else {
+        return Err(ApiError::NotFound(format!(
+            "no {name} agreement `{agreement_id}` has been seen"
+        )));
+    };
+    if let Some(webhook_id) = current.webhook_id {
+        match provider.unwatch(&webhook_id).await {
+            Ok(()) | Err(WatchError::Api(PollError::NotFound)) => {
+                counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => provider.name(), "outcome" => "removed")
+                    .increment(1);
+                tracing::info!(provider = provider.name(), agreement_id, "agreement webhook removed");
+            }
+            Err(WatchError::Unsupported) => return Err(ApiError::Internal),
+            Err(WatchError::Api(error)) => {
+                counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => provider.name(), "outcome" => "remove_failed")
+                    .increment(1);
+                return Err(provider_failed(&name, &agreement_id, error));
+            }
+        }
+    }
+    state.store.watch_removed(provider.name(), &agreement_id).await?;
+    view(&state, provider.name(), &agreement_id).await
+}
+
+/// `GET /api/providers`: what each provider is set up for and how it is doing.
+#[utoipa::path(get, path = "/api/providers", tag = "providers",
+    responses((status = 200, description = "every provider", body = ProvidersView)),
+    security(("admin_token" = [])))]
+async fn providers(State(state): State<AppState>) -> Result<Json<ProvidersView>, ApiError> {
+    let activity = state.store.provider_activity().await?;
+    let mut counts = state.store.provider_counts().await?;
+    let providers = state
+        .providers
+        .iter()
+        .map(|provider| {
+            let name = provider.name();
+            let row = activity.iter().find(|row| row.provider == name);
+            ProviderView {
+                name,
+                webhook_auth: WebhookAuth {
+                    configured: provider.is_configured(),
+                    kind: provider.webhook_auth(),
+                },
+                polling: provider.can_poll(),
+                watch_supported: provider.can_watch(),
+                last_webhook_at: row.and_then(|r| r.last_webhook_at).max(state.activity.last(name)),
+                silent: row.is_some_and(|r| r.silent_since.is_some()),
+                silent_since: row.and_then(|r| r.silent_since),
+                agreements: counts.agreements.remove(name).unwrap_or_default(),
+                events: counts.events.remove(name).unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Json(ProvidersView { providers }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvidersView {
+    pub providers: Vec<ProviderView>,
+}
+
+/// One provider in `GET /api/providers` (never a secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderView {
+    /// Path name: `adobe-sign`, `boldsign`, `fusesign`.
+    pub name: &'static str,
+    pub webhook_auth: WebhookAuth,
+    /// API credentials are configured: agreements are polled.
+    pub polling: bool,
+    /// `POST /api/agreements/{name}/{id}/watch` is available.
+    pub watch_supported: bool,
+    /// The last webhook any replica accepted (to within a second).
+    pub last_webhook_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Open agreements and no webhook for `SIGNHOOK_SILENCE_AFTER`.
+    pub silent: bool,
+    pub silent_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Agreements by status (`unknown`: not known yet).
+    pub agreements: BTreeMap<String, i64>,
+    /// Stored events by state.
+    pub events: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAuth {
+    /// Webhooks can be accepted (a client ID, secret or signature is set).
+    pub configured: bool,
+    /// `client_id` (Adobe Sign), `hmac_sha256` (BoldSign), `shared_signature` (FuseSign).
+    pub kind: &'static str,
+}
+
 #[derive(Debug, Deserialize)]
 struct EventsQuery {
     provider: Option<String>,
@@ -132,6 +351,14 @@ struct EventsQuery {
 }
 
 /// `GET /api/events?provider=&agreement_id=&state=&limit=&cursor=`
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    params(("provider" = Option<String>, Query), ("agreement_id" = Option<String>, Query),
+        ("state" = Option<String>, Query, description = "pending, processing, processed, failed or dead"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "a next_cursor from an earlier page")),
+    responses((status = 200, description = "events, newest first", body = EventPage),
+        (status = 400, description = "invalid query", body = ErrorBody)),
+    security(("admin_token" = [])))]
 async fn events(
     State(state): State<AppState>,
     query: Result<Query<EventsQuery>, QueryRejection>,
@@ -181,12 +408,20 @@ async fn events(
 }
 
 /// `GET /api/stats`
+#[utoipa::path(get, path = "/api/stats", tag = "events",
+    responses((status = 200, description = "`{\"events\": {state: count}}`", body = Object)),
+    security(("admin_token" = [])))]
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let counts = state.store.count_by_state().await?;
     Ok(Json(json!({ "events": counts })))
 }
 
 /// `POST /api/events/{id}/replay`: 202, applied again in the background.
+#[utoipa::path(post, path = "/api/events/{id}/replay", tag = "events",
+    params(("id" = i64, Path)),
+    responses((status = 202, description = "queued to be applied again", body = Object),
+        (status = 404, description = "no such event", body = ErrorBody)),
+    security(("admin_token" = [])))]
 async fn replay(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,

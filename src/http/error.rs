@@ -7,9 +7,23 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
+use serde::Serialize;
 
 use crate::{providers::ProviderError, store::StoreError};
+
+/// The one error shape: `{"error":{"code","message"}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `not_found`, `invalid_signature`, ...
+    pub code: &'static str,
+    /// For people; may change.
+    pub message: String,
+}
 
 /// Seconds a provider (or client) is asked to wait after a 503.
 const RETRY_AFTER_SECS: &str = "5";
@@ -108,7 +122,12 @@ impl IntoResponse for ApiError {
             Self::Overloaded => tracing::warn!("request shed: at capacity"),
             _ => tracing::info!(status = status.as_u16(), code, message = %self, "request refused"),
         }
-        let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
+        let body = Json(ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        });
         let mut response = (status, body).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response

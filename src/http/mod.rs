@@ -5,6 +5,7 @@
 mod admin;
 pub mod error;
 mod health;
+pub mod openapi;
 mod server;
 mod webhooks;
 
@@ -35,6 +36,7 @@ use self::error::ApiError;
 use crate::{
     config::Settings,
     providers::{Provider, Providers},
+    silence::Activity,
     store::{BatchLimits, IngestWriter, Store},
     telemetry::metric,
     worker::WorkerHandle,
@@ -53,6 +55,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// KiB of request bodies that may be in memory at once.
     pub body_budget: Arc<Semaphore>,
+    /// Last accepted webhook per provider (in memory; flushed to the database).
+    pub activity: Activity,
 }
 
 impl AppState {
@@ -70,6 +74,7 @@ impl AppState {
             worker,
             body_budget: Arc::new(Semaphore::new(budget_kib)),
             settings,
+            activity: Activity::default(),
         }
     }
 
@@ -84,7 +89,10 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let admin = admin::router().route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+    let admin = admin::router()
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token))
+        // After the token layer: the document is served without the token.
+        .route("/openapi.json", get(openapi::openapi_json));
     let webhooks = Router::new()
         .route(
             "/webhooks/{provider}",

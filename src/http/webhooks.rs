@@ -46,8 +46,13 @@ pub async fn receive(
         .await
         .unwrap_or(Err(ApiError::Timeout))
     {
-        Ok((response, receipt)) if receipt.duplicate => (response, "duplicate"),
+        // Either way the provider is alive, for silence detection.
+        Ok((response, receipt)) if receipt.duplicate => {
+            state.activity.record(provider.name());
+            (response, "duplicate")
+        }
         Ok((response, _)) => {
+            state.activity.record(provider.name());
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();

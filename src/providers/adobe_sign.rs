@@ -8,6 +8,12 @@
 //! Polling reads `GET /api/rest/v6/agreements/{id}` at the account's
 //! `apiAccessPoint`, authenticated with an integration key or an OAuth refresh
 //! token (renewed at `POST /oauth/v2/refresh` on the same access point).
+//!
+//! Watching one agreement registers a `RESOURCE`-scope webhook for it with
+//! `POST /api/rest/v6/webhooks` (a `WebhookInfo`, answered with
+//! `WebhookCreationResponse {id}`) and removes it with
+//! `DELETE /api/rest/v6/webhooks/{webhookId}`; this needs the `webhook_write`
+//! scope besides `agreement_read`.
 
 use std::sync::Arc;
 
@@ -20,7 +26,7 @@ use serde_json::{json, Value};
 use super::{
     api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
     json_object, matches_any, parse_time, str_at, Ack, CredentialHeader, Notification, PollError, Provider,
-    ProviderError, Receipt, Sender, Subject,
+    ProviderError, Receipt, Sender, Subject, WatchError,
 };
 use crate::{
     agreement::AgreementStatus,
@@ -45,6 +51,34 @@ struct Settings {
     /// register and call this URL.
     #[serde(deserialize_with = "string_list")]
     adobe_sign_client_ids: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_EVENTS`: the `webhookSubscriptionEvents`
+    /// of per-agreement webhooks; empty means [`DEFAULT_WEBHOOK_EVENTS`].
+    #[serde(deserialize_with = "string_list")]
+    adobe_sign_webhook_events: Vec<String>,
+}
+
+/// Every agreement event: the status mapping needs the decisive ones.
+const DEFAULT_WEBHOOK_EVENTS: &str = "AGREEMENT_ALL";
+
+impl Settings {
+    /// The configured webhook events, checked to look like Adobe event names
+    /// (`AGREEMENT_ALL`, `AGREEMENT_WORKFLOW_COMPLETED`).
+    fn webhook_events(&self) -> Result<Vec<String>, ConfigError> {
+        if self.adobe_sign_webhook_events.is_empty() {
+            return Ok(vec![DEFAULT_WEBHOOK_EVENTS.to_owned()]);
+        }
+        match self
+            .adobe_sign_webhook_events
+            .iter()
+            .find(|event| !event.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        {
+            Some(bad) => Err(api::invalid(
+                "adobe_sign_webhook_events",
+                &format!("`{bad}` is not an Adobe Sign event name like AGREEMENT_ALL or AGREEMENT_WORKFLOW_COMPLETED"),
+            )),
+            None => Ok(self.adobe_sign_webhook_events.clone()),
+        }
+    }
 }
 
 /// Settings of the REST API client, for polling. Not `Debug`: it holds secrets.
@@ -118,6 +152,7 @@ impl ApiSettings {
 
 pub struct AdobeSign {
     client_ids: Vec<String>,
+    webhook_events: Vec<String>,
     api_settings: ApiSettings,
     /// The REST API client; `None` when no API credential is configured.
     api: Option<Api>,
@@ -127,6 +162,7 @@ pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     let settings: Settings = config.extract()?;
     let api_settings: ApiSettings = config.extract()?;
     Ok(Arc::new(AdobeSign {
+        webhook_events: settings.webhook_events()?,
         client_ids: settings.adobe_sign_client_ids,
         api: api_settings.api(config)?,
         api_settings,
@@ -196,10 +232,15 @@ impl Provider for AdobeSign {
         !self.client_ids.is_empty()
     }
 
+    fn webhook_auth(&self) -> &'static str {
+        "client_id"
+    }
+
     fn settings(&self) -> Value {
         let api = &self.api_settings;
         json!({
             "adobe_sign_client_ids": self.client_ids,
+            "adobe_sign_webhook_events": self.webhook_events,
             "adobe_sign_api_base": api.adobe_sign_api_base,
             "adobe_sign_api_token": api.adobe_sign_api_token.as_deref().map(mask),
             "adobe_sign_oauth_client_id": api.adobe_sign_oauth_client_id,
@@ -224,6 +265,56 @@ impl Provider for AdobeSign {
             agreement_subject(agreement_id, &agreement)
         })
     }
+
+    fn can_watch(&self) -> bool {
+        true
+    }
+
+    fn watch<'a>(&'a self, agreement_id: &'a str, webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
+        Box::pin(async move {
+            let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let body = webhook_info(agreement_id, webhook_url, &self.webhook_events);
+            let created = api
+                .post_json(api.url(&["api", "rest", "v6", "webhooks"]), &body)
+                .await?;
+            let id = str_at(&created, "/id")
+                .ok_or_else(|| PollError::InvalidResponse("the webhook creation answer has no id".to_owned()))?;
+            Ok(id.into_owned())
+        })
+    }
+
+    fn unwatch<'a>(&'a self, webhook_id: &'a str) -> BoxFuture<'a, Result<(), WatchError>> {
+        Box::pin(async move {
+            let api = api::for_agreement(self.api.as_ref(), webhook_id)?;
+            api.delete(api.url(&["api", "rest", "v6", "webhooks", webhook_id]))
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// The `WebhookInfo` of a webhook for one agreement: `RESOURCE` scope, active
+/// at once, with the agreement's detailed info and participants so that its
+/// notifications carry the status (signed documents are left out: they can
+/// make a payload megabytes long).
+fn webhook_info(agreement_id: &str, webhook_url: &str, events: &[String]) -> Value {
+    json!({
+        "name": format!("signhook agreement {agreement_id}"),
+        "scope": "RESOURCE",
+        "state": "ACTIVE",
+        "resourceType": "AGREEMENT",
+        "resourceId": agreement_id,
+        "webhookSubscriptionEvents": events,
+        "webhookUrlInfo": { "url": webhook_url },
+        "webhookConditionalParams": {
+            "webhookAgreementEvents": {
+                "includeDetailedInfo": true,
+                "includeDocumentsInfo": false,
+                "includeParticipantsInfo": true,
+                "includeSignedDocuments": false
+            }
+        }
+    })
 }
 
 /// The agreement as `GET /agreements/{id}` describes it; its `status` goes
@@ -296,6 +387,7 @@ mod tests {
     fn adobe(ids: &[&str]) -> AdobeSign {
         AdobeSign {
             client_ids: ids.iter().map(|s| s.to_string()).collect(),
+            webhook_events: vec![DEFAULT_WEBHOOK_EVENTS.to_owned()],
             api_settings: ApiSettings::default(),
             api: None,
         }
@@ -359,6 +451,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn webhook_events_default_to_all_and_must_be_event_names() {
+        let events = |list: &[&str]| {
+            Settings {
+                adobe_sign_webhook_events: list.iter().map(|s| s.to_string()).collect(),
+                ..Settings::default()
+            }
+            .webhook_events()
+        };
+        assert_eq!(events(&[]).expect("default"), ["AGREEMENT_ALL"]);
+        assert_eq!(
+            events(&["AGREEMENT_WORKFLOW_COMPLETED", "AGREEMENT_REJECTED"]).expect("names"),
+            ["AGREEMENT_WORKFLOW_COMPLETED", "AGREEMENT_REJECTED"]
+        );
+        let error = events(&["agreement all"]).expect_err("not a name").to_string();
+        assert!(error.starts_with("SIGNHOOK_ADOBE_SIGN_WEBHOOK_EVENTS"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use reqwest::{
-    header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER},
+    header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER},
     redirect, Method, Request, Response, StatusCode, Url,
 };
 use serde::Deserialize;
@@ -119,36 +119,60 @@ impl Api {
         endpoint(&self.base, segments)
     }
 
-    /// GETs `url` with the credential and returns its JSON body. On a 401 with
-    /// an OAuth session, the access token is replaced once and the request
-    /// sent again (the token was revoked, or the clocks disagree).
+    /// GETs `url` with the credential and returns its JSON body.
     pub async fn get_json(&self, url: Url) -> Result<Value, PollError> {
-        let mut request = Request::new(Method::GET, url);
+        read_json(self.send(Method::GET, url, None).await?).await
+    }
+
+    /// POSTs `body` as JSON to `url` and returns the JSON answer.
+    pub async fn post_json(&self, url: Url, body: &Value) -> Result<Value, PollError> {
+        read_json(self.send(Method::POST, url, Some(body)).await?).await
+    }
+
+    /// DELETEs `url`; any 2xx is success, whatever its body.
+    pub async fn delete(&self, url: Url) -> Result<(), PollError> {
+        let response = self.send(Method::DELETE, url, None).await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        read_json(response).await.map(|_| ())
+    }
+
+    /// Sends a request with the credential. On a 401 with an OAuth session,
+    /// the access token is replaced once and the request sent again (the
+    /// token was revoked, or the clocks disagree).
+    async fn send(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Response, PollError> {
+        let mut request = Request::new(method, url);
         request
             .headers_mut()
             .insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let response = match &self.credential {
+        if let Some(body) = body {
+            request
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            *request.body_mut() = Some(serde_json::to_vec(body).expect("a JSON value serializes").into());
+        }
+        match &self.credential {
             Credential::Header(name, value) => {
                 request.headers_mut().insert(name.clone(), value.clone());
-                self.client.send_with_retry(request).await?
+                self.client.send_with_retry(request).await
             }
             Credential::OAuth(session) => {
                 let token = session.access_token(&self.client).await?;
                 let response = self.client.send_with_retry(with_bearer(&request, &token)?).await?;
-                if response.status() == StatusCode::UNAUTHORIZED {
-                    tracing::info!(
-                        provider = self.client.provider,
-                        "access token refused before its expiry; refreshing it once"
-                    );
-                    session.invalidate(&token).await;
-                    let token = session.access_token(&self.client).await?;
-                    self.client.send_with_retry(with_bearer(&request, &token)?).await?
-                } else {
-                    response
+                if response.status() != StatusCode::UNAUTHORIZED {
+                    return Ok(response);
                 }
+                tracing::info!(
+                    provider = self.client.provider,
+                    "access token refused before its expiry; refreshing it once"
+                );
+                session.invalidate(&token).await;
+                let token = session.access_token(&self.client).await?;
+                self.client.send_with_retry(with_bearer(&request, &token)?).await
             }
-        };
-        read_json(response).await
+        }
     }
 }
 
@@ -488,7 +512,9 @@ fn with_bearer(request: &Request, token: &str) -> Result<Request, PollError> {
     let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| PollError::InvalidResponse("the access token is not a valid header value".to_owned()))?;
     value.set_sensitive(true);
-    let mut request = request.try_clone().expect("a GET without a body clones");
+    let mut request = request
+        .try_clone()
+        .expect("API requests have no body or an in-memory one, which clones");
     request.headers_mut().insert(AUTHORIZATION, value);
     Ok(request)
 }

@@ -274,6 +274,10 @@ impl Provider for BoldSign {
         !self.secrets.is_empty()
     }
 
+    fn webhook_auth(&self) -> &'static str {
+        "hmac_sha256"
+    }
+
     fn settings(&self) -> Value {
         let secrets: Vec<_> = self.secrets.iter().map(|s| mask(s)).collect();
         let api = &self.api_settings;

@@ -186,6 +186,10 @@ impl Provider for FuseSign {
         !self.signatures.is_empty()
     }
 
+    fn webhook_auth(&self) -> &'static str {
+        "shared_signature"
+    }
+
     fn settings(&self) -> Value {
         let signatures: Vec<_> = self.signatures.iter().map(|s| mask(s)).collect();
         let api = &self.api_settings;

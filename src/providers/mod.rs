@@ -92,6 +92,19 @@ pub enum PollError {
     InvalidResponse(String),
 }
 
+/// Why [`Provider::watch`] or [`Provider::unwatch`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// The provider has no per-agreement webhooks (or signhook does not
+    /// register them for it).
+    #[error("this provider does not support per-agreement webhooks")]
+    Unsupported,
+    /// The API call failed, as a poll would ([`PollError::NotConfigured`]
+    /// without API credentials).
+    #[error(transparent)]
+    Api(#[from] PollError),
+}
+
 /// Who sent a request, once authenticated.
 #[derive(Debug, Clone, Default)]
 pub struct Sender {
@@ -165,6 +178,10 @@ pub trait Provider: Send + Sync + 'static {
     /// start-up warnings.
     fn is_configured(&self) -> bool;
 
+    /// How this provider's webhooks are authenticated (`client_id`,
+    /// `hmac_sha256`, ...), for `GET /api/providers`; never a secret.
+    fn webhook_auth(&self) -> &'static str;
+
     /// This provider's settings with secrets masked, for `check-config`;
     /// includes whether polling is configured.
     fn settings(&self) -> Value;
@@ -184,6 +201,25 @@ pub trait Provider: Send + Sync + 'static {
     /// for this attempt.
     fn poll<'a>(&'a self, _agreement_id: &'a str) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async { Err(PollError::NotConfigured) })
+    }
+
+    /// Whether the provider has per-agreement webhooks that
+    /// [`Provider::watch`] registers (API credentials are needed as well:
+    /// without them it answers [`PollError::NotConfigured`]).
+    fn can_watch(&self) -> bool {
+        false
+    }
+
+    /// Registers a webhook for this one agreement, delivering to
+    /// `webhook_url`; returns the provider's id of the webhook.
+    fn watch<'a>(&'a self, _agreement_id: &'a str, _webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
+        Box::pin(async { Err(WatchError::Unsupported) })
+    }
+
+    /// Deletes a webhook [`Provider::watch`] registered. A webhook the
+    /// provider no longer knows is [`PollError::NotFound`].
+    fn unwatch<'a>(&'a self, _webhook_id: &'a str) -> BoxFuture<'a, Result<(), WatchError>> {
+        Box::pin(async { Err(WatchError::Unsupported) })
     }
 }
 

@@ -341,25 +341,13 @@ fn admin_token(common: &CommonArgs) -> Result<String, SimulateError> {
         })
 }
 
-/// `30s`, `500ms`, `2m`, `1h`; a bare number is seconds.
+/// `30s`, `500ms`, `2m`, `1h`; a bare number is seconds (the same forms as
+/// duration settings).
 fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{raw}` is not a duration like 30s, 500ms, 2m or 1h"))?;
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{raw}`; use ms, s, m or h")),
-    };
-    Duration::try_from_secs_f64(number * scale)
-        .ok()
+    crate::config::HumanDuration::parse(raw)
+        .map(|duration| duration.get())
         .filter(|duration| !duration.is_zero())
-        .ok_or_else(|| format!("`{raw}` is not a positive duration"))
+        .ok_or_else(|| format!("`{}` is not a positive duration like 30s, 500ms, 2m or 1h", raw.trim()))
 }
 
 fn parse_ratio(raw: &str) -> Result<f64, String> {

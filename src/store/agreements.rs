@@ -17,7 +17,7 @@ use crate::{
     providers::{Notification, Subject},
 };
 
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
 pub struct AgreementView {
     pub provider: String,
     pub agreement_id: String,
@@ -27,11 +27,22 @@ pub struct AgreementView {
     pub name: Option<String>,
     pub last_event_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The per-agreement webhook registered at the provider, if any.
+    pub webhook_id: Option<String>,
+    /// Registering its webhook failed: polled on the fast schedule and the
+    /// registration retried.
+    pub watch_pending: bool,
+    pub last_polled_at: Option<DateTime<Utc>>,
+    /// When the reconciler polls it next, if earlier or later than "when stale".
+    pub next_poll_at: Option<DateTime<Utc>>,
+    /// Failed polls in a row, and the last failure.
+    pub poll_failures: i32,
+    pub last_poll_error: Option<String>,
     #[sqlx(skip)]
     pub history: Vec<HistoryEntry>,
 }
 
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// The provider's event id; none for a status read by polling.
     pub event_id: Option<String>,
@@ -94,13 +105,14 @@ impl Store {
     /// Applies a status read from the provider's API at `observed_at`, with the
     /// same transition rules as events. A history entry (source `poll`) is
     /// written only when the provider's status differs from the one recorded,
-    /// so polling an unchanged agreement adds nothing.
+    /// so polling an unchanged agreement adds nothing. Returns whether it
+    /// wrote one (the provider's status changed).
     pub async fn apply_poll(
         &self,
         provider: &str,
         subject: &Subject,
         observed_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let (status, status_at, provider_status): (Option<String>, Option<DateTime<Utc>>, Option<String>) =
             sqlx::query_as(
@@ -165,12 +177,13 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(!unchanged)
     }
 
     pub async fn agreement(&self, provider: &str, agreement_id: &str) -> Result<Option<AgreementView>, StoreError> {
         let Some(mut view): Option<AgreementView> = sqlx::query_as(
-            "SELECT provider, agreement_id, resource_type, status, provider_status, name, last_event_at, updated_at
+            "SELECT provider, agreement_id, resource_type, status, provider_status, name, last_event_at, updated_at,
+                    webhook_id, watch_pending, last_polled_at, next_poll_at, poll_failures, last_poll_error
                FROM agreements WHERE provider = $1 AND agreement_id = $2",
         )
         .bind(provider)

@@ -71,7 +71,7 @@ pub struct ClaimedEvent {
 }
 
 /// An event as the admin API shows it (never the body).
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
 pub struct EventRow {
     pub id: i64,
     pub provider: String,
@@ -98,13 +98,13 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     pub events: Vec<EventRow>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct StateCounts {
     pub pending: i64,
     pub processing: i64,

@@ -6,6 +6,7 @@
 
 mod agreements;
 mod events;
+mod reconcile;
 mod writer;
 
 use std::{str::FromStr, time::Duration};
@@ -17,6 +18,7 @@ use sqlx::{
 
 pub use agreements::{AgreementView, HistoryEntry};
 pub use events::{Claim, ClaimedEvent, EventFilter, EventPage, EventRow, EventState, Receipt, StateCounts};
+pub use reconcile::{DueAgreement, PollRecord, ProviderActivity, ProviderCounts, WatchState};
 pub use writer::{BatchLimits, IngestWriter, NewEvent};
 
 use crate::config::Settings;

@@ -1,8 +1,10 @@
 //! A fake of the providers' REST APIs, for the polling clients' tests: Adobe
 //! Sign's agreements and OAuth refresh, BoldSign's document properties, and
-//! FuseSign's bundles and OAuth refresh, served on 127.0.0.1:0. A test programs
+//! FuseSign's bundles and OAuth refresh, served on 127.0.0.1:0; and Adobe Sign's
+//! webhook registration (`POST`/`DELETE /api/rest/v6/webhooks`). A test programs
 //! it (statuses, failures, delays, token lifetime and expiry) and reads back
-//! the requests it saw.
+//! the requests it saw, the webhooks registered and how many requests for one
+//! path were in flight at once.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -72,6 +74,14 @@ struct FakeState {
     tokens: HashMap<String, Instant>,
     token_requests: usize,
     requests: Vec<SeenRequest>,
+    /// Registered Adobe webhooks: id → the `WebhookInfo` body as sent.
+    webhooks: HashMap<String, Value>,
+    webhooks_created: usize,
+    /// Webhook registrations still to fail with a 500.
+    webhook_failures: usize,
+    /// Requests in flight per path, and the most there ever were at once.
+    in_flight: HashMap<String, usize>,
+    max_in_flight: HashMap<String, usize>,
 }
 
 type Shared = Arc<Mutex<FakeState>>;
@@ -94,6 +104,11 @@ impl FakeProvider {
         let router = Router::new()
             .route("/api/rest/v6/agreements/{id}", get(adobe_agreement))
             .route("/oauth/v2/refresh", post(adobe_refresh))
+            .route("/api/rest/v6/webhooks", post(adobe_create_webhook))
+            .route(
+                "/api/rest/v6/webhooks/{id}",
+                axum::routing::delete(adobe_delete_webhook),
+            )
             .route("/v1/document/properties", get(boldsign_document))
             .route("/api/Bundle/Get", get(fusesign_bundle))
             .route("/api/Session/OAuthRefreshToken", post(fusesign_refresh))
@@ -159,6 +174,26 @@ impl FakeProvider {
         self.state().requests.clone()
     }
 
+    /// The next `n` webhook registrations (only those) fail with a 500.
+    pub fn fail_webhook_registrations(&self, n: usize) {
+        self.state().webhook_failures += n;
+    }
+
+    /// The Adobe webhooks registered and not deleted: id → body as sent.
+    pub fn webhooks(&self) -> HashMap<String, Value> {
+        self.state().webhooks.clone()
+    }
+
+    /// The most requests for `path` that were in flight at the same time.
+    pub fn max_in_flight(&self, path: &str) -> usize {
+        self.state().max_in_flight.get(path).copied().unwrap_or(0)
+    }
+
+    /// How many requests for `path` arrived.
+    pub fn request_count(&self, path: &str) -> usize {
+        self.state().requests.iter().filter(|r| r.path == path).count()
+    }
+
     /// The requests that were API calls (not token requests).
     pub fn api_requests(&self) -> Vec<SeenRequest> {
         self.requests().into_iter().filter(|r| !r.is_token_request()).collect()
@@ -172,7 +207,27 @@ impl Drop for FakeProvider {
 }
 
 /// Records the request, then applies the programmed delay and failure.
-async fn intercept(State(state): State<Shared>, request: Request, next: Next) -> Response {
+async fn intercept(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    {
+        let mut state = shared.lock().expect("fake provider state lock");
+        let now = {
+            let n = state.in_flight.entry(path.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let max = state.max_in_flight.entry(path.clone()).or_default();
+        *max = (*max).max(now);
+    }
+    let response = answer(&shared, request, next).await;
+    let mut state = shared.lock().expect("fake provider state lock");
+    if let Some(n) = state.in_flight.get_mut(&path) {
+        *n -= 1;
+    }
+    response
+}
+
+async fn answer(state: &Shared, request: Request, next: Next) -> Response {
     let (delay, failure) = {
         let mut state = state.lock().expect("fake provider state lock");
         let headers = request.headers();
@@ -361,5 +416,51 @@ async fn fusesign_refresh(State(state): State<Shared>, Form(form): Form<HashMap<
             Json(body).into_response()
         }
         None => invalid_grant(),
+    }
+}
+
+/// Adobe `POST /api/rest/v6/webhooks`: 201 `{"id"}`, or a programmed 500.
+async fn adobe_create_webhook(State(state): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let mut state = state.lock().expect("fake provider state lock");
+    let key = header_is(&headers, "authorization", &format!("Bearer {ADOBE_API_TOKEN}"));
+    if !key && !valid_access_token(&state, &headers) {
+        return unauthorized();
+    }
+    if state.webhook_failures > 0 {
+        state.webhook_failures -= 1;
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"code": "MISC_SERVER_ERROR", "message": "webhook service unavailable"})),
+        )
+            .into_response();
+    }
+    let resource = body["resourceId"].as_str().unwrap_or_default().to_owned();
+    if body["scope"] == "RESOURCE" && !state.agreements.contains_key(&resource) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"code": "RESOURCE_NOT_FOUND", "message": "agreement not found"})),
+        )
+            .into_response();
+    }
+    state.webhooks_created += 1;
+    let id = format!("CBJCHBCAABAAwebhook{}", state.webhooks_created);
+    state.webhooks.insert(id.clone(), body);
+    (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
+}
+
+/// Adobe `DELETE /api/rest/v6/webhooks/{webhookId}`: 204, or 404 when unknown.
+async fn adobe_delete_webhook(State(state): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let mut state = state.lock().expect("fake provider state lock");
+    let key = header_is(&headers, "authorization", &format!("Bearer {ADOBE_API_TOKEN}"));
+    if !key && !valid_access_token(&state, &headers) {
+        return unauthorized();
+    }
+    match state.webhooks.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"code": "INVALID_WEBHOOK_ID", "message": "webhook not found"})),
+        )
+            .into_response(),
     }
 }

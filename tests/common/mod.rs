@@ -208,6 +208,36 @@ impl TestApp {
             .expect("request sent")
     }
 
+    pub async fn admin_delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent");
+        response.text().await.expect("metrics text")
+    }
+
+    /// How many log lines contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.logs
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|line| line.contains(text))
+            .count()
+    }
+
     /// The agreement as the admin API shows it; panics unless it exists.
     pub async fn agreement(&self, provider: &str, id: &str) -> Value {
         let response = self.admin_get(&format!("/api/agreements/{provider}/{id}")).await;
@@ -376,6 +406,15 @@ pub struct StoredEvent {
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
     pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The value of the Prometheus sample whose line starts with `series`
+/// (name and labels, e.g. `signhook_polls_total{provider="adobe-sign",outcome="changed"}`).
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Status and JSON body of an error response.

@@ -1,0 +1,404 @@
+//! The reconciler: the backup for lost webhooks. Every
+//! `SIGNHOOK_RECONCILE_INTERVAL` it claims, in the database, the open agreements
+//! of pollable providers that have heard nothing for
+//! `SIGNHOOK_RECONCILE_STALE_AFTER`, polls them at a bounded rate and
+//! concurrency, and applies what it reads with the webhook rules
+//! (`Store::apply_poll`). It also retries failed per-agreement webhook
+//! registrations, removes the webhooks of finished agreements, and notices
+//! providers that have gone silent.
+//!
+//! Claims are rows (`poll_locked_until`), never memory, so any number of
+//! replicas can run it: an agreement is polled by one replica at a time.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::Utc;
+use metrics::{counter, gauge};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Settings,
+    providers::{PollError, Provider, Providers, WatchError},
+    silence::Activity,
+    store::{DueAgreement, PollRecord, Store, StoreError},
+    telemetry::metric,
+};
+
+/// How long a claimed agreement stays invisible to other replicas; a replica
+/// that dies mid-poll leaves its claims to lapse after this.
+const CLAIM_LEASE: Duration = Duration::from_secs(300);
+/// Longest one provider call may take, its retries included (well inside the lease).
+const CALL_DEADLINE: Duration = Duration::from_secs(120);
+/// An agreement the provider does not know is looked at again after this.
+const NOT_FOUND_RETRY: Duration = Duration::from_secs(24 * 3600);
+
+/// Why registering an agreement's webhook failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Reconciler {
+    store: Store,
+    providers: Providers,
+    settings: Arc<Settings>,
+    activity: Activity,
+    pace: Pace,
+}
+
+impl Reconciler {
+    pub fn new(store: Store, providers: Providers, settings: Arc<Settings>, activity: Activity) -> Self {
+        let pace = Pace::per_minute(settings.reconcile_max_per_minute);
+        Self {
+            store,
+            providers,
+            settings,
+            activity,
+            pace,
+        }
+    }
+
+    /// Runs until `shutdown`. Claims not yet worked on then are given back;
+    /// calls in flight are abandoned (their claims lapse after the lease).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let pollable: Vec<&'static str> = self
+            .providers
+            .iter()
+            .filter(|p| p.can_poll())
+            .map(|p| p.name())
+            .collect();
+        let interval = self.settings.reconcile_interval.get();
+        while !shutdown.is_cancelled() {
+            self.check_silence().await;
+            if !pollable.is_empty() {
+                self.reconcile(&pollable, &shutdown).await;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+        tracing::info!("reconciler stopped");
+    }
+
+    /// Works through the due agreements, `concurrency` at a time, up to one
+    /// minute's worth of calls per tick so silence checks keep running.
+    async fn reconcile(&self, pollable: &[&str], shutdown: &CancellationToken) {
+        let batch_size = self.settings.reconcile_concurrency;
+        let mut budget = self.settings.reconcile_max_per_minute as usize;
+        while budget > 0 && !shutdown.is_cancelled() {
+            let limit = batch_size.min(budget);
+            let claimed = self
+                .store
+                .claim_due(
+                    pollable,
+                    self.settings.reconcile_stale_after.get(),
+                    limit as i64,
+                    CLAIM_LEASE,
+                )
+                .await;
+            let batch = match claimed {
+                Ok(batch) if batch.is_empty() => return,
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "reconciler cannot claim agreements; trying again next interval");
+                    return;
+                }
+            };
+            budget = budget.saturating_sub(batch.len());
+            let work = futures::future::join_all(batch.iter().map(|due| self.handle(due)));
+            tokio::select! {
+                _ = work => {}
+                _ = shutdown.cancelled() => {
+                    if let Err(error) = self.store.release_claims(&batch).await {
+                        tracing::warn!(%error, "could not give back claimed agreements; their claims lapse after the lease");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, due: &DueAgreement) {
+        let Some(provider) = self.providers.get(&due.provider) else {
+            return;
+        };
+        let record = match due.is_terminal() {
+            true => self.remove_webhook(provider.as_ref(), due).await,
+            false => self.poll(provider.as_ref(), due).await,
+        };
+        if let Err(error) = self.store.record_poll(due, &record).await {
+            tracing::warn!(%error, provider = %due.provider, agreement_id = %due.agreement_id,
+                "could not record the poll; the claim lapses and it is polled again");
+        }
+    }
+
+    async fn poll(&self, provider: &dyn Provider, due: &DueAgreement) -> PollRecord {
+        let name = provider.name();
+        let id = due.agreement_id.as_str();
+        self.pace.wait().await;
+        let polled = tokio::time::timeout(CALL_DEADLINE, provider.poll(id))
+            .await
+            .unwrap_or_else(|_| Err(no_answer()));
+        let subject = match polled {
+            Ok(subject) => subject,
+            Err(PollError::NotFound) => {
+                counter!(metric::POLLS, "provider" => name, "outcome" => "not_found").increment(1);
+                tracing::warn!(
+                    provider = name,
+                    agreement_id = id,
+                    retry_in_secs = NOT_FOUND_RETRY.as_secs(),
+                    "the provider does not know this agreement; looking again later"
+                );
+                return PollRecord::NotFound {
+                    retry_in: NOT_FOUND_RETRY,
+                };
+            }
+            Err(error) => return self.poll_failed(name, due, error.to_string()),
+        };
+        match self.store.apply_poll(name, &subject, Utc::now()).await {
+            Ok(changed) => {
+                let outcome = if changed { "changed" } else { "unchanged" };
+                counter!(metric::POLLS, "provider" => name, "outcome" => outcome).increment(1);
+                tracing::info!(provider = name, agreement_id = id, outcome, status = ?subject.status.map(|s| s.as_str()), "agreement polled");
+            }
+            Err(error) => return self.poll_failed(name, due, format!("could not apply the status: {error}")),
+        }
+        let finished = subject.status.is_some_and(|s| s.is_terminal());
+        if due.watch_pending && !finished {
+            if let Some(url) = self.settings.webhook_url(name) {
+                self.pace.wait().await;
+                // Outcome counted and logged inside; a failure keeps the flag.
+                let _ = register_webhook(&self.store, provider, id, &url, self.fast_interval()).await;
+            }
+        }
+        PollRecord::Done {
+            fast_interval: self.fast_interval(),
+        }
+    }
+
+    /// Counted, logged once for this attempt (the error never holds a
+    /// secret: see `PollError`), and backed off.
+    fn poll_failed(&self, provider: &'static str, due: &DueAgreement, error: String) -> PollRecord {
+        let retry_in = self.retry_in(due.poll_failures);
+        counter!(metric::POLLS, "provider" => provider, "outcome" => "failed").increment(1);
+        tracing::warn!(
+            provider,
+            agreement_id = %due.agreement_id,
+            %error,
+            failures = due.poll_failures + 1,
+            retry_in_secs = retry_in.as_secs(),
+            "poll failed; backing off"
+        );
+        PollRecord::Failed { error, retry_in }
+    }
+
+    /// The agreement is finished: its webhook has nothing left to tell.
+    async fn remove_webhook(&self, provider: &dyn Provider, due: &DueAgreement) -> PollRecord {
+        let name = provider.name();
+        let done = PollRecord::Done {
+            fast_interval: self.fast_interval(),
+        };
+        if let Some(webhook_id) = &due.webhook_id {
+            self.pace.wait().await;
+            let removed = tokio::time::timeout(CALL_DEADLINE, provider.unwatch(webhook_id))
+                .await
+                .unwrap_or_else(|_| Err(no_answer().into()));
+            match removed {
+                Ok(()) | Err(WatchError::Api(PollError::NotFound)) => {
+                    counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => "removed").increment(1);
+                    tracing::info!(provider = name, agreement_id = %due.agreement_id, "agreement finished; its webhook was removed");
+                }
+                Err(error) => {
+                    counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => "remove_failed")
+                        .increment(1);
+                    let retry_in = self.retry_in(due.poll_failures);
+                    tracing::warn!(provider = name, agreement_id = %due.agreement_id, %error,
+                        retry_in_secs = retry_in.as_secs(), "could not remove the finished agreement's webhook; will retry");
+                    return PollRecord::Failed {
+                        error: format!("removing the webhook: {error}"),
+                        retry_in,
+                    };
+                }
+            }
+        }
+        match self.store.watch_removed(name, &due.agreement_id).await {
+            Ok(()) => done,
+            Err(error) => PollRecord::Failed {
+                error: error.to_string(),
+                retry_in: self.fast_interval(),
+            },
+        }
+    }
+
+    /// Opens a silence for each provider that has gone quiet (once, whichever
+    /// replica sees it first) and polls its open agreements at once; then
+    /// publishes every provider's silence and last webhook as gauges.
+    async fn check_silence(&self) {
+        let silence_after = self.settings.silence_after.get();
+        for provider in self.providers.iter() {
+            let name = provider.name();
+            match self.store.begin_silence(name, silence_after).await {
+                Ok(Some(since)) => {
+                    let polled = match provider.can_poll() {
+                        true => self.store.poll_all_now(name).await.unwrap_or_else(|error| {
+                            tracing::warn!(%error, provider = name, "could not schedule the silent provider's agreements");
+                            0
+                        }),
+                        false => 0,
+                    };
+                    tracing::warn!(
+                        provider = name,
+                        quiet_since = %since,
+                        polling = provider.can_poll(),
+                        agreements_polled_now = polled,
+                        "provider has sent no webhook for SIGNHOOK_SILENCE_AFTER while it has open agreements; its webhook may be disabled"
+                    );
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, provider = name, "silence check failed"),
+            }
+            if let Err(error) = self.store.end_idle_silence(name).await {
+                tracing::warn!(%error, provider = name, "silence check failed");
+            }
+        }
+        match self.store.provider_activity().await {
+            Ok(rows) => {
+                for provider in self.providers.iter() {
+                    let name = provider.name();
+                    let row = rows.iter().find(|row| row.provider == name);
+                    let silent = row.is_some_and(|row| row.silent_since.is_some());
+                    gauge!(metric::PROVIDER_SILENT, "provider" => name).set(if silent { 1.0 } else { 0.0 });
+                    let last = row.and_then(|row| row.last_webhook_at).max(self.activity.last(name));
+                    if let Some(last) = last {
+                        gauge!(metric::LAST_WEBHOOK, "provider" => name).set(last.timestamp_millis() as f64 / 1000.0);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read provider activity"),
+        }
+    }
+
+    fn fast_interval(&self) -> Duration {
+        self.settings.reconcile_fast_interval.get()
+    }
+
+    /// After `failures` failures in a row: the fast interval, doubling, at
+    /// most the stale period.
+    fn retry_in(&self, failures: i32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.clamp(0, 20) as u32);
+        let cap = self.settings.reconcile_stale_after.get().max(self.fast_interval());
+        self.fast_interval().saturating_mul(factor).min(cap)
+    }
+}
+
+fn no_answer() -> PollError {
+    PollError::Transport(format!("no answer within {} s", CALL_DEADLINE.as_secs()))
+}
+
+/// Registers the agreement's webhook at `webhook_url` and records the outcome:
+/// the webhook id on success; on failure the agreement goes on the fast
+/// polling schedule (the reconciler retries the registration on each of those
+/// polls). Shared by `POST /api/agreements/{provider}/{id}/watch` and the
+/// reconciler. Counted in `signhook_webhook_registrations_total`.
+pub async fn register_webhook(
+    store: &Store,
+    provider: &dyn Provider,
+    agreement_id: &str,
+    webhook_url: &str,
+    fast_interval: Duration,
+) -> Result<String, RegisterError> {
+    let name = provider.name();
+    let registered = tokio::time::timeout(CALL_DEADLINE, provider.watch(agreement_id, webhook_url))
+        .await
+        .unwrap_or_else(|_| Err(no_answer().into()));
+    let count = |outcome: &'static str| {
+        counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => outcome).increment(1)
+    };
+    match registered {
+        Ok(webhook_id) => {
+            let recorded = store.watch_registered(name, agreement_id, &webhook_id).await?;
+            count("registered");
+            tracing::info!(provider = name, agreement_id, webhook_id = %recorded, "agreement webhook registered");
+            if recorded != webhook_id {
+                // A concurrent registration won; ours would deliver everything twice.
+                if let Err(error) = provider.unwatch(&webhook_id).await {
+                    tracing::warn!(provider = name, agreement_id, surplus_webhook_id = %webhook_id, %error,
+                        "could not delete a surplus webhook; delete it at the provider");
+                }
+            }
+            Ok(recorded)
+        }
+        Err(error @ (WatchError::Unsupported | WatchError::Api(PollError::NotConfigured))) => Err(error.into()),
+        Err(WatchError::Api(PollError::NotFound)) => {
+            count("not_found");
+            tracing::warn!(
+                provider = name,
+                agreement_id,
+                "the provider does not know this agreement; no webhook registered"
+            );
+            store.watch_removed(name, agreement_id).await?;
+            Err(WatchError::Api(PollError::NotFound).into())
+        }
+        Err(error) => {
+            count("failed");
+            tracing::warn!(
+                provider = name,
+                agreement_id,
+                %error,
+                fast_interval_secs = fast_interval.as_secs(),
+                "webhook registration failed; polling the agreement on the fast schedule and retrying"
+            );
+            store.watch_failed(name, agreement_id, fast_interval).await?;
+            Err(error.into())
+        }
+    }
+}
+
+/// Spaces provider calls evenly: at most `n` per minute from this replica.
+struct Pace {
+    gap: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pace {
+    fn per_minute(n: u32) -> Self {
+        Self {
+            gap: Duration::from_secs(60) / n.max(1),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits for this call's slot.
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().expect("the pace lock is never held across a panic");
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.gap;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_spaces_calls_evenly() {
+        let pace = Pace::per_minute(120);
+        let started = Instant::now();
+        for _ in 0..5 {
+            pace.wait().await;
+        }
+        assert_eq!(started.elapsed(), Duration::from_millis(2000));
+    }
+}

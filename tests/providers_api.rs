@@ -1,0 +1,117 @@
+//! `GET /api/providers` and `GET /api/openapi.json`.
+
+mod common;
+
+use common::{
+    fake_provider::{FakeProvider, ADOBE_API_TOKEN},
+    *,
+};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn providers_shows_setup_activity_and_counts_without_secrets() {
+    let fake = FakeProvider::start().await;
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_ADOBE_SIGN_API_BASE", &fake.base_url),
+        ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
+    ])
+    .await;
+    let created = adobe_event(
+        "p-1",
+        "agr-p",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-24T09:00:00Z",
+    );
+    assert_eq!(app.post_adobe(&created).await.status(), 200);
+    app.wait_idle().await;
+
+    let response = app.admin_get("/api/providers").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for secret in [ADOBE_API_TOKEN, ADOBE_CLIENT_ID, BOLDSIGN_SECRET, FUSESIGN_SIGNATURE] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let providers = body["providers"].as_array().unwrap();
+    let names: Vec<_> = providers.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["adobe-sign", "boldsign", "fusesign"]);
+    let adobe = &providers[0];
+    assert_eq!(adobe["webhook_auth"], json!({"configured": true, "kind": "client_id"}));
+    assert_eq!(
+        (&adobe["polling"], &adobe["watch_supported"]),
+        (&json!(true), &json!(true))
+    );
+    assert!(adobe["last_webhook_at"].is_string(), "{adobe}");
+    assert_eq!(adobe["silent"], false);
+    assert_eq!(adobe["agreements"], json!({"in_progress": 1}));
+    assert_eq!(adobe["events"], json!({"processed": 1}));
+    let boldsign = &providers[1];
+    assert_eq!(
+        boldsign["webhook_auth"],
+        json!({"configured": true, "kind": "hmac_sha256"})
+    );
+    assert_eq!(
+        (&boldsign["polling"], &boldsign["watch_supported"]),
+        (&json!(false), &json!(false))
+    );
+    assert_eq!(boldsign["last_webhook_at"], Value::Null);
+    assert_eq!(boldsign["agreements"], json!({}));
+    assert_eq!(providers[2]["webhook_auth"]["kind"], "shared_signature");
+
+    assert_eq!(
+        app.client.get(app.url("/api/providers")).send().await.unwrap().status(),
+        401
+    );
+    assert!(app.logs().contains("no API credentials: polling disabled"));
+    assert!(app.logs().contains("API credentials configured: polling enabled"));
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_api_route() {
+    let app = spawn_app().await;
+    // No token needed: the document holds no data.
+    let response = app.client.get(app.url("/api/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let routes = [
+        ("get", "/api/agreements/{provider}/{agreement_id}"),
+        ("post", "/api/agreements/{provider}/{agreement_id}/refresh"),
+        ("post", "/api/agreements/{provider}/{agreement_id}/watch"),
+        ("delete", "/api/agreements/{provider}/{agreement_id}/watch"),
+        ("get", "/api/events"),
+        ("post", "/api/events/{id}/replay"),
+        ("get", "/api/stats"),
+        ("get", "/api/providers"),
+        ("get", "/api/openapi.json"),
+        ("get", "/webhooks/{provider}"),
+        ("post", "/webhooks/{provider}"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+    ];
+    for (method, path) in routes {
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    let documented: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(documented, routes.len(), "no undocumented extras or missing routes");
+    assert!(document["components"]["securitySchemes"]["admin_token"].is_object());
+
+    let disabled = spawn_app_with(&[("SIGNHOOK_ADMIN_TOKEN", "")]).await;
+    let response = disabled
+        .client
+        .get(disabled.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "no admin API, no document");
+}

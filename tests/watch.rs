@@ -1,0 +1,217 @@
+//! Per-agreement Adobe Sign webhooks: `POST`/`DELETE
+//! /api/agreements/adobe-sign/{id}/watch` against a fake Adobe API; failed
+//! registrations fall back to fast polling and are retried by the reconciler.
+
+mod common;
+
+use common::{
+    fake_provider::{FakeProvider, ADOBE_API_TOKEN},
+    *,
+};
+use serde_json::{json, Value};
+
+const PUBLIC_URL: &str = "https://hooks.example.com";
+
+async fn watching_app(fake: &FakeProvider) -> TestApp {
+    spawn_app_with(&[
+        ("SIGNHOOK_ADOBE_SIGN_API_BASE", &fake.base_url),
+        ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
+        ("SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS", "1"),
+        ("SIGNHOOK_PUBLIC_URL", PUBLIC_URL),
+        ("SIGNHOOK_RECONCILE_INTERVAL", "100ms"),
+        ("SIGNHOOK_RECONCILE_FAST_INTERVAL", "1s"),
+        ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn watch_registers_a_resource_webhook_and_delete_removes_it() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-w", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    let app = watching_app(&fake).await;
+
+    let response = app.admin_post("/api/agreements/adobe-sign/agr-w/watch").await;
+    assert_eq!(response.status(), 200);
+    let view: Value = response.json().await.unwrap();
+    let webhooks = fake.webhooks();
+    assert_eq!(webhooks.len(), 1);
+    let (id, body) = webhooks.iter().next().unwrap();
+    assert_eq!(view["webhook_id"], json!(id), "{view}");
+    assert_eq!(view["watch_pending"], false);
+    assert_eq!(view["agreement_id"], "agr-w");
+    assert_eq!(view["status"], Value::Null, "never seen: no status yet");
+    // The WebhookInfo shape of Adobe's REST v6 reference.
+    assert!(body["name"].as_str().is_some_and(|n| !n.is_empty()), "{body}");
+    assert_eq!(
+        (
+            &body["scope"],
+            &body["state"],
+            &body["resourceType"],
+            &body["resourceId"]
+        ),
+        (
+            &json!("RESOURCE"),
+            &json!("ACTIVE"),
+            &json!("AGREEMENT"),
+            &json!("agr-w")
+        )
+    );
+    assert_eq!(body["webhookSubscriptionEvents"], json!(["AGREEMENT_ALL"]));
+    assert_eq!(
+        body["webhookUrlInfo"]["url"],
+        json!(format!("{PUBLIC_URL}/webhooks/adobe-sign"))
+    );
+    let conditional = &body["webhookConditionalParams"]["webhookAgreementEvents"];
+    assert_eq!(conditional["includeDetailedInfo"], true, "{body}");
+    assert_eq!(conditional["includeParticipantsInfo"], true, "{body}");
+
+    // Watching again registers nothing new.
+    let again: Value = app
+        .admin_post("/api/agreements/adobe-sign/agr-w/watch")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["webhook_id"], view["webhook_id"]);
+    assert_eq!(fake.webhooks().len(), 1);
+
+    let response = app.admin_delete("/api/agreements/adobe-sign/agr-w/watch").await;
+    assert_eq!(response.status(), 200);
+    let removed: Value = response.json().await.unwrap();
+    assert_eq!(removed["webhook_id"], Value::Null, "{removed}");
+    assert!(fake.webhooks().is_empty());
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path == format!("/api/rest/v6/webhooks/{id}")));
+    let metrics = app.metrics().await;
+    for outcome in ["registered", "removed"] {
+        let series = format!(r#"signhook_webhook_registrations_total{{provider="adobe-sign",outcome="{outcome}"}}"#);
+        assert_eq!(metric_sample(&metrics, &series), Some(1.0), "{series}\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_registration_polls_fast_until_a_retry_succeeds() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-f", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    fake.fail_webhook_registrations(1);
+    let app = watching_app(&fake).await;
+
+    let (status, error) = error_of(app.admin_post("/api/agreements/adobe-sign/agr-f/watch").await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (502, Some("webhook_registration_failed"))
+    );
+    let pending = app.agreement("adobe-sign", "agr-f").await;
+    assert_eq!(pending["watch_pending"], true, "{pending}");
+    assert!(pending["next_poll_at"].is_string(), "on the fast schedule: {pending}");
+
+    app.wait_until("the reconciler to register the webhook", || async {
+        app.agreement("adobe-sign", "agr-f").await["webhook_id"].is_string()
+    })
+    .await;
+    let watched = app.agreement("adobe-sign", "agr-f").await;
+    assert_eq!(watched["watch_pending"], false, "{watched}");
+    assert_eq!(
+        watched["next_poll_at"],
+        Value::Null,
+        "back to the normal schedule: {watched}"
+    );
+    assert_eq!(watched["status"], "in_progress", "polled on the fast schedule");
+    assert_eq!(fake.webhooks().len(), 1);
+    assert!(fake.request_count("/api/rest/v6/agreements/agr-f") >= 1);
+    let metrics = app.metrics().await;
+    for outcome in ["failed", "registered"] {
+        let series = format!(r#"signhook_webhook_registrations_total{{provider="adobe-sign",outcome="{outcome}"}}"#);
+        assert_eq!(metric_sample(&metrics, &series), Some(1.0), "{series}\n{metrics}");
+    }
+    assert_eq!(app.log_count("webhook registration failed"), 1);
+}
+
+#[tokio::test]
+async fn a_finished_agreement_loses_its_webhook() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-t", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    let app = watching_app(&fake).await;
+    assert_eq!(
+        app.admin_post("/api/agreements/adobe-sign/agr-t/watch").await.status(),
+        200
+    );
+    assert_eq!(fake.webhooks().len(), 1);
+
+    let completed = adobe_event(
+        "n-t",
+        "agr-t",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        "2026-11-24T09:00:00Z",
+    );
+    assert_eq!(app.post_adobe(&completed).await.status(), 200);
+    app.wait_until("the webhook to be removed", || async { fake.webhooks().is_empty() })
+        .await;
+    app.wait_until("the agreement to forget it", || async {
+        app.agreement("adobe-sign", "agr-t").await["webhook_id"].is_null()
+    })
+    .await;
+    let (status, error) = error_of(app.admin_post("/api/agreements/adobe-sign/agr-t/watch").await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("agreement_finished"))
+    );
+}
+
+#[tokio::test]
+async fn watch_refusals_are_json_errors() {
+    let fake = FakeProvider::start().await;
+    let app = watching_app(&fake).await;
+
+    let (status, error) = error_of(app.admin_post("/api/agreements/boldsign/doc-1/watch").await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("watch_not_supported"))
+    );
+    let (status, error) = error_of(app.admin_delete("/api/agreements/fusesign/b-1/watch").await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("watch_not_supported"))
+    );
+    let (status, error) = error_of(app.admin_post("/api/agreements/nobody/x/watch").await).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, error) = error_of(app.admin_post("/api/agreements/adobe-sign/unknown/watch").await).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, error) = error_of(app.admin_delete("/api/agreements/adobe-sign/never-seen/watch").await).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        app.client
+            .post(app.url("/api/agreements/adobe-sign/x/watch"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let no_public_url = spawn_app_with(&[
+        ("SIGNHOOK_ADOBE_SIGN_API_BASE", &fake.base_url),
+        ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
+    ])
+    .await;
+    let (status, error) = error_of(no_public_url.admin_post("/api/agreements/adobe-sign/a/watch").await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("public_url_not_configured"))
+    );
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("SIGNHOOK_PUBLIC_URL"));
+
+    let no_api = spawn_app_with(&[("SIGNHOOK_PUBLIC_URL", PUBLIC_URL)]).await;
+    let (status, error) = error_of(no_api.admin_post("/api/agreements/adobe-sign/a/watch").await).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("polling_not_configured"))
+    );
+}
