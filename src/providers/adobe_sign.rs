@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::{
     api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
-    json_object, matches_any, parse_time, str_at, Ack, CredentialHeader, Notification, PollError, Provider,
+    json_object_sparse, matches_any, parse_time, str_at, Ack, CredentialHeader, Notification, PollError, Provider,
     ProviderError, Receipt, Sender, Subject, WatchError,
 };
 use crate::{
@@ -190,6 +190,23 @@ impl AdobeSign {
     }
 }
 
+/// The fields [`Provider::parse`] reads; the rest of a payload is skipped.
+const PAYLOAD_FIELDS: &[&str] = &[
+    "webhookNotificationId",
+    "event",
+    "eventDate",
+    "eventResourceType",
+    "agreement/id",
+    "agreement/name",
+    "agreement/status",
+    "widget/id",
+    "widget/name",
+    "widget/status",
+    "megaSign/id",
+    "megaSign/name",
+    "megaSign/status",
+];
+
 impl Provider for AdobeSign {
     fn name(&self) -> &'static str {
         NAME
@@ -207,7 +224,7 @@ impl Provider for AdobeSign {
     }
 
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
-        let payload = Value::Object(json_object(body)?);
+        let payload = Value::Object(json_object_sparse(body, PAYLOAD_FIELDS)?);
         let event_id = str_at(&payload, "/webhookNotificationId")
             .ok_or_else(|| ProviderError::InvalidPayload {
                 code: "missing_event_id",

@@ -19,7 +19,7 @@ use sha2::Sha256;
 
 use super::{
     api::{self, Api, ApiClient, ClientSettings, Credential},
-    json_object, parse_time, str_at, CredentialHeader, Notification, PollError, Provider, ProviderError, Sender,
+    json_object_sparse, parse_time, str_at, CredentialHeader, Notification, PollError, Provider, ProviderError, Sender,
     Subject,
 };
 use crate::{
@@ -218,6 +218,19 @@ impl BoldSign {
     }
 }
 
+/// The fields [`Provider::parse`] reads; the rest of a payload is skipped.
+const PAYLOAD_FIELDS: &[&str] = &[
+    "event/id",
+    "event/eventType",
+    "event/clientId",
+    "event/environment",
+    "event/created",
+    "data/object",
+    "data/status",
+    "data/documentId",
+    "data/messageTitle",
+];
+
 impl Provider for BoldSign {
     fn name(&self) -> &'static str {
         NAME
@@ -250,7 +263,7 @@ impl Provider for BoldSign {
     }
 
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
-        let payload = Value::Object(json_object(body)?);
+        let payload = Value::Object(json_object_sparse(body, PAYLOAD_FIELDS)?);
         let event_id = str_at(&payload, "/event/id")
             .ok_or_else(|| ProviderError::InvalidPayload {
                 code: "missing_event_id",

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::{
     api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
-    json_object, matches_any, parse_time, str_at, CredentialHeader, Notification, PollError, Provider, ProviderError,
+    json_object_sparse, matches_any, parse_time, str_at, CredentialHeader, Notification, PollError, Provider, ProviderError,
     Sender, Subject,
 };
 use crate::{
@@ -130,6 +130,18 @@ pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     }))
 }
 
+/// The fields [`Provider::parse`] reads; the rest of a payload is skipped.
+const PAYLOAD_FIELDS: &[&str] = &[
+    "BundleHistoryEvent/Id",
+    "BundleHistoryEvent/Action",
+    "BundleHistoryEvent/BundleId",
+    "BundleHistoryEvent/DateTime",
+    "WebhookId",
+    "EventType",
+    "BundleId",
+    "TenantId",
+];
+
 impl Provider for FuseSign {
     fn name(&self) -> &'static str {
         NAME
@@ -153,7 +165,7 @@ impl Provider for FuseSign {
     }
 
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
-        let payload = Value::Object(json_object(body)?);
+        let payload = Value::Object(json_object_sparse(body, PAYLOAD_FIELDS)?);
         let event_id = str_at(&payload, "/BundleHistoryEvent/Id")
             .or_else(|| str_at(&payload, "/WebhookId"))
             .ok_or_else(|| ProviderError::InvalidPayload {
