@@ -22,11 +22,10 @@ export SIGNHOOK_ADMIN_TOKEN=bench-admin-token-0123456789
 export SIGNHOOK_LOG_FORMAT=json
 # Production-like logging: one INFO line per request, written to a file.
 export RUST_LOG=${RUST_LOG:-info,sqlx=warn}
-export SIGNHOOK_WORKER_CONCURRENCY=${SIGNHOOK_WORKER_CONCURRENCY:-2}
 
 # With SIGNHOOK_WORKER_CONCURRENCY=0 the server only receives: ingest alone.
 VERIFY=--verify
-if [ "$SIGNHOOK_WORKER_CONCURRENCY" = 0 ]; then VERIFY=; fi
+if [ "${SIGNHOOK_WORKER_CONCURRENCY:-}" = 0 ]; then VERIFY=; fi
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # PostgreSQL work for this run: the benchmark database's backends plus the

@@ -79,6 +79,8 @@ pub struct Settings {
     /// Fallback poll of the queue; the worker is also woken after each commit.
     pub worker_poll_interval_ms: u64,
     pub worker_batch_size: u32,
+    /// Body bytes a worker loads per batch (at least one event).
+    pub worker_batch_max_bytes: usize,
     /// Worker loops per replica, each applying its own batch.
     pub worker_concurrency: usize,
     pub worker_max_attempts: u32,
@@ -127,8 +129,9 @@ impl Default for Settings {
             db_max_connections: 16,
             db_acquire_timeout_ms: 2_000,
             worker_poll_interval_ms: 1_000,
-            worker_batch_size: 64,
-            worker_concurrency: 2,
+            worker_batch_size: 1000,
+            worker_batch_max_bytes: 16 * 1024 * 1024,
+            worker_concurrency: 1,
             worker_max_attempts: 10,
             worker_retry_base_ms: 1_000,
             worker_retry_max_ms: 600_000,
@@ -191,6 +194,7 @@ impl Settings {
             ("db_acquire_timeout_ms", self.db_acquire_timeout_ms),
             ("worker_poll_interval_ms", self.worker_poll_interval_ms),
             ("worker_batch_size", u64::from(self.worker_batch_size)),
+            ("worker_batch_max_bytes", self.worker_batch_max_bytes as u64),
             ("worker_max_attempts", u64::from(self.worker_max_attempts)),
             ("worker_retry_base_ms", self.worker_retry_base_ms),
             ("worker_lease_secs", self.worker_lease_secs),

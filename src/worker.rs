@@ -62,6 +62,7 @@ pub struct Worker {
     providers: Providers,
     handle: WorkerHandle,
     batch_size: u32,
+    batch_max_bytes: usize,
     lease: Duration,
     poll_interval: Duration,
     max_attempts: u32,
@@ -76,6 +77,7 @@ impl Worker {
             providers,
             handle,
             batch_size: settings.worker_batch_size,
+            batch_max_bytes: settings.worker_batch_max_bytes,
             lease: Duration::from_secs(settings.worker_lease_secs),
             poll_interval: Duration::from_millis(settings.worker_poll_interval_ms),
             max_attempts: settings.worker_max_attempts,
@@ -93,7 +95,7 @@ impl Worker {
         let mut error_backoff = self.poll_interval;
         while !shutdown.is_cancelled() {
             // Bounded: a stalled or unreachable database must not hang the loop.
-            let claimed = tokio::time::timeout(self.lease, self.store.claim(self.batch_size))
+            let claimed = tokio::time::timeout(self.lease, self.store.claim(self.batch_size, self.batch_max_bytes))
                 .await
                 .unwrap_or(Err(StoreError::TimedOut));
             match claimed {

@@ -145,3 +145,52 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         .unwrap();
     assert_eq!(leftover, 0, "claimed events were finished or released");
 }
+
+#[tokio::test]
+async fn a_batch_byte_budget_smaller_than_one_body_still_applies_every_event_in_order() {
+    // Each batch may load only 1 byte of bodies, so each holds exactly one
+    // event. Applying is held up (agreements locked) until all three are
+    // stored: without the budget the worker would take the last two at once.
+    let app = spawn_app_with(&[("SIGNHOOK_WORKER_BATCH_MAX_BYTES", "1")]).await;
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE agreements IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let steps = [
+        (
+            "b-1",
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:00:00Z",
+        ),
+        (
+            "b-2",
+            "AGREEMENT_ACTION_COMPLETED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:01:00Z",
+        ),
+        (
+            "b-3",
+            "AGREEMENT_WORKFLOW_COMPLETED",
+            Some("SIGNED"),
+            "2026-11-20T09:02:00Z",
+        ),
+    ];
+    for (id, event, status, date) in steps {
+        let response = app.post_adobe(&adobe_event(id, "budget", event, status, date)).await;
+        assert_eq!(response.status(), 200);
+    }
+    lock.rollback().await.unwrap();
+    app.wait_idle().await;
+
+    let agreement = app.agreement("adobe-sign", "budget").await;
+    assert_eq!(agreement["status"], "completed", "{agreement:#}");
+    assert_eq!(app.history_count("adobe-sign", "budget").await, 3);
+    for (id, ..) in steps {
+        let (state, attempts, _) = event_state(&app, "adobe-sign", id).await;
+        assert_eq!((state.as_str(), attempts), ("processed", 1), "{id}");
+    }
+    let batches = metric_sample(&app.metrics().await, "signhook_apply_batch_duration_seconds_count");
+    assert_eq!(batches, Some(3.0), "one batch per event");
+}

@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 
 use super::{
     api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
-    json_object_sparse, matches_any, parse_time, str_at, CredentialHeader, Notification, PollError, Provider, ProviderError,
-    Sender, Subject,
+    json_object_sparse, matches_any, parse_time, str_at, CredentialHeader, Notification, PollError, Provider,
+    ProviderError, Sender, Subject,
 };
 use crate::{
     agreement::AgreementStatus,

@@ -510,7 +510,17 @@ mod tests {
         let body = br#"{"id":"e1","skip":{"deep":[1,{"x":2}],"s":"a\"b"},"obj":{"id":7,"name":null,"big":[1,2,3],
                         "inner":{"status":"SIGNED","other":true}},"esc\u0061ped":"yes","arr":[{"id":"no"}],
                         "whole":{"a":[1,2],"b":{"c":3}},"prim":"not an object","id":"e2"}"#;
-        let paths = ["id", "obj/id", "obj/name", "obj/inner/status", "escaped", "arr/id", "whole", "prim/id", "gone"];
+        let paths = [
+            "id",
+            "obj/id",
+            "obj/name",
+            "obj/inner/status",
+            "escaped",
+            "arr/id",
+            "whole",
+            "prim/id",
+            "gone",
+        ];
         let sparse = Value::Object(json_object_sparse(body, &paths).expect("valid object"));
         assert_eq!(
             sparse,
@@ -532,7 +542,14 @@ mod tests {
 
     #[test]
     fn sparse_parsing_words_errors_as_the_full_parser() {
-        for body in [&b"[1,2]"[..], b"\"text\"", b"{\"id\": ", b"{\"id\":1} trailing", b"\xff", b""] {
+        for body in [
+            &b"[1,2]"[..],
+            b"\"text\"",
+            b"{\"id\": ",
+            b"{\"id\":1} trailing",
+            b"\xff",
+            b"",
+        ] {
             let sparse = json_object_sparse(body, &["id"]).map_err(|e| e.to_string());
             let full = json_object(body).map_err(|e| e.to_string());
             assert!(sparse.is_err(), "{body:?}");

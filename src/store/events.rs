@@ -137,17 +137,24 @@ impl Store {
         Ok(Duration::from_secs_f64(seconds.unwrap_or(0.0).max(0.0)))
     }
 
-    /// Claims up to `limit` runnable events: new ones and retries whose time
-    /// has come. They stay locked by the returned transaction — other workers
+    /// Claims up to `limit` runnable events, with bodies of at most
+    /// `max_bytes` in all: new ones and retries whose time has come. They stay locked by the returned transaction — other workers
     /// and replicas skip them — until it commits with their outcome or ends
     /// any other way (rollback, a dropped connection, a worker killed
     /// mid-batch, or `idle_in_transaction_session_timeout`), which hands them
     /// straight back to the queue. Rows left `processing` by versions that
     /// leased events are taken once their lease has run out.
-    pub async fn claim(&self, limit: u32) -> Result<Claim, StoreError> {
+    pub async fn claim(&self, limit: u32, max_bytes: usize) -> Result<Claim, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let events = sqlx::query_as(
-            "SELECT id, provider, event_id, event_type, body, received_at, attempts FROM events
+        // Walk the queue index in id order and stop after `limit` rows. With
+        // a backlog and stale statistics the planner otherwise prefers a
+        // bitmap scan of the whole queue plus a sort: measured 139 ms instead
+        // of 1.7 ms per claim with 44,000 events pending.
+        sqlx::query("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)")
+            .execute(&mut *tx)
+            .await?;
+        let queued: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, coalesce(octet_length(body), 0)::int8 FROM events
               WHERE state IN ('pending', 'failed', 'processing')
                 AND ((state IN ('pending', 'failed') AND next_attempt_at <= now())
                      OR (state = 'processing' AND locked_until < now()))
@@ -158,6 +165,31 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
+        // Bodies go up to megabytes: load only as many as fit `max_bytes`
+        // (always one). The rest stay locked until this transaction ends and
+        // are then claimed again.
+        let mut bytes = 0;
+        let ids: Vec<i64> = queued
+            .iter()
+            .enumerate()
+            .take_while(|(n, (_, len))| {
+                bytes += *len as u64;
+                *n == 0 || bytes <= max_bytes as u64
+            })
+            .map(|(_, (id, _))| *id)
+            .collect();
+        let events = match ids.is_empty() {
+            true => Vec::new(),
+            false => {
+                sqlx::query_as(
+                    "SELECT id, provider, event_id, event_type, body, received_at, attempts FROM events
+                      WHERE id = ANY($1) ORDER BY id",
+                )
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
         Ok(Claim { tx, events })
     }
 
