@@ -134,12 +134,20 @@ impl Store {
     /// order. An event already stored — earlier, by another replica, or by an
     /// earlier copy in this same batch — is a duplicate.
     pub async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Receipt>, StoreError> {
-        let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(f).collect::<Vec<_>>();
+        // Rows go in in one global order, (provider, event id): replicas
+        // inserting the same events at once then wait for each other on the
+        // unique index instead of deadlocking (which failed whole batches).
+        let mut sorted: Vec<&NewEvent> = events.iter().collect();
+        sorted.sort_by(|a, b| (a.provider, &a.event_id).cmp(&(b.provider, &b.event_id)));
+        let column = |f: fn(&NewEvent) -> Option<&str>| sorted.iter().map(|e| f(e)).collect::<Vec<_>>();
         let inserted: Vec<(i64, String, String)> = sqlx::query_as(
             "INSERT INTO events (provider, event_id, event_type, resource_type, resource_id, tenant,
                                  occurred_at, content_type, body)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                  $7::timestamptz[], $8::text[], $9::bytea[])
+             SELECT p, e, t, rt, ri, te, o, c, b
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                           $7::timestamptz[], $8::text[], $9::bytea[])
+                    WITH ORDINALITY AS r(p, e, t, rt, ri, te, o, c, b, n)
+              ORDER BY n
              ON CONFLICT ON CONSTRAINT events_provider_event_id_key DO NOTHING
              RETURNING id, provider, event_id",
         )
@@ -149,9 +157,9 @@ impl Store {
         .bind(column(|e| e.resource_type.as_deref()))
         .bind(column(|e| e.resource_id.as_deref()))
         .bind(column(|e| e.tenant.as_deref()))
-        .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
         .bind(column(|e| e.content_type.as_deref()))
-        .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
         .fetch_all(&self.pool)
         .await?;
 
