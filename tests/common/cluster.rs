@@ -82,10 +82,13 @@ impl TempCluster {
         self.signal_all("CONT");
     }
 
+    /// The postmaster first: once it is stopped it forks no new backend, so
+    /// none escapes the signal (the other order let a connection opened in
+    /// between answer while "frozen").
     fn signal_all(&self, signal: &str) {
         let pid = self.postmaster_pid();
-        let _ = Command::new("pkill").args([&format!("-{signal}"), "-P", &pid]).status();
         run(Command::new("kill").args([&format!("-{signal}"), &pid]));
+        let _ = Command::new("pkill").args([&format!("-{signal}"), "-P", &pid]).status();
     }
 
     fn postmaster_pid(&self) -> String {
