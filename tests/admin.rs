@@ -141,8 +141,7 @@ async fn replaying_an_applied_event_changes_nothing() {
         Some("SIGNED"),
         "2026-11-20T09:00:00Z",
     );
-    assert_eq!(app.post_adobe(&body).await.status(), 200);
-    app.wait_idle().await;
+    app.deliver_adobe(&body).await;
     let before = app.agreement("adobe-sign", "replayed").await;
     let id: i64 = sqlx::query_scalar("SELECT id FROM events WHERE event_id = 'r-1'")
         .fetch_one(&app.db)

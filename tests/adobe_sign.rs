@@ -246,8 +246,7 @@ async fn unknown_event_types_are_accepted_and_processed() {
     let app = spawn_app().await;
     let body = adobe_event("n-new", AGREEMENT, "AGREEMENT_TELEPORTED", None, "2026-11-20T09:00:00Z");
 
-    assert_eq!(app.post_adobe(&body).await.status(), 200);
-    app.wait_idle().await;
+    app.deliver_adobe(&body).await;
 
     assert_eq!(event_state(&app, "adobe-sign", "n-new").await.0, "processed");
     let agreement = app.agreement("adobe-sign", AGREEMENT).await;
@@ -266,8 +265,7 @@ async fn widget_and_megasign_notifications_are_accepted() {
         "eventResourceType": "megaSign", "megaSign": { "id": "CBJmega1", "name": "Bulk NDA", "status": "IN_PROCESS" }
     });
     assert_eq!(app.post_adobe(&widget).await.status(), 200);
-    assert_eq!(app.post_adobe(&mega).await.status(), 200);
-    app.wait_idle().await;
+    app.deliver_adobe(&mega).await;
 
     let widget = app.agreement("adobe-sign", "CBJwidget1").await;
     assert_eq!(

@@ -23,8 +23,7 @@ async fn providers_shows_setup_activity_and_counts_without_secrets() {
         Some("OUT_FOR_SIGNATURE"),
         "2026-11-24T09:00:00Z",
     );
-    assert_eq!(app.post_adobe(&created).await.status(), 200);
-    app.wait_idle().await;
+    app.deliver_adobe(&created).await;
 
     let response = app.admin_get("/api/providers").await;
     assert_eq!(response.status(), 200);

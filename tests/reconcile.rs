@@ -37,8 +37,7 @@ async fn post_created(app: &TestApp, notification: &str, agreement_id: &str, dat
         Some("OUT_FOR_SIGNATURE"),
         date,
     );
-    assert_eq!(app.post_adobe(&body).await.status(), 200);
-    app.wait_idle().await;
+    app.deliver_adobe(&body).await;
 }
 
 #[tokio::test]
@@ -84,8 +83,7 @@ async fn a_finished_agreement_is_never_polled() {
         Some("SIGNED"),
         "2026-11-20T09:00:00Z",
     );
-    assert_eq!(app.post_adobe(&completed).await.status(), 200);
-    app.wait_idle().await;
+    app.deliver_adobe(&completed).await;
     // Created after the finished one: a claim that sees it saw the other too.
     post_created(&app, "n-open", "agr-open", "2026-11-20T09:00:00Z").await;
     app.wait_idle().await;

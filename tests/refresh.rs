@@ -32,8 +32,7 @@ async fn refresh_applies_the_providers_status_and_records_only_changes() {
         Some("OUT_FOR_SIGNATURE"),
         "2026-11-20T09:00:00Z",
     );
-    assert_eq!(app.post_adobe(&created).await.status(), 200);
-    app.wait_idle().await;
+    app.deliver_adobe(&created).await;
     fake.set_agreement("agr-1", "Mutual NDA", "OUT_FOR_SIGNATURE");
 
     let same: Value = app

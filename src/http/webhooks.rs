@@ -46,13 +46,8 @@ pub async fn receive(
         .await
         .unwrap_or(Err(ApiError::Timeout))
     {
-        // Either way the provider is alive, for silence detection.
-        Ok((response, receipt)) if receipt.duplicate => {
-            state.activity.record(provider.name());
-            (response, "duplicate")
-        }
+        Ok((response, receipt)) if receipt.duplicate => (response, "duplicate"),
         Ok((response, _)) => {
-            state.activity.record(provider.name());
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
@@ -64,6 +59,10 @@ pub async fn receive(
             (error.into_response(), outcome)
         }
     };
+    // Duplicates too: either way the provider is alive (silence detection).
+    if matches!(outcome, "accepted" | "duplicate") {
+        state.activity.record(provider.name());
+    }
     counter!(metric::WEBHOOK_REQUESTS, "provider" => provider.name(), "outcome" => outcome).increment(1);
     histogram!(metric::ACK_DURATION, "provider" => provider.name()).record(started.elapsed().as_secs_f64());
     Ok(response)

@@ -178,6 +178,13 @@ impl TestApp {
         self.post_adobe_raw(body.to_string().into_bytes()).await
     }
 
+    /// POSTs an Adobe Sign notification, requires its 200, and waits until
+    /// the worker has applied everything stored.
+    pub async fn deliver_adobe(&self, body: &Value) {
+        assert_eq!(self.post_adobe(body).await.status(), 200, "delivering {body}");
+        self.wait_idle().await;
+    }
+
     pub async fn post_adobe_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.post(
             "/webhooks/adobe-sign",
