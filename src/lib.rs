@@ -89,13 +89,8 @@ impl Application {
             })
             .collect();
         // Polls stale agreements and watches for silent providers; the
-        // activity it reads is written by the flush loop.
-        let reconciler = Reconciler::new(
-            state.store.clone(),
-            state.providers.clone(),
-            state.settings.clone(),
-            state.activity.clone(),
-        );
+        // activity it reads is written to the database by the flush loop.
+        let reconciler = Reconciler::new(state.store.clone(), state.providers.clone(), state.settings.clone());
         let background = [
             tokio::spawn(reconciler.run(shutdown.clone())),
             tokio::spawn(state.activity.clone().flush_loop(state.store.clone(), shutdown.clone())),

@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Settings,
     providers::{PollError, Provider, Providers, WatchError},
-    silence::Activity,
     store::{DueAgreement, PollRecord, Store, StoreError},
     telemetry::metric,
 };
@@ -49,18 +48,16 @@ pub struct Reconciler {
     store: Store,
     providers: Providers,
     settings: Arc<Settings>,
-    activity: Activity,
     pace: Pace,
 }
 
 impl Reconciler {
-    pub fn new(store: Store, providers: Providers, settings: Arc<Settings>, activity: Activity) -> Self {
+    pub fn new(store: Store, providers: Providers, settings: Arc<Settings>) -> Self {
         let pace = Pace::per_minute(settings.reconcile_max_per_minute);
         Self {
             store,
             providers,
             settings,
-            activity,
             pace,
         }
     }
@@ -276,10 +273,6 @@ impl Reconciler {
                     let row = rows.iter().find(|row| row.provider == name);
                     let silent = row.is_some_and(|row| row.silent_since.is_some());
                     gauge!(metric::PROVIDER_SILENT, "provider" => name).set(if silent { 1.0 } else { 0.0 });
-                    let last = row.and_then(|row| row.last_webhook_at).max(self.activity.last(name));
-                    if let Some(last) = last {
-                        gauge!(metric::LAST_WEBHOOK, "provider" => name).set(last.timestamp_millis() as f64 / 1000.0);
-                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "could not read provider activity"),

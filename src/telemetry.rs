@@ -37,8 +37,8 @@ pub mod metric {
     pub const WEBHOOK_REQUESTS: &str = "signhook_webhook_requests_total";
     /// Histogram (seconds), label `provider`: request start to acknowledgement.
     pub const ACK_DURATION: &str = "signhook_ack_duration_seconds";
-    /// Gauge (unix seconds), label `provider`: last accepted webhook, on any
-    /// replica once the reconciler has read it from the database.
+    /// Gauge (unix seconds), label `provider`: last accepted webhook on any
+    /// replica, read at scrape time (see `http::health::metrics`).
     pub const LAST_WEBHOOK: &str = "signhook_last_webhook_timestamp_seconds";
     /// Gauge, label `state`: stored events per processing state.
     pub const EVENTS: &str = "signhook_events";

@@ -58,13 +58,29 @@ pub async fn metrics(State(state): State<AppState>) -> String {
         }
         let age = state.store.oldest_unprocessed_age().await?;
         gauge!(metric::OLDEST_PENDING_AGE).set(age.as_secs_f64());
-        Ok::<_, crate::store::StoreError>(())
+        state.store.provider_activity().await
     };
-    if let Ok(Err(error)) | Err(error) = tokio::time::timeout(PING_TIMEOUT, refresh)
+    let activity = match tokio::time::timeout(PING_TIMEOUT, refresh)
         .await
         .map_err(|_| crate::store::StoreError::TimedOut)
     {
-        tracing::warn!(%error, "metrics: queue gauges not refreshed");
+        Ok(Ok(rows)) => rows,
+        Ok(Err(error)) | Err(error) => {
+            tracing::warn!(%error, "metrics: queue gauges not refreshed");
+            Vec::new()
+        }
+    };
+    // The last webhook any replica accepted (as flushed to the database), or
+    // this one, whichever is later.
+    for provider in state.providers.iter() {
+        let name = provider.name();
+        let stored = activity
+            .iter()
+            .find(|row| row.provider == name)
+            .and_then(|row| row.last_webhook_at);
+        if let Some(last) = stored.max(state.activity.last(name)) {
+            gauge!(metric::LAST_WEBHOOK, "provider" => name).set(last.timestamp_millis() as f64 / 1000.0);
+        }
     }
     let handle = telemetry::metrics();
     handle.run_upkeep();

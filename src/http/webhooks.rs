@@ -11,7 +11,7 @@ use axum::{
 };
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, histogram};
 use std::time::Instant;
 
 use super::{error::ApiError, AppState};
@@ -47,13 +47,7 @@ pub async fn receive(
         .unwrap_or(Err(ApiError::Timeout))
     {
         Ok((response, receipt)) if receipt.duplicate => (response, "duplicate"),
-        Ok((response, _)) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            gauge!(metric::LAST_WEBHOOK, "provider" => provider.name()).set(now.as_secs_f64());
-            (response, "accepted")
-        }
+        Ok((response, _)) => (response, "accepted"),
         Err(error) => {
             let outcome = error.outcome();
             (error.into_response(), outcome)
