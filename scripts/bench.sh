@@ -2,7 +2,8 @@
 # Repeatable benchmark of a release build against the local PostgreSQL:
 # `signhook simulate load` at 32 and 128 connections, with the server's idle
 # and peak RSS and the CPU the server and PostgreSQL spent per event.
-# Usage: scripts/bench.sh [duration, default 30s]. Results go to stdout and
+# Usage: scripts/bench.sh [duration, default 30s]; BENCH_CONNECTIONS="32 128"
+# picks the connection counts. Results go to stdout and
 # target/bench/*.json. Run it on a quiet machine; see BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,5 +82,4 @@ PY
 }
 
 echo "signhook benchmark, $(nproc) cores, $(date -u +%FT%TZ), $DURATION per run"
-run 32
-run 128
+for connections in ${BENCH_CONNECTIONS:-32 128}; do run "$connections"; done

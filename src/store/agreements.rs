@@ -92,7 +92,8 @@ impl Store {
         }
         let ids: Vec<i64> = items.iter().map(|(e, _)| e.id).collect();
         sqlx::query(
-            "UPDATE events SET state = 'processed', processed_at = now(), attempts = attempts + 1,
+            "WITH done AS (DELETE FROM event_queue WHERE id = ANY($1))
+             UPDATE events SET state = 'processed', processed_at = now(), attempts = attempts + 1,
                                locked_until = NULL, last_error = NULL
               WHERE id = ANY($1)",
         )

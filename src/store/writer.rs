@@ -130,8 +130,8 @@ async fn write_batches(
 }
 
 impl Store {
-    /// Inserts `events` in one statement; returns one receipt per event, in
-    /// order. An event already stored — earlier, by another replica, or by an
+    /// Inserts `events`, and queues the new ones, in one statement; returns
+    /// one receipt per event, in order. An event already stored — earlier, by another replica, or by an
     /// earlier copy in this same batch — is a duplicate.
     pub async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Receipt>, StoreError> {
         // Rows go in in one global order, (provider, event id): replicas
@@ -141,15 +141,18 @@ impl Store {
         sorted.sort_by(|a, b| (a.provider, &a.event_id).cmp(&(b.provider, &b.event_id)));
         let column = |f: fn(&NewEvent) -> Option<&str>| sorted.iter().map(|e| f(e)).collect::<Vec<_>>();
         let inserted: Vec<(i64, String, String)> = sqlx::query_as(
-            "INSERT INTO events (provider, event_id, event_type, resource_type, resource_id, tenant,
-                                 occurred_at, content_type, body)
-             SELECT p, e, t, rt, ri, te, o, c, b
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                           $7::timestamptz[], $8::text[], $9::bytea[])
-                    WITH ORDINALITY AS r(p, e, t, rt, ri, te, o, c, b, n)
-              ORDER BY n
-             ON CONFLICT ON CONSTRAINT events_provider_event_id_key DO NOTHING
-             RETURNING id, provider, event_id",
+            "WITH stored AS (
+                 INSERT INTO events (provider, event_id, event_type, resource_type, resource_id, tenant,
+                                     occurred_at, content_type, body)
+                 SELECT p, e, t, rt, ri, te, o, c, b
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                               $7::timestamptz[], $8::text[], $9::bytea[])
+                        WITH ORDINALITY AS r(p, e, t, rt, ri, te, o, c, b, n)
+                  ORDER BY n
+                 ON CONFLICT ON CONSTRAINT events_provider_event_id_key DO NOTHING
+                 RETURNING id, provider, event_id),
+             queued AS (INSERT INTO event_queue (id) SELECT id FROM stored)
+             SELECT id, provider, event_id FROM stored",
         )
         .bind(column(|e| Some(e.provider)))
         .bind(column(|e| Some(&e.event_id)))

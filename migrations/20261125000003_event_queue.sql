@@ -1,0 +1,45 @@
+-- The work queue moves out of the events table into a narrow table of its own.
+--
+-- Why: marking an event applied used to rewrite its row and every index of
+-- the events table (the queue's partial index made every state change a
+-- non-HOT update). Now applying deletes one small queue row, and the event's
+-- own row is updated in place (HOT: no index of `events` mentions a column
+-- the worker changes, and a lower fillfactor leaves room on the page).
+--
+-- A queue row exists for every event not yet applied: pending, failed (with
+-- its retry time) and dead (kept so dead events are listed without scanning
+-- all events). `events.state` stays the state of record for the admin API.
+--
+-- Upgrading: stop replicas of earlier versions before starting this one;
+-- they would store events without queue rows.
+CREATE TABLE event_queue (
+    id               BIGINT      PRIMARY KEY,
+    next_attempt_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    dead             BOOLEAN     NOT NULL DEFAULT false
+);
+-- The worker's claim walks this in id order, past nothing but retries that
+-- are not due yet.
+CREATE INDEX event_queue_runnable_idx ON event_queue (id) WHERE NOT dead;
+
+-- Leases are gone (claims are row locks held by the applying transaction), so
+-- rows left 'processing' by an older version are simply pending.
+UPDATE events SET state = 'pending', locked_until = NULL WHERE state = 'processing';
+INSERT INTO event_queue (id, next_attempt_at, dead)
+SELECT id, next_attempt_at, state = 'dead' FROM events WHERE state IN ('pending', 'failed', 'dead');
+
+DROP INDEX events_queue_idx;
+DROP INDEX events_dead_idx;
+
+-- Room on each page for the applied version of its rows (HOT updates).
+-- Bodies up to ~2 KB stay inline again: storing every body out of line cost
+-- a TOAST insert and index probe per event; larger ones still go out of line,
+-- uncompressed (EXTERNAL).
+ALTER TABLE events SET (fillfactor = 60);
+ALTER TABLE events RESET (toast_tuple_target);
+
+-- History rows are only written by the worker and the reconciler, in the
+-- transaction that has just created or locked their agreement and claimed
+-- their event; the foreign keys re-checked that with a query and a row lock
+-- per history row.
+ALTER TABLE agreement_history DROP CONSTRAINT agreement_history_event_ref_fkey;
+ALTER TABLE agreement_history DROP CONSTRAINT agreement_history_provider_agreement_id_fkey;
