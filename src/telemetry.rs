@@ -3,17 +3,28 @@
 //! never payload bodies. Metrics: a Prometheus recorder; every metric name is
 //! declared here, once.
 
-use std::sync::OnceLock;
+use std::{io::BufWriter, sync::OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 use crate::config::LogFormat;
 
 const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
-/// Installs the global subscriber; a second call (tests) is a no-op.
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber; a second call (tests) is a no-op. Lines
+/// are formatted on the calling thread and written to stdout by a background
+/// thread in batches (one write per batch rather than a write per line, and
+/// a slow stdout never holds up a request); the returned guard flushes what
+/// is left when dropped, so hold it until exit.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    let (stdout, guard) = NonBlockingBuilder::default()
+        // Block rather than drop lines when the writer falls behind; a
+        // bounded queue of lines (its slots are allocated up front).
+        .lossy(false)
+        .buffered_lines_limit(16 * 1024)
+        .finish(BufWriter::new(std::io::stdout()));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
@@ -23,11 +34,13 @@ pub fn init(format: LogFormat) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(stdout),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer()).try_init(),
+        LogFormat::Pretty => registry.with(fmt::layer().with_writer(stdout)).try_init(),
     };
+    guard
 }
 
 /// Metric names (the README's Operations section lists them).
