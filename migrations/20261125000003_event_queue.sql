@@ -15,6 +15,8 @@
 CREATE TABLE event_queue (
     id               BIGINT      PRIMARY KEY,
     next_attempt_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Mirrors of events.state, so the queue is counted by state on its own.
+    failed           BOOLEAN     NOT NULL DEFAULT false,
     dead             BOOLEAN     NOT NULL DEFAULT false
 );
 -- The worker's claim walks this in id order, past nothing but retries that
@@ -24,8 +26,8 @@ CREATE INDEX event_queue_runnable_idx ON event_queue (id) WHERE NOT dead;
 -- Leases are gone (claims are row locks held by the applying transaction), so
 -- rows left 'processing' by an older version are simply pending.
 UPDATE events SET state = 'pending', locked_until = NULL WHERE state = 'processing';
-INSERT INTO event_queue (id, next_attempt_at, dead)
-SELECT id, next_attempt_at, state = 'dead' FROM events WHERE state IN ('pending', 'failed', 'dead');
+INSERT INTO event_queue (id, next_attempt_at, failed, dead)
+SELECT id, next_attempt_at, state = 'failed', state = 'dead' FROM events WHERE state IN ('pending', 'failed', 'dead');
 
 DROP INDEX events_queue_idx;
 DROP INDEX events_dead_idx;

@@ -157,6 +157,8 @@ async fn replaying_an_applied_event_changes_nothing() {
     assert_eq!(after["history"], before["history"]);
     assert_eq!(after["status"], before["status"]);
     assert_eq!(after["updated_at"], before["updated_at"], "nothing was rewritten");
+    let stats: Value = app.admin_get("/api/stats").await.json().await.unwrap();
+    assert_eq!(stats["events"]["processed"], 1, "counted once: {stats}");
 
     assert_eq!(app.admin_post("/api/events/999999/replay").await.status(), 404);
     assert_eq!(app.admin_post("/api/events/abc/replay").await.status(), 400);

@@ -59,6 +59,12 @@ async fn failing_event_is_retried_then_dead_without_blocking_others_and_can_be_r
     assert_eq!(attempts, 3);
     assert!(error.unwrap().contains("injected failure for poison"));
     assert_eq!(app.agreement("adobe-sign", "healthy").await["status"], "completed");
+    let stats: Value = app.admin_get("/api/stats").await.json().await.unwrap();
+    assert_eq!(
+        (&stats["events"]["dead"], &stats["events"]["processed"]),
+        (&serde_json::json!(1), &serde_json::json!(1)),
+        "{stats}"
+    );
     let dead: Value = app.admin_get("/api/events?state=dead").await.json().await.unwrap();
     assert_eq!(dead["events"][0]["event_id"], "p-1");
     assert!(dead["events"][0]["last_error"]
@@ -77,6 +83,11 @@ async fn failing_event_is_retried_then_dead_without_blocking_others_and_can_be_r
     })
     .await;
     assert_eq!(app.agreement("adobe-sign", "poison").await["status"], "completed");
+    let stats: Value = app.admin_get("/api/stats").await.json().await.unwrap();
+    assert_eq!(
+        stats["events"],
+        serde_json::json!({ "pending": 0, "processing": 0, "processed": 2, "failed": 0, "dead": 0 })
+    );
 }
 
 #[tokio::test]

@@ -53,6 +53,10 @@ pub struct HistoryEntry {
     pub source: String,
 }
 
+/// Counter rows per provider in `event_totals`; a batch picks one by its
+/// first event's id.
+const TOTALS_SHARDS: i64 = 16;
+
 impl Store {
     /// Applies claimed events (each with its parsed notification) inside the
     /// transaction that claimed them and marks them processed, in four
@@ -91,13 +95,21 @@ impl Store {
             apply_sorted(tx, &applied).await?;
         }
         let ids: Vec<i64> = items.iter().map(|(e, _)| e.id).collect();
+        // Counted in provider order, the last lock the batch takes, so two
+        // batches on the same shard never wait for each other in a cycle.
         sqlx::query(
-            "WITH done AS (DELETE FROM event_queue WHERE id = ANY($1))
-             UPDATE events SET state = 'processed', processed_at = now(), attempts = attempts + 1,
-                               locked_until = NULL, last_error = NULL
-              WHERE id = ANY($1)",
+            "WITH done AS (DELETE FROM event_queue WHERE id = ANY($1)),
+                  applied AS (
+                      UPDATE events SET state = 'processed', processed_at = now(), attempts = attempts + 1,
+                                        locked_until = NULL, last_error = NULL
+                       WHERE id = ANY($1) AND state <> 'processed'
+                       RETURNING provider)
+             INSERT INTO event_totals AS t (provider, shard, processed)
+             SELECT provider, $2, count(*) FROM applied GROUP BY provider ORDER BY provider
+             ON CONFLICT (provider, shard) DO UPDATE SET processed = t.processed + EXCLUDED.processed",
         )
         .bind(&ids)
+        .bind((ids.first().copied().unwrap_or_default() % TOTALS_SHARDS) as i16)
         .execute(&mut *tx)
         .await?;
         Ok(())

@@ -318,18 +318,23 @@ impl Store {
         )
     }
 
-    /// Agreements by status and events by state, per provider. Both are
-    /// full counts: meant for an operator's occasional look, not for a dashboard
-    /// refreshing every second.
+    /// Agreements by status and events by state, per provider. Agreements
+    /// and queued events are counted in full: meant for an operator's
+    /// occasional look, not for a dashboard refreshing every second (that is
+    /// what `/metrics` is for).
     pub async fn provider_counts(&self) -> Result<ProviderCounts, StoreError> {
         let agreements: Vec<(String, String, i64)> =
             sqlx::query_as("SELECT provider, coalesce(status, 'unknown'), count(*) FROM agreements GROUP BY 1, 2")
                 .fetch_all(&self.pool)
                 .await?;
-        let events: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT provider, state, count(*) FROM events GROUP BY 1, 2")
-                .fetch_all(&self.pool)
-                .await?;
+        let events: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT e.provider, e.state, count(*) FROM event_queue q JOIN events e USING (id) GROUP BY 1, 2
+             UNION ALL
+             SELECT provider, 'processed', sum(processed)::int8 FROM event_totals
+              GROUP BY 1 HAVING sum(processed) > 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut counts = ProviderCounts::default();
         for (provider, status, n) in agreements {
             counts.agreements.entry(provider).or_default().insert(status, n);
