@@ -31,6 +31,9 @@ SELECT id, next_attempt_at, state = 'failed', state = 'dead' FROM events WHERE s
 
 DROP INDEX events_queue_idx;
 DROP INDEX events_dead_idx;
+-- Every stored event paid for this index; an agreement's events are found
+-- through its history (applied) and the queue (not yet applied) instead.
+DROP INDEX events_resource_idx;
 
 -- Room on each page for the applied version of its rows (HOT updates).
 -- Bodies up to ~2 KB stay inline again: storing every body out of line cost

@@ -65,6 +65,31 @@ async fn failing_event_is_retried_then_dead_without_blocking_others_and_can_be_r
         (&serde_json::json!(1), &serde_json::json!(1)),
         "{stats}"
     );
+    // An agreement's events are listed whether they wait (here: dead) or
+    // were applied (below), with or without the provider named.
+    let of_poison = |query: &'static str| {
+        let app = &app;
+        async move {
+            let page: Value = app.admin_get(query).await.json().await.unwrap();
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["event_id"].as_str().unwrap().to_owned(),
+                        e["state"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let waiting = vec![("p-1".to_owned(), "dead".to_owned())];
+    assert_eq!(of_poison("/api/events?agreement_id=poison").await, waiting);
+    assert_eq!(
+        of_poison("/api/events?agreement_id=poison&provider=adobe-sign").await,
+        waiting
+    );
     let dead: Value = app.admin_get("/api/events?state=dead").await.json().await.unwrap();
     assert_eq!(dead["events"][0]["event_id"], "p-1");
     assert!(dead["events"][0]["last_error"]
@@ -83,6 +108,9 @@ async fn failing_event_is_retried_then_dead_without_blocking_others_and_can_be_r
     })
     .await;
     assert_eq!(app.agreement("adobe-sign", "poison").await["status"], "completed");
+    let applied = vec![("p-1".to_owned(), "processed".to_owned())];
+    assert_eq!(of_poison("/api/events?agreement_id=poison").await, applied);
+    assert_eq!(of_poison("/api/events?agreement_id=poison&state=dead").await, vec![]);
     let stats: Value = app.admin_get("/api/stats").await.json().await.unwrap();
     assert_eq!(
         stats["events"],

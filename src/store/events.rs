@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::{FromRow, Postgres, Transaction};
 
 use super::{Store, StoreError};
+use crate::providers::Providers;
 
 /// Processing state of a stored event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -271,15 +272,26 @@ impl Store {
     /// are found through the queue, however many processed ones there are.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
         let queued = !matches!(filter.state, None | Some(EventState::Processed));
-        let from = match queued {
-            true => "event_queue q JOIN events e USING (id)",
-            false => "events e",
+        let from = match (filter.agreement_id.is_some(), queued) {
+            // An agreement's events were applied (history) or wait (queue):
+            // no index of events by agreement to maintain at every insert.
+            (true, _) => {
+                "events e WHERE e.id IN (
+                     SELECT h.event_ref FROM agreement_history h WHERE h.provider = ANY($6) AND h.agreement_id = $2
+                     UNION ALL
+                     SELECT q.id FROM event_queue q JOIN events qe USING (id) WHERE qe.resource_id = $2) AND"
+            }
+            (false, true) => "event_queue q JOIN events e USING (id) WHERE",
+            (false, false) => "events e WHERE",
+        };
+        let providers: Vec<&str> = match filter.provider.as_deref() {
+            Some(provider) => vec![provider],
+            None => Providers::names().collect(),
         };
         let mut events: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT e.id, e.provider, e.event_id, e.event_type, e.resource_type, e.resource_id AS agreement_id,
                     e.tenant, e.state, e.attempts, e.received_at, e.occurred_at, e.next_attempt_at, e.last_error
-               FROM {from}
-              WHERE ($1::text IS NULL OR e.provider = $1)
+               FROM {from} ($1::text IS NULL OR e.provider = $1)
                 AND ($2::text IS NULL OR e.resource_id = $2)
                 AND ($3::text IS NULL OR e.state = $3)
                 AND ($4::bigint IS NULL OR e.id < $4)
@@ -291,6 +303,7 @@ impl Store {
         .bind(filter.state.map(EventState::as_str))
         .bind(filter.before)
         .bind(filter.limit + 1)
+        .bind(&providers)
         .fetch_all(&self.pool)
         .await?;
         let next_cursor = if events.len() as i64 > filter.limit {
