@@ -83,6 +83,9 @@ pub struct Settings {
     pub worker_batch_max_bytes: usize,
     /// Worker loops per replica, each applying its own batch.
     pub worker_concurrency: usize,
+    /// Events a replica applies between its VACUUMs of the queue table; 0
+    /// leaves it to autovacuum alone.
+    pub worker_queue_vacuum_every: u64,
     pub worker_max_attempts: u32,
     pub worker_retry_base_ms: u64,
     pub worker_retry_max_ms: u64,
@@ -130,6 +133,7 @@ impl Default for Settings {
             db_acquire_timeout_ms: 2_000,
             worker_poll_interval_ms: 1_000,
             worker_batch_size: 1000,
+            worker_queue_vacuum_every: 50_000,
             worker_batch_max_bytes: 16 * 1024 * 1024,
             worker_concurrency: 1,
             worker_max_attempts: 10,

@@ -7,7 +7,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -68,6 +68,9 @@ pub struct Worker {
     max_attempts: u32,
     retry_base: Duration,
     retry_max: Duration,
+    vacuum_every: u64,
+    /// Events applied since the queue table was last vacuumed.
+    since_vacuum: AtomicU64,
 }
 
 impl Worker {
@@ -83,6 +86,8 @@ impl Worker {
             max_attempts: settings.worker_max_attempts,
             retry_base: Duration::from_millis(settings.worker_retry_base_ms),
             retry_max: Duration::from_millis(settings.worker_retry_max_ms),
+            vacuum_every: settings.worker_queue_vacuum_every,
+            since_vacuum: AtomicU64::new(0),
         }
     }
 
@@ -106,7 +111,9 @@ impl Worker {
                 }
                 Ok(claim) => {
                     error_backoff = self.poll_interval;
+                    let claimed = claim.events.len() as u64;
                     self.apply_batch(claim, &shutdown).await;
+                    self.vacuum_queue_now_and_then(claimed);
                 }
                 Err(error) => {
                     // Database trouble: back off (doubling, capped) instead of
@@ -119,6 +126,24 @@ impl Worker {
             }
         }
         tracing::info!("worker stopped");
+    }
+
+    /// Vacuums the queue table in the background every `vacuum_every` events
+    /// (see [`Store::vacuum_queue`]); the worker does not wait for it.
+    fn vacuum_queue_now_and_then(&self, claimed: u64) {
+        let done = self.since_vacuum.fetch_add(claimed, Ordering::Relaxed) + claimed;
+        if self.vacuum_every == 0 || done < self.vacuum_every {
+            return;
+        }
+        self.since_vacuum.store(0, Ordering::Relaxed);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match store.vacuum_queue().await {
+                Ok(()) => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "queue vacuumed"),
+                Err(error) => tracing::warn!(%error, "could not vacuum the queue table; autovacuum will"),
+            }
+        });
     }
 
     async fn sleep(&self, shutdown: &CancellationToken, duration: Duration) {

@@ -233,3 +233,30 @@ async fn a_batch_byte_budget_smaller_than_one_body_still_applies_every_event_in_
     let batches = metric_sample(&app.metrics().await, "signhook_apply_batch_duration_seconds_count");
     assert_eq!(batches, Some(3.0), "one batch per event");
 }
+
+#[tokio::test]
+async fn the_worker_vacuums_the_queue_table_every_n_applied_events() {
+    let app = spawn_app_with(&[("SIGNHOOK_WORKER_QUEUE_VACUUM_EVERY", "5")]).await;
+    let vacuums = || async {
+        sqlx::query_scalar::<_, i64>("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'event_queue'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    for i in 0..4 {
+        let body = adobe_event(
+            &format!("v-{i}"),
+            "vac",
+            "AGREEMENT_CREATED",
+            None,
+            "2026-11-20T09:00:00Z",
+        );
+        app.deliver_adobe(&body).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(vacuums().await, 0, "not before 5 events");
+    let body = adobe_event("v-4", "vac", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+    app.deliver_adobe(&body).await;
+    app.wait_until("the queue table to be vacuumed", || async { vacuums().await >= 1 })
+        .await;
+}

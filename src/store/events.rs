@@ -210,6 +210,18 @@ impl Store {
         Ok(Claim { tx, events })
     }
 
+    /// Vacuums the queue table. Every applied event leaves a dead row and
+    /// index entry behind in it, and the claim walks the index from its
+    /// oldest end: after 486,000 events and no vacuum yet (autovacuum looks
+    /// at most once a minute) each claim read 1,300 index pages (2–8 ms).
+    /// SKIP_LOCKED: if another replica or autovacuum is at it, skip.
+    pub async fn vacuum_queue(&self) -> Result<(), StoreError> {
+        sqlx::raw_sql("VACUUM (SKIP_LOCKED) event_queue")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Claims one event by id, for applying a failed batch's events one by
     /// one; `None` when another worker has it or it is no longer runnable.
     pub async fn claim_one(&self, id: i64) -> Result<Option<Transaction<'static, Postgres>>, StoreError> {
