@@ -231,12 +231,15 @@ impl Worker {
     }
 
     fn parse(&self, event: &ClaimedEvent) -> Result<Notification, ApplyError> {
+        if let Some(notification) = event.stored_notification() {
+            return Ok(notification);
+        }
         let provider = self
             .providers
             .get(&event.provider)
             .ok_or_else(|| ApplyError::UnknownProvider(event.provider.clone()))?;
         provider
-            .parse(&event.body)
+            .parse(event.body.as_deref().unwrap_or_default())
             .map_err(|e| ApplyError::Parse(e.to_string()))
     }
 

@@ -185,17 +185,10 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     assert_eq!(leftover, 0, "claimed events were finished or released");
 }
 
-#[tokio::test]
-async fn a_batch_byte_budget_smaller_than_one_body_still_applies_every_event_in_order() {
-    // Each batch may load only 1 byte of bodies, so each holds exactly one
-    // event. Applying is held up (agreements locked) until all three are
-    // stored: without the budget the worker would take the last two at once.
-    let app = spawn_app_with(&[("SIGNHOOK_WORKER_BATCH_MAX_BYTES", "1")]).await;
-    let mut lock = app.db.begin().await.unwrap();
-    sqlx::query("LOCK TABLE agreements IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+/// Stores the three events of agreement `budget` through a receive-only app
+/// (nothing applied yet) and returns it.
+async fn store_budget_events() -> (TestApp, [&'static str; 3]) {
+    let receiver = spawn_app_with(&[("SIGNHOOK_WORKER_CONCURRENCY", "0")]).await;
     let steps = [
         (
             "b-1",
@@ -217,21 +210,55 @@ async fn a_batch_byte_budget_smaller_than_one_body_still_applies_every_event_in_
         ),
     ];
     for (id, event, status, date) in steps {
-        let response = app.post_adobe(&adobe_event(id, "budget", event, status, date)).await;
+        let response = receiver
+            .post_adobe(&adobe_event(id, "budget", event, status, date))
+            .await;
         assert_eq!(response.status(), 200);
     }
-    lock.rollback().await.unwrap();
-    app.wait_idle().await;
+    (receiver, steps.map(|(id, ..)| id))
+}
 
+async fn assert_budget_applied(app: &TestApp, ids: [&str; 3]) {
+    app.wait_idle().await;
     let agreement = app.agreement("adobe-sign", "budget").await;
     assert_eq!(agreement["status"], "completed", "{agreement:#}");
     assert_eq!(app.history_count("adobe-sign", "budget").await, 3);
-    for (id, ..) in steps {
-        let (state, attempts, _) = event_state(&app, "adobe-sign", id).await;
+    for id in ids {
+        let (state, attempts, _) = event_state(app, "adobe-sign", id).await;
         assert_eq!((state.as_str(), attempts), ("processed", 1), "{id}");
     }
+}
+
+#[tokio::test]
+async fn a_batch_byte_budget_smaller_than_one_body_still_applies_every_event_in_order() {
+    // Bodies are loaded for events not parsed on receipt (stored by an
+    // earlier version, or replayed). Each batch may load only 1 byte of
+    // bodies, so each holds exactly one event: without the budget the
+    // worker would take all three at once.
+    let (receiver, ids) = store_budget_events().await;
+    sqlx::query("UPDATE events SET parsed = false")
+        .execute(&receiver.db)
+        .await
+        .unwrap();
+    let app = spawn_app_on(&receiver.db_name, &[("SIGNHOOK_WORKER_BATCH_MAX_BYTES", "1")]).await;
+    assert_budget_applied(&app, ids).await;
     let batches = metric_sample(&app.metrics().await, "signhook_apply_batch_duration_seconds_count");
     assert_eq!(batches, Some(3.0), "one batch per event");
+}
+
+#[tokio::test]
+async fn events_parsed_on_receipt_are_applied_without_their_body() {
+    // The worker applies what the receiving replica parsed: a body it can no
+    // longer parse changes nothing, and the byte budget does not split them.
+    let (receiver, ids) = store_budget_events().await;
+    sqlx::query("UPDATE events SET body = 'not json'")
+        .execute(&receiver.db)
+        .await
+        .unwrap();
+    let app = spawn_app_on(&receiver.db_name, &[("SIGNHOOK_WORKER_BATCH_MAX_BYTES", "1")]).await;
+    assert_budget_applied(&app, ids).await;
+    let batches = metric_sample(&app.metrics().await, "signhook_apply_batch_duration_seconds_count");
+    assert_eq!(batches, Some(1.0), "one batch for all three");
 }
 
 #[tokio::test]

@@ -85,15 +85,13 @@ async fn accept(
     let notification = provider.parse(&body)?;
     let span = tracing::Span::current();
     span.record("event_id", notification.event_id.as_str());
-    let (kind, id) = notification.subject.map(|s| (s.kind, s.id)).unzip();
     let receipt = state
         .ingest
         .ingest(NewEvent {
             provider: provider.name(),
             event_id: notification.event_id,
             event_type: notification.event_type,
-            resource_type: kind,
-            resource_id: id,
+            subject: notification.subject,
             tenant: sender.tenant.clone().or(notification.tenant),
             occurred_at: notification.occurred_at,
             content_type: headers

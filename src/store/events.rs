@@ -9,7 +9,10 @@ use serde::Serialize;
 use sqlx::{FromRow, Postgres, Transaction};
 
 use super::{Store, StoreError};
-use crate::providers::Providers;
+use crate::{
+    agreement::AgreementStatus,
+    providers::{Notification, Providers, Subject},
+};
 
 /// Processing state of a stored event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,9 +70,37 @@ pub struct ClaimedEvent {
     pub provider: String,
     pub event_id: String,
     pub event_type: String,
-    pub body: Vec<u8>,
+    /// Loaded only when the event was not parsed on receipt (`parsed`).
+    pub body: Option<Vec<u8>>,
     pub received_at: DateTime<Utc>,
     pub attempts: i32,
+    parsed: bool,
+    occurred_at: Option<DateTime<Utc>>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    subject_status: Option<String>,
+    provider_status: Option<String>,
+    subject_name: Option<String>,
+}
+
+impl ClaimedEvent {
+    /// The notification as parsed when it was received, if it was; `None`
+    /// means the body has to be parsed.
+    pub fn stored_notification(&self) -> Option<Notification> {
+        self.parsed.then(|| Notification {
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            occurred_at: self.occurred_at,
+            tenant: None,
+            subject: self.resource_id.clone().map(|id| Subject {
+                kind: self.resource_type.clone().unwrap_or_default(),
+                id,
+                name: self.subject_name.clone(),
+                status: self.subject_status.as_deref().and_then(AgreementStatus::parse),
+                provider_status: self.provider_status.clone(),
+            }),
+        })
+    }
 }
 
 /// An event as the admin API shows it (never the body).
@@ -172,7 +203,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let queued: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT q.id, octet_length(e.body)::int8
+            "SELECT q.id, CASE WHEN e.parsed THEN 0 ELSE octet_length(e.body) END::int8
                FROM event_queue q JOIN events e USING (id)
               WHERE NOT q.dead AND q.next_attempt_at <= now()
               ORDER BY q.id
@@ -199,8 +230,10 @@ impl Store {
             true => Vec::new(),
             false => {
                 sqlx::query_as(
-                    "SELECT id, provider, event_id, event_type, body, received_at, attempts FROM events
-                      WHERE id = ANY($1) ORDER BY id",
+                    "SELECT id, provider, event_id, event_type, CASE WHEN parsed THEN NULL ELSE body END AS body,
+                            received_at, attempts, parsed, occurred_at, resource_type, resource_id, subject_status,
+                            provider_status, subject_name
+                       FROM events WHERE id = ANY($1) ORDER BY id",
                 )
                 .bind(&ids)
                 .fetch_all(&mut *tx)
@@ -259,7 +292,8 @@ impl Store {
     }
 
     /// Queues an event to be applied again. Applying is idempotent, so this
-    /// is safe for any event, processed or dead. Returns false if unknown.
+    /// is safe for any event, processed or dead. Its body is parsed again
+    /// (by the version running then: replaying after a parser fix uses the fix). Returns false if unknown.
     pub async fn replay(&self, id: i64) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "WITH event AS (SELECT id, provider, state FROM events WHERE id = $1 FOR UPDATE),
@@ -270,7 +304,8 @@ impl Store {
                       INSERT INTO event_totals AS t (provider, shard, processed)
                       SELECT provider, 0, -1 FROM event WHERE state = 'processed'
                       ON CONFLICT (provider, shard) DO UPDATE SET processed = t.processed - 1)
-             UPDATE events e SET state = 'pending', attempts = 0, next_attempt_at = now(), locked_until = NULL
+             UPDATE events e SET state = 'pending', attempts = 0, next_attempt_at = now(), locked_until = NULL,
+                                 parsed = false
                FROM event WHERE e.id = event.id",
         )
         .bind(id)

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{Receipt, Store, StoreError};
+use crate::{agreement::AgreementStatus, providers::Subject};
 
 /// A notification to store, owned so it can cross to a writer task.
 #[derive(Debug, Clone)]
@@ -24,8 +25,9 @@ pub struct NewEvent {
     pub provider: &'static str,
     pub event_id: String,
     pub event_type: String,
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
+    /// What the event says about its agreement, as parsed on receipt; the
+    /// worker applies it from these columns without parsing the body again.
+    pub subject: Option<Subject>,
     pub tenant: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,
     pub content_type: Option<String>,
@@ -143,11 +145,12 @@ impl Store {
         let inserted: Vec<(i64, String, String)> = sqlx::query_as(
             "WITH stored AS (
                  INSERT INTO events (provider, event_id, event_type, resource_type, resource_id, tenant,
-                                     occurred_at, content_type, body)
-                 SELECT p, e, t, rt, ri, te, o, c, b
+                                     occurred_at, content_type, body, parsed, subject_status, provider_status,
+                                     subject_name)
+                 SELECT p, e, t, rt, ri, te, o, c, b, true, ss, ps, sn
                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                               $7::timestamptz[], $8::text[], $9::bytea[])
-                        WITH ORDINALITY AS r(p, e, t, rt, ri, te, o, c, b, n)
+                               $7::timestamptz[], $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[])
+                        WITH ORDINALITY AS r(p, e, t, rt, ri, te, o, c, b, ss, ps, sn, n)
                   ORDER BY n
                  ON CONFLICT ON CONSTRAINT events_provider_event_id_key DO NOTHING
                  RETURNING id, provider, event_id),
@@ -157,12 +160,19 @@ impl Store {
         .bind(column(|e| Some(e.provider)))
         .bind(column(|e| Some(&e.event_id)))
         .bind(column(|e| Some(&e.event_type)))
-        .bind(column(|e| e.resource_type.as_deref()))
-        .bind(column(|e| e.resource_id.as_deref()))
+        .bind(column(|e| e.subject.as_ref().map(|s| s.kind.as_str())))
+        .bind(column(|e| e.subject.as_ref().map(|s| s.id.as_str())))
         .bind(column(|e| e.tenant.as_deref()))
         .bind(sorted.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
         .bind(column(|e| e.content_type.as_deref()))
         .bind(sorted.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+        .bind(column(|e| {
+            e.subject.as_ref().and_then(|s| s.status).map(AgreementStatus::as_str)
+        }))
+        .bind(column(|e| {
+            e.subject.as_ref().and_then(|s| s.provider_status.as_deref())
+        }))
+        .bind(column(|e| e.subject.as_ref().and_then(|s| s.name.as_deref())))
         .fetch_all(&self.pool)
         .await?;
 
