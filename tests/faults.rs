@@ -115,6 +115,10 @@ async fn kill_9_under_load_loses_nothing_that_was_acknowledged() {
         .await
         .unwrap();
     assert_eq!(history, total, "each event applied exactly once");
+    // The applied-event counters went down with the dead process's
+    // uncommitted batch, like everything else in it.
+    let stats: Value = restarted.admin_get("/api/stats").await.json().await.unwrap();
+    assert_eq!(stats["events"]["processed"], total, "{stats}");
 }
 
 #[tokio::test]
@@ -176,6 +180,9 @@ async fn three_replicas_store_and_apply_each_event_once_under_a_duplicate_storm(
         .await
         .unwrap();
     assert_eq!(history, 80, "applied once each");
+    // Counted once each too, whichever replica's worker applied them.
+    let stats: Value = replicas[1].admin_get("/api/stats").await.json().await.unwrap();
+    assert_eq!(stats["events"]["processed"], 80, "{stats}");
     for agreement in 0..20 {
         let view: Value = primary.agreement("adobe-sign", &format!("agr-{agreement}")).await;
         assert_eq!(view["status"], "completed", "agr-{agreement}");
