@@ -11,7 +11,7 @@ mod webhooks;
 
 pub use server::serve;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     error_handling::HandleErrorLayer,
@@ -28,9 +28,8 @@ use tower::{limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer, ServiceBuild
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::{DefaultOnResponse, TraceLayer},
+    trace::TraceLayer,
 };
-use tracing::Level;
 
 use self::error::ApiError;
 use crate::{
@@ -130,9 +129,17 @@ pub fn router(state: AppState) -> Router {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or_default();
                             // The path only: query strings and bodies stay out of logs.
-                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id, event_id = tracing::field::Empty)
+                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
                         })
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(|response: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
+                            let event_id = response.extensions().get::<webhooks::LoggedEventId>().map(|e| e.0.as_str());
+                            tracing::info!(
+                                status = response.status().as_u16(),
+                                latency_us = latency.as_micros() as u64,
+                                event_id,
+                                "finished processing request"
+                            );
+                        }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(|_| -> Response {

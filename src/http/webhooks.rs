@@ -42,10 +42,12 @@ pub async fn receive(
     let provider = state.provider(&provider?.0)?.clone();
     let started = Instant::now();
     let deadline = state.settings.request_timeout();
-    let (response, outcome) = match tokio::time::timeout(deadline, accept(&state, provider.as_ref(), &headers, body))
-        .await
-        .unwrap_or(Err(ApiError::Timeout))
-    {
+    let mut event_id = None;
+    let accepted = tokio::time::timeout(
+        deadline,
+        accept(&state, provider.as_ref(), &headers, body, &mut event_id),
+    );
+    let (mut response, outcome) = match accepted.await.unwrap_or(Err(ApiError::Timeout)) {
         Ok((response, receipt)) if receipt.duplicate => (response, "duplicate"),
         Ok((response, _)) => (response, "accepted"),
         Err(error) => {
@@ -59,14 +61,25 @@ pub async fn receive(
     }
     counter!(metric::WEBHOOK_REQUESTS, "provider" => provider.name(), "outcome" => outcome).increment(1);
     histogram!(metric::ACK_DURATION, "provider" => provider.name()).record(started.elapsed().as_secs_f64());
+    if let Some(event_id) = event_id {
+        response.extensions_mut().insert(LoggedEventId(event_id));
+    }
     Ok(response)
 }
+
+/// The provider's event id of a webhook request, for its access-log line
+/// (see `http::router`). Carried on the response rather than recorded into
+/// the request's span: recording a span field re-serializes all of the
+/// span's JSON fields (callgrind: 6 % of the server's instructions).
+#[derive(Clone)]
+pub struct LoggedEventId(pub String);
 
 async fn accept(
     state: &AppState,
     provider: &dyn Provider,
     headers: &HeaderMap,
     body: Body,
+    event_id: &mut Option<String>,
 ) -> Result<(Response, Receipt), ApiError> {
     let limit = state.settings.max_body_bytes;
     let declared = declared_length(headers);
@@ -83,8 +96,7 @@ async fn accept(
     let body = read_body(body, limit).await?;
     let sender = provider.authenticate(headers, &body, Utc::now())?;
     let notification = provider.parse(&body)?;
-    let span = tracing::Span::current();
-    span.record("event_id", notification.event_id.as_str());
+    *event_id = Some(notification.event_id.clone());
     let receipt = state
         .ingest
         .ingest(NewEvent {
