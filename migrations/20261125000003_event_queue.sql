@@ -26,8 +26,10 @@ CREATE TABLE event_queue (
 CREATE INDEX event_queue_runnable_idx ON event_queue (id) WHERE NOT dead;
 
 -- Leases are gone (claims are row locks held by the applying transaction), so
--- rows left 'processing' by an older version are simply pending.
-UPDATE events SET state = 'pending', locked_until = NULL WHERE state = 'processing';
+-- rows left 'processing' by an older version are simply pending, and nothing
+-- reads or writes locked_until any more.
+UPDATE events SET state = 'pending' WHERE state = 'processing';
+ALTER TABLE events DROP COLUMN locked_until;
 INSERT INTO event_queue (id, next_attempt_at, failed, dead)
 SELECT id, next_attempt_at, state = 'failed', state = 'dead' FROM events WHERE state IN ('pending', 'failed', 'dead');
 

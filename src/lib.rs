@@ -118,7 +118,7 @@ impl Application {
             Ok(Ok(())) => Ok(()),
             Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),
             Err(_) => {
-                tracing::warn!("grace period over; exiting with work in flight (unacknowledged requests will be retried by providers, claimed events reclaimed after their lease)");
+                tracing::warn!("grace period over; exiting with work in flight (unacknowledged requests will be retried by providers, claimed events go back to the queue as the connections close)");
                 Ok(())
             }
         }

@@ -16,8 +16,8 @@ const DEFAULT_FILTER: &str = "info,sqlx=warn";
 /// Installs the global subscriber; a second call (tests) is a no-op. Lines
 /// are formatted on the calling thread and written to stdout by a background
 /// thread in batches (one write per batch rather than a write per line, and
-/// a slow stdout holds up requests only once 16k lines wait); the returned guard flushes what
-/// is left when dropped, so hold it until exit.
+/// a slow stdout holds up requests only once 16k lines wait); the returned
+/// guard flushes what is left when dropped, so hold it until exit.
 pub fn init(format: LogFormat) -> WorkerGuard {
     let (stdout, guard) = NonBlockingBuilder::default()
         // Block rather than drop lines when the writer falls behind; a

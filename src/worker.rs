@@ -3,7 +3,7 @@
 //!
 //! It is woken right after each ingest commit (same process) and polls as a
 //! fallback, which also picks up events stored by other replicas, retries
-//! whose time has come and events whose previous worker died mid-lease.
+//! whose time has come and events whose previous worker died mid-batch.
 
 use std::{
     sync::{
@@ -261,7 +261,7 @@ impl Worker {
             }
         }
         if let Err(error) = self.store.fail(event.id, &message, dead, retry_in).await {
-            tracing::warn!(%error, "could not record the failure; the lease will expire and the event be retried");
+            tracing::warn!(%error, "could not record the failure; the event stays queued and is tried again");
         }
     }
 

@@ -235,20 +235,24 @@ async fn assert_budget_applied(app: &TestApp, ids: [&str; 3]) {
     }
 }
 
+/// Applies the stored `budget` events (see [`store_budget_events`]) after
+/// `tamper` ran on them, with a batch byte budget of 1 byte; returns how many
+/// batches that took.
+async fn apply_budget_events_after(tamper: &str) -> Option<f64> {
+    let (receiver, ids) = store_budget_events().await;
+    sqlx::query(tamper).execute(&receiver.db).await.unwrap();
+    let app = spawn_app_on(&receiver.db_name, &[("SIGNHOOK_WORKER_BATCH_MAX_BYTES", "1")]).await;
+    assert_budget_applied(&app, ids).await;
+    metric_sample(&app.metrics().await, "signhook_apply_batch_duration_seconds_count")
+}
+
 #[tokio::test]
 async fn a_batch_byte_budget_smaller_than_one_body_still_applies_every_event_in_order() {
     // Bodies are loaded for events not parsed on receipt (stored by an
     // earlier version, or replayed). Each batch may load only 1 byte of
     // bodies, so each holds exactly one event: without the budget the
     // worker would take all three at once.
-    let (receiver, ids) = store_budget_events().await;
-    sqlx::query("UPDATE events SET parsed = false")
-        .execute(&receiver.db)
-        .await
-        .unwrap();
-    let app = spawn_app_on(&receiver.db_name, &[("SIGNHOOK_WORKER_BATCH_MAX_BYTES", "1")]).await;
-    assert_budget_applied(&app, ids).await;
-    let batches = metric_sample(&app.metrics().await, "signhook_apply_batch_duration_seconds_count");
+    let batches = apply_budget_events_after("UPDATE events SET parsed = false").await;
     assert_eq!(batches, Some(3.0), "one batch per event");
 }
 
@@ -256,14 +260,7 @@ async fn a_batch_byte_budget_smaller_than_one_body_still_applies_every_event_in_
 async fn events_parsed_on_receipt_are_applied_without_their_body() {
     // The worker applies what the receiving replica parsed: a body it can no
     // longer parse changes nothing, and the byte budget does not split them.
-    let (receiver, ids) = store_budget_events().await;
-    sqlx::query("UPDATE events SET body = 'not json'")
-        .execute(&receiver.db)
-        .await
-        .unwrap();
-    let app = spawn_app_on(&receiver.db_name, &[("SIGNHOOK_WORKER_BATCH_MAX_BYTES", "1")]).await;
-    assert_budget_applied(&app, ids).await;
-    let batches = metric_sample(&app.metrics().await, "signhook_apply_batch_duration_seconds_count");
+    let batches = apply_budget_events_after("UPDATE events SET body = 'not json'").await;
     assert_eq!(batches, Some(1.0), "one batch for all three");
 }
 

@@ -95,12 +95,7 @@ async fn agreement(
 ) -> Result<Json<AgreementView>, ApiError> {
     let Path((provider, agreement_id)) = path?;
     known_provider(&provider)?;
-    state
-        .store
-        .agreement(&provider, &agreement_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no {provider} agreement `{agreement_id}` has been seen")))
+    view(&state, &provider, &agreement_id).await
 }
 
 /// `POST /api/agreements/{provider}/{agreement_id}/refresh`: reads the
@@ -173,7 +168,11 @@ async fn view(state: &AppState, provider: &str, agreement_id: &str) -> Result<Js
         .agreement(provider, agreement_id)
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no {provider} agreement `{agreement_id}` has been seen")))
+        .ok_or_else(|| not_seen(provider, agreement_id))
+}
+
+fn not_seen(provider: &str, agreement_id: &str) -> ApiError {
+    ApiError::NotFound(format!("no {provider} agreement `{agreement_id}` has been seen"))
 }
 
 /// `POST /api/agreements/{provider}/{agreement_id}/watch`: registers a webhook
@@ -252,9 +251,7 @@ async fn unwatch(
     let Path((name, agreement_id)) = path?;
     let provider = watchable(&state, &name)?.clone();
     let Some(current) = state.store.watch_state(provider.name(), &agreement_id).await? else {
-        return Err(ApiError::NotFound(format!(
-            "no {name} agreement `{agreement_id}` has been seen"
-        )));
+        return Err(not_seen(&name, &agreement_id));
     };
     if let Some(webhook_id) = current.webhook_id {
         match provider.unwatch(&webhook_id).await {

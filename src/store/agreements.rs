@@ -101,7 +101,7 @@ impl Store {
             "WITH done AS (DELETE FROM event_queue WHERE id = ANY($1)),
                   applied AS (
                       UPDATE events SET state = 'processed', processed_at = now(), attempts = attempts + 1,
-                                        locked_until = NULL, last_error = NULL
+                                        last_error = NULL
                        WHERE id = ANY($1) AND state <> 'processed'
                        RETURNING provider)
              INSERT INTO event_totals AS t (provider, shard, processed)

@@ -159,7 +159,8 @@ impl StateCounts {
 }
 
 impl Store {
-    /// How long the oldest event still waiting to be applied (not dead) has waited.
+    /// How long the oldest event still waiting to be applied (not dead) has
+    /// waited.
     pub async fn oldest_unprocessed_age(&self) -> Result<Duration, StoreError> {
         // The lowest id waiting is the oldest (ids are taken as events are
         // stored): one index probe, however long the queue.
@@ -279,7 +280,7 @@ impl Store {
                   RETURNING id, next_attempt_at)
              UPDATE events e
                 SET state = CASE WHEN $3 THEN 'dead' ELSE 'failed' END, attempts = attempts + 1,
-                    last_error = $2, locked_until = NULL, next_attempt_at = q.next_attempt_at
+                    last_error = $2, next_attempt_at = q.next_attempt_at
                FROM queued q
               WHERE e.id = q.id",
         )
@@ -294,7 +295,8 @@ impl Store {
 
     /// Queues an event to be applied again. Applying is idempotent, so this
     /// is safe for any event, processed or dead. Its body is parsed again
-    /// (by the version running then: replaying after a parser fix uses the fix). Returns false if unknown.
+    /// (by the version running then: replaying after a parser fix uses the
+    /// fix). Returns false if unknown.
     pub async fn replay(&self, id: i64) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "WITH event AS (SELECT id, provider, state FROM events WHERE id = $1 FOR UPDATE),
@@ -305,8 +307,7 @@ impl Store {
                       INSERT INTO event_totals AS t (provider, shard, processed)
                       SELECT provider, 0, -1 FROM event WHERE state = 'processed'
                       ON CONFLICT (provider, shard) DO UPDATE SET processed = t.processed - 1)
-             UPDATE events e SET state = 'pending', attempts = 0, next_attempt_at = now(), locked_until = NULL,
-                                 parsed = false
+             UPDATE events e SET state = 'pending', attempts = 0, next_attempt_at = now(), parsed = false
                FROM event WHERE e.id = event.id",
         )
         .bind(id)

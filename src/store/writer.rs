@@ -133,8 +133,9 @@ async fn write_batches(
 
 impl Store {
     /// Inserts `events`, and queues the new ones, in one statement; returns
-    /// one receipt per event, in order. An event already stored — earlier, by another replica, or by an
-    /// earlier copy in this same batch — is a duplicate.
+    /// one receipt per event, in order. An event already stored — earlier,
+    /// by another replica, or by an earlier copy in this same batch — is a
+    /// duplicate.
     pub async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Receipt>, StoreError> {
         // Rows go in in one global order, (provider, event id): replicas
         // inserting the same events at once then wait for each other on the
