@@ -307,6 +307,30 @@ impl Config {
         Self::from_figment(figment)
     }
 
+    /// The configuration `load` would build if `vars` were the whole
+    /// environment and there were no file: built-in defaults, then each
+    /// `DATABASE_URL` / `SIGNHOOK_*` variable parsed as the environment
+    /// parser does (`SIGNHOOK_X_Y=10` is the key `x_y` with the number 10).
+    /// For embedding and tests, which must not touch the process environment.
+    pub fn from_vars<K: AsRef<str>, V: AsRef<str>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        for (name, value) in vars {
+            let name = name.as_ref();
+            let key = match name {
+                "DATABASE_URL" => "database_url".to_owned(),
+                name => match name.strip_prefix("SIGNHOOK_") {
+                    Some(key) if key != "CONFIG" => key.to_lowercase(),
+                    _ => continue,
+                },
+            };
+            let value: figment::value::Value = value.as_ref().parse().expect("parsing a value is infallible");
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        Self::from_figment(figment)
+    }
+
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let config = Self {
             settings: extract(&figment)?,

@@ -14,10 +14,9 @@ use common::fake_provider::{
     Failure, FakeProvider, ADOBE_API_TOKEN, BOLDSIGN_API_KEY, FUSESIGN_API_TOKEN, FUSESIGN_TENANT_ID, OAUTH_CLIENT_ID,
     OAUTH_CLIENT_SECRET, OAUTH_REFRESH_TOKEN,
 };
-use figment::{providers::Serialized, Figment};
 use signhook::{
     agreement::AgreementStatus,
-    config::{Config, ConfigError, Settings},
+    config::{Config, ConfigError},
     providers::{PollError, Provider, Providers},
 };
 
@@ -30,18 +29,9 @@ const FAST: [(&str, &str); 4] = [
 ];
 
 /// A configuration from environment-style variables, parsed as the
-/// environment is (`SIGNHOOK_X_Y=10` is the key `x_y` with the number 10).
+/// environment is.
 fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-    for (name, value) in vars {
-        let key = name
-            .strip_prefix("SIGNHOOK_")
-            .expect("test variables are SIGNHOOK_*")
-            .to_lowercase();
-        let value: figment::value::Value = value.parse().expect("parsing a value is infallible");
-        figment = figment.merge(Serialized::default(&key, value));
-    }
-    Config::from_figment(figment)
+    Config::from_vars(vars.iter().copied())
 }
 
 /// The providers, pointed at `fake` with `vars` on top of the fast settings
