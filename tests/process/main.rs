@@ -1,8 +1,8 @@
 //! Tests that need the real `signhook` binary: signals and kill -9, database
-//! outages (on a throwaway cluster), replicas, the command line, and
-//! assertions on log lines and `/metrics` values (the log subscriber and the
-//! metrics recorder are process-wide, so only a process of its own shows one
-//! app's).
+//! outages (on a throwaway cluster), replicas, the command line, the upgrade
+//! of a database from the first schema, and assertions on log lines and
+//! `/metrics` values (the log subscriber and the metrics recorder are
+//! process-wide, so only a process of its own shows one app's).
 
 // Shared with tests/api, which uses all of it (unused code is caught
 // there); this binary uses a part.
@@ -17,5 +17,6 @@ mod cli;
 mod faults;
 mod logs;
 mod metrics;
+mod migrations;
 mod outage;
 mod simulate;
