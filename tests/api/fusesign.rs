@@ -1,66 +1,19 @@
-//! FuseSign: `Fuse-Signature`-authenticated bundle events end to end against
-//! the real binary — refusals, dedupe, each status and history-only events.
+//! FuseSign: `Fuse-Signature`-authenticated bundle events end to end —
+//! refusals, dedupe, each status and history-only events.
 
-mod common;
-
-use common::*;
 use serde_json::{json, Value};
 
+use crate::helpers::*;
+
 const BUNDLE: &str = "69d3400e-1af1-44c7-9315-b80dd6e1e798";
-const TENANT: &str = "7ffcbae4-9f50-4136-8de6-edb6f796dc3f";
-const FIXTURE: &str = "tests/fixtures/fusesign-customer-document-signed.json";
-
-async fn post_with(app: &TestApp, signature: Option<&str>, body: &[u8]) -> reqwest::Response {
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(signature) = signature {
-        headers.push(("Fuse-Signature", signature));
-    }
-    app.post("/webhooks/fusesign", &headers, body.to_vec()).await
-}
-
-/// POSTs `body` with the configured `Fuse-Signature`.
-async fn post_signed(app: &TestApp, body: &[u8]) -> reqwest::Response {
-    post_with(app, Some(FUSESIGN_SIGNATURE), body).await
-}
-
-async fn post_event(app: &TestApp, event: &Value) -> reqwest::Response {
-    post_signed(app, event.to_string().as_bytes()).await
-}
-
-/// A bundle event shaped like FuseSign's `TransactionalBundleWebhookPayload`.
-fn fuse_event(history_id: &str, bundle_id: &str, event_type: &str, at: &str) -> Value {
-    json!({
-        "WebhookId": "dd7be5ec-1560-49b1-a1a7-02be393dc7fe",
-        "BundleId": bundle_id,
-        "EventType": event_type,
-        "BundleHistoryEvent": {
-            "Id": history_id,
-            "DateTime": at,
-            "BundleId": bundle_id,
-            "DocumentId": "5ec03200-1db1-40ec-a553-95b55e30bacc",
-            "CustomerId": "a960f86a-e9ba-49c8-ae1c-646a4ec76ac5",
-            "Action": event_type,
-            "ActionNotes": "notes",
-            "IP": "192.0.2.1",
-        },
-        "ActionDescription": "description",
-        "TenantId": TENANT,
-    })
-}
-
-async fn agreement_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM agreements")
-        .fetch_one(&app.db)
-        .await
-        .expect("count agreements")
-}
+const TENANT: &str = FUSESIGN_TENANT;
 
 #[tokio::test]
 async fn authenticated_notification_is_stored_byte_for_byte_acknowledged_and_applied() {
     let app = spawn_app().await;
-    let body = std::fs::read(FIXTURE).unwrap();
+    let body = std::fs::read(FUSESIGN_FIXTURE).unwrap();
 
-    let response = post_signed(&app, &body).await;
+    let response = app.post_fusesign_raw(&body).await;
 
     assert_eq!(response.status(), 200);
     let ack: Value = response.json().await.unwrap();
@@ -85,7 +38,7 @@ async fn authenticated_notification_is_stored_byte_for_byte_acknowledged_and_app
     );
 
     app.wait_idle().await;
-    let agreement = app.agreement("fusesign", BUNDLE).await;
+    let agreement = app.get_agreement("fusesign", BUNDLE).await;
     assert_eq!(agreement["resource_type"], "bundle");
     assert_eq!(agreement["status"], "in_progress");
     assert_eq!(agreement["provider_status"], "CustomerDocumentSigned");
@@ -117,17 +70,17 @@ async fn full_lifecycle_created_viewed_signed_finalised_is_applied_in_order() {
     ];
     for (history_id, event_type, at, expected) in steps {
         assert_eq!(
-            post_event(&app, &fuse_event(history_id, BUNDLE, event_type, at))
+            app.post_fusesign(&fuse_event(history_id, BUNDLE, event_type, at))
                 .await
                 .status(),
             200
         );
         app.wait_idle().await;
-        let agreement = app.agreement("fusesign", BUNDLE).await;
+        let agreement = app.get_agreement("fusesign", BUNDLE).await;
         assert_eq!(agreement["status"], expected, "after {event_type}");
         assert_eq!(agreement["provider_status"], event_type, "after {event_type}");
     }
-    let agreement = app.agreement("fusesign", BUNDLE).await;
+    let agreement = app.get_agreement("fusesign", BUNDLE).await;
     let history: Vec<&str> = agreement["history"]
         .as_array()
         .unwrap()
@@ -141,7 +94,7 @@ async fn full_lifecycle_created_viewed_signed_finalised_is_applied_in_order() {
 #[tokio::test]
 async fn requests_without_an_accepted_signature_are_refused_and_not_stored() {
     let app = spawn_app().await;
-    let body = std::fs::read(FIXTURE).unwrap();
+    let body = std::fs::read(FUSESIGN_FIXTURE).unwrap();
     let prefix = &FUSESIGN_SIGNATURE[..FUSESIGN_SIGNATURE.len() - 1];
     let upper = FUSESIGN_SIGNATURE.to_uppercase();
     let longer = format!("{FUSESIGN_SIGNATURE}x");
@@ -154,7 +107,7 @@ async fn requests_without_an_accepted_signature_are_refused_and_not_stored() {
         ("different case", Some(upper.as_str()), "invalid_signature"),
     ];
     for (case, signature, code) in cases {
-        let (status, error) = error_of(post_with(&app, signature, &body).await).await;
+        let (status, error) = error_of(app.post_fusesign_with(signature, &body).await).await;
         assert_eq!(status, 401, "{case}: {error}");
         assert_eq!(error["error"]["code"], code, "{case}: {error}");
         let message = error["error"]["message"].as_str().unwrap();
@@ -176,7 +129,7 @@ async fn requests_without_an_accepted_signature_are_refused_and_not_stored() {
     assert_eq!(response.status(), 401, "two signature headers");
 
     assert_eq!(app.event_count("fusesign").await, 0);
-    assert_eq!(post_signed(&app, &body).await.status(), 200);
+    assert_eq!(app.post_fusesign_raw(&body).await.status(), 200);
 }
 
 #[tokio::test]
@@ -189,7 +142,7 @@ async fn every_configured_signature_is_accepted_during_rotation() {
     ] {
         let body = fuse_event(history_id, BUNDLE, "BundleCreated", "2026-11-20T09:00:00Z").to_string();
         assert_eq!(
-            post_with(&app, Some(signature), body.as_bytes()).await.status(),
+            app.post_fusesign_with(Some(signature), body.as_bytes()).await.status(),
             expected,
             "{signature}"
         );
@@ -200,9 +153,9 @@ async fn every_configured_signature_is_accepted_during_rotation() {
 #[tokio::test]
 async fn without_signatures_every_request_is_refused_naming_the_setting() {
     let app = spawn_app_with(&[("SIGNHOOK_FUSESIGN_SIGNATURES", "")]).await;
-    let body = std::fs::read(FIXTURE).unwrap();
+    let body = std::fs::read(FUSESIGN_FIXTURE).unwrap();
 
-    let (status, error) = error_of(post_signed(&app, &body).await).await;
+    let (status, error) = error_of(app.post_fusesign_raw(&body).await).await;
 
     assert_eq!(status, 401);
     assert!(
@@ -218,10 +171,10 @@ async fn without_signatures_every_request_is_refused_naming_the_setting() {
 #[tokio::test]
 async fn duplicate_notification_is_stored_and_applied_once() {
     let app = spawn_app().await;
-    let body = std::fs::read(FIXTURE).unwrap();
+    let body = std::fs::read(FUSESIGN_FIXTURE).unwrap();
 
-    let first: Value = post_signed(&app, &body).await.json().await.unwrap();
-    let second: Value = post_signed(&app, &body).await.json().await.unwrap();
+    let first: Value = app.post_fusesign_raw(&body).await.json().await.unwrap();
+    let second: Value = app.post_fusesign_raw(&body).await.json().await.unwrap();
 
     assert_eq!(
         (first["duplicate"].clone(), second["duplicate"].clone()),
@@ -248,12 +201,12 @@ async fn each_status_outcome_is_reached() {
     ];
     for (bundle, event_type, _) in cases {
         let event = fuse_event(&format!("{bundle}-1"), bundle, event_type, "2026-11-20T09:00:00Z");
-        assert_eq!(post_event(&app, &event).await.status(), 200, "{event_type}");
+        assert_eq!(app.post_fusesign(&event).await.status(), 200, "{event_type}");
     }
     app.wait_idle().await;
     for (bundle, event_type, expected) in cases {
         assert_eq!(
-            app.agreement("fusesign", bundle).await["status"],
+            app.get_agreement("fusesign", bundle).await["status"],
             expected,
             "{event_type}"
         );
@@ -271,7 +224,7 @@ async fn archive_events_are_recorded_without_changing_the_status() {
     ];
     for (history_id, event_type, at) in events {
         assert_eq!(
-            post_event(&app, &fuse_event(history_id, BUNDLE, event_type, at))
+            app.post_fusesign(&fuse_event(history_id, BUNDLE, event_type, at))
                 .await
                 .status(),
             200
@@ -279,7 +232,7 @@ async fn archive_events_are_recorded_without_changing_the_status() {
     }
     app.wait_idle().await;
 
-    let agreement = app.agreement("fusesign", BUNDLE).await;
+    let agreement = app.get_agreement("fusesign", BUNDLE).await;
     assert_eq!(agreement["status"], "completed");
     assert_eq!(agreement["provider_status"], "BundleFinalised");
     let statuses: Vec<&Value> = agreement["history"]
@@ -305,12 +258,12 @@ async fn webhook_url_change_without_a_bundle_is_stored_without_an_agreement() {
         "TenantId": TENANT,
     });
 
-    assert_eq!(post_event(&app, &event).await.status(), 200);
+    assert_eq!(app.post_fusesign(&event).await.status(), 200);
     app.wait_idle().await;
 
     // Without a history event the WebhookId is the dedupe key.
-    assert_eq!(event_state(&app, "fusesign", "wh-url-changed-1").await.0, "processed");
-    assert_eq!(agreement_count(&app).await, 0);
+    assert_eq!(app.event_state("fusesign", "wh-url-changed-1").await.0, "processed");
+    assert_eq!(app.count("SELECT count(*) FROM agreements").await, 0);
 }
 
 #[tokio::test]
@@ -318,12 +271,12 @@ async fn unknown_event_types_are_accepted_and_processed_without_a_status() {
     let app = spawn_app().await;
     let event = fuse_event("h-new", BUNDLE, "BundleTeleported", "2026-11-20T09:00:00Z");
 
-    assert_eq!(post_event(&app, &event).await.status(), 200);
+    assert_eq!(app.post_fusesign(&event).await.status(), 200);
     app.wait_idle().await;
 
-    let (state, _, last_error) = event_state(&app, "fusesign", "h-new").await;
+    let (state, _, last_error) = app.event_state("fusesign", "h-new").await;
     assert_eq!((state.as_str(), last_error), ("processed", None));
-    let agreement = app.agreement("fusesign", BUNDLE).await;
+    let agreement = app.get_agreement("fusesign", BUNDLE).await;
     assert_eq!(agreement["status"], Value::Null);
     assert_eq!(agreement["history"][0]["event_type"], "BundleTeleported");
 }
@@ -347,7 +300,7 @@ async fn malformed_bodies_get_400_with_a_json_error() {
         (b"", "invalid_payload"),
     ];
     for (body, code) in cases {
-        let (status, error) = error_of(post_signed(&app, body).await).await;
+        let (status, error) = error_of(app.post_fusesign_raw(body).await).await;
         let shown = String::from_utf8_lossy(body);
         assert_eq!(status, 400, "{shown}: {error}");
         assert_eq!(error["error"]["code"], code, "{shown}: {error}");
@@ -362,12 +315,12 @@ async fn finalisation_delivered_before_an_earlier_signature_stays_completed() {
     let finalised = fuse_event("h-final", BUNDLE, "BundleFinalised", "2026-11-20T09:05:00Z");
     let signed = fuse_event("h-signed", BUNDLE, "CustomerDocumentSigned", "2026-11-20T09:01:00Z");
 
-    assert_eq!(post_event(&app, &finalised).await.status(), 200);
+    assert_eq!(app.post_fusesign(&finalised).await.status(), 200);
     app.wait_idle().await;
-    assert_eq!(post_event(&app, &signed).await.status(), 200);
+    assert_eq!(app.post_fusesign(&signed).await.status(), 200);
     app.wait_idle().await;
 
-    let agreement = app.agreement("fusesign", BUNDLE).await;
+    let agreement = app.get_agreement("fusesign", BUNDLE).await;
     assert_eq!(agreement["status"], "completed");
     assert_eq!(agreement["provider_status"], "BundleFinalised");
     assert_eq!(app.history_count("fusesign", BUNDLE).await, 2);
@@ -380,16 +333,16 @@ async fn tenant_id_is_visible_in_the_admin_events_api() {
     other["TenantId"] = json!("tenant-2");
     let mut none = fuse_event("h-none", "b-none", "BundleCreated", "2026-11-20T09:00:00Z");
     none.as_object_mut().unwrap().remove("TenantId");
-    assert_eq!(post_signed(&app, &std::fs::read(FIXTURE).unwrap()).await.status(), 200);
-    assert_eq!(post_event(&app, &other).await.status(), 200);
-    assert_eq!(post_event(&app, &none).await.status(), 200);
+    assert_eq!(
+        app.post_fusesign_raw(&std::fs::read(FUSESIGN_FIXTURE).unwrap())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.post_fusesign(&other).await.status(), 200);
+    assert_eq!(app.post_fusesign(&none).await.status(), 200);
 
-    let page: Value = app
-        .admin_get("/api/events?provider=fusesign")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = app.list_events("provider=fusesign").await;
     let mut tenants: Vec<(&str, Option<&str>)> = page["events"]
         .as_array()
         .unwrap()

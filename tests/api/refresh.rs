@@ -1,13 +1,12 @@
 //! Manual refresh: `POST /api/agreements/{provider}/{id}/refresh` reads the
 //! status from the provider's API (a fake the test starts) and applies it.
 
-mod common;
-
-use common::{
-    fake_provider::{Failure, FakeProvider, ADOBE_API_TOKEN, BOLDSIGN_API_KEY},
-    *,
-};
 use serde_json::Value;
+
+use crate::{
+    common::fake_provider::{Failure, FakeProvider, ADOBE_API_TOKEN, BOLDSIGN_API_KEY},
+    helpers::*,
+};
 
 async fn app_polling(fake: &FakeProvider) -> TestApp {
     spawn_app_with(&[
@@ -35,12 +34,7 @@ async fn refresh_applies_the_providers_status_and_records_only_changes() {
     app.deliver_adobe(&created).await;
     fake.set_agreement("agr-1", "Mutual NDA", "OUT_FOR_SIGNATURE");
 
-    let same: Value = app
-        .admin_post("/api/agreements/adobe-sign/agr-1/refresh")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let same: Value = app.refresh("adobe-sign", "agr-1").await.json().await.unwrap();
     assert_eq!(same["status"], "in_progress");
     assert_eq!(
         same["history"].as_array().unwrap().len(),
@@ -50,7 +44,7 @@ async fn refresh_applies_the_providers_status_and_records_only_changes() {
 
     // The completion webhook was lost; the refresh finds it.
     fake.set_agreement("agr-1", "Mutual NDA", "SIGNED");
-    let response = app.admin_post("/api/agreements/adobe-sign/agr-1/refresh").await;
+    let response = app.refresh("adobe-sign", "agr-1").await;
     assert_eq!(response.status(), 200);
     let done: Value = response.json().await.unwrap();
     assert_eq!(
@@ -65,11 +59,11 @@ async fn refresh_applies_the_providers_status_and_records_only_changes() {
     );
 
     // Refreshing again changes nothing; a stale provider answer cannot reopen it.
-    app.admin_post("/api/agreements/adobe-sign/agr-1/refresh").await;
+    assert_eq!(app.refresh("adobe-sign", "agr-1").await.status(), 200);
     fake.set_agreement("agr-1", "Mutual NDA", "OUT_FOR_SIGNATURE");
-    app.admin_post("/api/agreements/adobe-sign/agr-1/refresh").await;
-    app.admin_post("/api/agreements/adobe-sign/agr-1/refresh").await;
-    let after = app.agreement("adobe-sign", "agr-1").await;
+    assert_eq!(app.refresh("adobe-sign", "agr-1").await.status(), 200);
+    assert_eq!(app.refresh("adobe-sign", "agr-1").await.status(), 200);
+    let after = app.get_agreement("adobe-sign", "agr-1").await;
     assert_eq!(after["status"], "completed");
     assert_eq!(
         after["history"].as_array().unwrap().len(),
@@ -84,12 +78,7 @@ async fn refresh_of_an_agreement_never_seen_creates_it() {
     let app = app_polling(&fake).await;
     fake.set_document("doc-9", "Offer letter", "Declined");
 
-    let view: Value = app
-        .admin_post("/api/agreements/boldsign/doc-9/refresh")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.refresh("boldsign", "doc-9").await.json().await.unwrap();
 
     assert_eq!(
         (view["status"].as_str(), view["name"].as_str()),
@@ -102,16 +91,16 @@ async fn refresh_reports_provider_failures_and_unknown_agreements() {
     let fake = FakeProvider::start().await;
     let app = app_polling(&fake).await;
 
-    let (status, error) = error_of(app.admin_post("/api/agreements/adobe-sign/nobody/refresh").await).await;
+    let (status, error) = error_of(app.refresh("adobe-sign", "nobody").await).await;
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
 
     fake.set_agreement("agr-2", "x", "SIGNED");
     fake.fail_next(5, Failure::ServerError);
-    let (status, error) = error_of(app.admin_post("/api/agreements/adobe-sign/agr-2/refresh").await).await;
+    let (status, error) = error_of(app.refresh("adobe-sign", "agr-2").await).await;
     assert_eq!((status, error["error"]["code"].as_str()), (502, Some("provider_error")));
     assert!(error["error"]["message"].as_str().unwrap().contains("500"), "{error}");
 
-    let (status, error) = error_of(app.admin_post("/api/agreements/fusesign/b-1/refresh").await).await;
+    let (status, error) = error_of(app.refresh("fusesign", "b-1").await).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (409, Some("polling_not_configured"))

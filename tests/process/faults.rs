@@ -1,12 +1,18 @@
-//! Fault tolerance against the real binary: crashes and replicas.
-//! (Database outages use a throwaway cluster; see tests/outage.rs.)
-
-mod common;
+//! Fault tolerance of the real binary: SIGTERM, kill -9 and replicas.
+//! (Database outages use a throwaway cluster: outage.rs.)
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use common::*;
-use serde_json::Value;
+use nix::sys::signal::{kill, Signal};
+
+use crate::{
+    common::{
+        adobe_event, drop_database,
+        fake_provider::{FakeProvider, ADOBE_API_TOKEN},
+        fresh_database_name, ADOBE_CLIENT_ID,
+    },
+    helpers::*,
+};
 
 /// Sends `count` distinct notifications from `connections` concurrent tasks
 /// until done or the server is gone; returns the ids that were answered 200.
@@ -74,6 +80,7 @@ async fn stored_ids(app: &TestApp) -> HashSet<String> {
 
 #[tokio::test]
 async fn kill_9_under_load_loses_nothing_that_was_acknowledged() {
+    let _exclusive = exclusive().await;
     let lease = [("SIGNHOOK_WORKER_LEASE_SECS", "1")];
     let mut app = spawn_app_with(&lease).await;
     let url = app.url("/webhooks/adobe-sign");
@@ -117,12 +124,13 @@ async fn kill_9_under_load_loses_nothing_that_was_acknowledged() {
     assert_eq!(history, total, "each event applied exactly once");
     // The applied-event counters went down with the dead process's
     // uncommitted batch, like everything else in it.
-    let stats: Value = restarted.admin_get("/api/stats").await.json().await.unwrap();
+    let stats = restarted.stats().await;
     assert_eq!(stats["events"]["processed"], total, "{stats}");
 }
 
 #[tokio::test]
 async fn three_replicas_store_and_apply_each_event_once_under_a_duplicate_storm() {
+    let _exclusive = exclusive().await;
     let primary = spawn_app().await;
     let replicas = [
         spawn_app_on(&primary.db_name, &[]).await,
@@ -181,10 +189,10 @@ async fn three_replicas_store_and_apply_each_event_once_under_a_duplicate_storm(
         .unwrap();
     assert_eq!(history, 80, "applied once each");
     // Counted once each too, whichever replica's worker applied them.
-    let stats: Value = replicas[1].admin_get("/api/stats").await.json().await.unwrap();
+    let stats = replicas[1].stats().await;
     assert_eq!(stats["events"]["processed"], 80, "{stats}");
     for agreement in 0..20 {
-        let view: Value = primary.agreement("adobe-sign", &format!("agr-{agreement}")).await;
+        let view = primary.get_agreement("adobe-sign", &format!("agr-{agreement}")).await;
         assert_eq!(view["status"], "completed", "agr-{agreement}");
         assert_eq!(view["history"].as_array().unwrap().len(), 4);
     }
@@ -192,103 +200,142 @@ async fn three_replicas_store_and_apply_each_event_once_under_a_duplicate_storm(
 
 #[tokio::test]
 async fn replicas_starting_together_on_a_new_database_all_come_up() {
-    let db_name = format!("signhook_test_{}", uuid::Uuid::new_v4().simple());
-    // The first to finish owns (and later drops) the database; all race to create and migrate it.
+    let db_name = fresh_database_name();
+    // All race to create and migrate it.
     let apps = futures::future::join_all((0..3).map(|_| spawn_app_on(&db_name, &[]))).await;
     for app in &apps {
-        assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+        assert_eq!(app.get("/readyz").await.status(), 200);
     }
     drop(apps);
-    let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
-        .await
-        .unwrap();
-    sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_database(&db_name);
 }
 
-/// Fires `bodies` at once while the events table is locked (so admitted
-/// requests hold their slot until the deadline); returns (status, code, elapsed).
-async fn fire_while_stalled(app: &TestApp, bodies: Vec<String>) -> Vec<(u16, String, Duration)> {
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let _exclusive = exclusive().await;
+    let mut app = spawn_app_with(&[
+        ("SIGNHOOK_REQUEST_TIMEOUT_MS", "5000"),
+        // Each request's arrival is logged (tower-http's "started processing
+        // request"), so the test sees when all of them are in flight.
+        ("RUST_LOG", "info,sqlx=warn,tower_http::trace::on_request=debug"),
+    ])
+    .await;
+    // Hold the inserts so that requests are certainly in flight at SIGTERM.
     let mut blocker = app.db.begin().await.unwrap();
     sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *blocker)
         .await
         .unwrap();
-    let results = futures::future::join_all(bodies.into_iter().map(|body| async move {
-        let started = std::time::Instant::now();
-        let response = app.post_adobe_raw(body).await;
-        let status = response.status().as_u16();
-        let code = response.json::<Value>().await.unwrap()["error"]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        (status, code, started.elapsed())
-    }))
+    let senders: Vec<_> = (0..20)
+        .map(|i| {
+            let (client, url) = (app.client.clone(), app.url("/webhooks/adobe-sign"));
+            tokio::spawn(async move {
+                let body = adobe_event(
+                    &format!("t-{i}"),
+                    &format!("a-{i}"),
+                    "AGREEMENT_CREATED",
+                    None,
+                    "2026-11-20T09:00:00Z",
+                );
+                let sent = client
+                    .post(url)
+                    .header("X-AdobeSign-ClientId", ADOBE_CLIENT_ID)
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                (format!("t-{i}"), sent.map(|r| r.status().as_u16()).ok())
+            })
+        })
+        .collect();
+    app.wait_until("the 20 requests to be in flight", || async {
+        app.log_count("started processing request") >= 20
+    })
     .await;
+
+    kill(app.pid(), Signal::SIGTERM).unwrap();
+    app.wait_until("shutdown to begin", || async { app.logs().contains("shutting down") })
+        .await;
+    let late = reqwest::Client::new().get(app.url("/healthz")).send().await;
+    assert!(late.is_err(), "no new connections are accepted after SIGTERM");
     blocker.rollback().await.unwrap();
-    results
+
+    let status = app.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status:?}");
+    for sender in senders {
+        let (event_id, status) = sender.await.unwrap();
+        assert_eq!(status, Some(200), "{event_id} was in flight, so it is finished");
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_id = $1")
+            .bind(&event_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(stored, 1, "{event_id} was acknowledged, so it is stored");
+    }
+    // Whatever the worker had not applied when it stopped is still queued
+    // for the next process: nothing was claimed and dropped.
+    let stranded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events e
+          WHERE e.state <> 'processed'
+            AND NOT EXISTS (SELECT 1 FROM event_queue q WHERE q.id = e.id AND NOT q.dead)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(stranded, 0, "events not applied are still queued");
 }
 
 #[tokio::test]
-async fn beyond_capacity_requests_are_shed_at_once() {
-    let app = spawn_app_with(&[
-        ("SIGNHOOK_MAX_CONCURRENT_REQUESTS", "4"),
-        ("SIGNHOOK_REQUEST_TIMEOUT_MS", "1500"),
-    ])
-    .await;
-    let bodies = (0..20)
-        .map(|i| {
-            adobe_event(
-                &format!("o-{i}"),
-                "a",
-                "AGREEMENT_CREATED",
-                None,
-                "2026-11-20T09:00:00Z",
-            )
-            .to_string()
+async fn replicas_never_poll_one_agreement_at_once() {
+    const AGREEMENTS: usize = 24;
+    const AGREEMENT_PATH: &str = "/api/rest/v6/agreements/";
+    let fake = FakeProvider::start().await;
+    fake.set_delay(Duration::from_millis(150));
+    for i in 0..AGREEMENTS {
+        fake.set_agreement(&format!("r-{i}"), "x", "OUT_FOR_SIGNATURE");
+    }
+    let env = [
+        ("SIGNHOOK_ADOBE_SIGN_API_BASE", fake.base_url.as_str()),
+        ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
+        ("SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS", "1"),
+        ("SIGNHOOK_RECONCILE_INTERVAL", "50ms"),
+        ("SIGNHOOK_RECONCILE_STALE_AFTER", "1h"),
+        ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+    ];
+    let first = spawn_app_with(&env).await;
+    let second = spawn_app_on(&first.db_name, &env).await;
+
+    // All stale at the same instant, so both replicas race for them.
+    sqlx::query(
+        "INSERT INTO agreements (provider, agreement_id, resource_type, status, last_event_at)
+         SELECT 'adobe-sign', 'r-' || i, 'agreement', 'in_progress', now() - interval '2 hours'
+           FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(AGREEMENTS as i32)
+    .execute(&first.db)
+    .await
+    .unwrap();
+
+    first
+        .wait_until("every agreement to be polled", || async {
+            first
+                .count("SELECT count(*) FROM agreements WHERE last_polled_at IS NOT NULL")
+                .await
+                == AGREEMENTS as i64
         })
-        .collect();
-
-    let results = fire_while_stalled(&app, bodies).await;
-
-    let shed: Vec<_> = results.iter().filter(|(_, code, _)| code == "overloaded").collect();
-    assert!(shed.len() >= 12, "{results:?}");
+        .await;
+    // A few more ticks of both replicas (every 50 ms): nothing is stale any
+    // more, so nothing more may be polled. (A window, not a wait: what is
+    // checked is that nothing happens.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..AGREEMENTS {
+        let path = format!("{AGREEMENT_PATH}r-{i}");
+        assert_eq!(fake.request_count(&path), 1, "{path} polled once per stale period");
+        assert_eq!(fake.max_in_flight(&path), 1, "{path}");
+    }
+    let polled_by = |app: &TestApp| app.log_count("agreement polled");
+    assert_eq!(polled_by(&first) + polled_by(&second), AGREEMENTS);
     assert!(
-        shed.iter()
-            .all(|(status, _, elapsed)| *status == 503 && *elapsed < Duration::from_millis(500)),
-        "{shed:?}"
+        polled_by(&first) > 0 && polled_by(&second) > 0,
+        "both replicas took part"
     );
-    assert!(results.iter().all(|(status, _, _)| *status == 503), "{results:?}");
-    let ok = adobe_event("o-after", "a", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
-    assert_eq!(app.post_adobe(&ok).await.status(), 200, "capacity comes back");
-}
-
-#[tokio::test]
-async fn bodies_in_flight_are_bounded_in_bytes() {
-    let app = spawn_app_with(&[
-        ("SIGNHOOK_MAX_BODY_BYTES", "65536"),
-        ("SIGNHOOK_MAX_INFLIGHT_BODY_BYTES", "65536"),
-        ("SIGNHOOK_REQUEST_TIMEOUT_MS", "1500"),
-    ])
-    .await;
-    let bodies = (0..3)
-        .map(|i| {
-            let mut body = adobe_event(
-                &format!("b-{i}"),
-                "a",
-                "AGREEMENT_CREATED",
-                None,
-                "2026-11-20T09:00:00Z",
-            );
-            body["padding"] = serde_json::json!("x".repeat(40_000));
-            body.to_string()
-        })
-        .collect();
-
-    let results = fire_while_stalled(&app, bodies).await;
-
-    let shed = results.iter().filter(|(_, code, _)| code == "overloaded").count();
-    assert_eq!(shed, 2, "only one 40 KB body fits a 64 KiB budget: {results:?}");
 }

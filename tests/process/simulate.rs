@@ -2,12 +2,14 @@
 //! end in their expected statuses, load counts agree with the database, and
 //! bad credentials or flags are clear errors with the documented exit codes.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{spawn_app, TestApp, ADMIN_TOKEN, ADOBE_CLIENT_ID, BOLDSIGN_SECRET, FUSESIGN_SIGNATURE};
 use serde_json::Value;
+
+use crate::{
+    common::{ADMIN_TOKEN, ADOBE_CLIENT_ID, BOLDSIGN_SECRET, FUSESIGN_SIGNATURE},
+    helpers::{exclusive, spawn_app},
+};
 
 /// Runs `signhook simulate <args>` with only `env` in its environment.
 async fn simulate(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -48,12 +50,9 @@ fn describe(output: &Output) -> String {
     )
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(&app.db).await.expect("count")
-}
-
 #[tokio::test]
 async fn lifecycle_run_leaves_every_agreement_in_its_expected_status() {
+    let _exclusive = exclusive().await;
     let app = spawn_app().await;
     let output = simulate(
         &[
@@ -90,7 +89,7 @@ async fn lifecycle_run_leaves_every_agreement_in_its_expected_status() {
     for sample in samples {
         let provider = sample["provider"].as_str().expect("provider");
         let id = sample["agreement_id"].as_str().expect("id");
-        let agreement = app.agreement(provider, id).await;
+        let agreement = app.get_agreement(provider, id).await;
         assert_eq!(agreement["status"], sample["expected"], "{agreement:#}");
         assert_eq!(
             agreement["history"].as_array().map(Vec::len),
@@ -113,7 +112,7 @@ async fn lifecycle_run_leaves_every_agreement_in_its_expected_status() {
         .collect();
     assert_eq!(statuses, expected);
     assert_eq!(
-        count(&app, "SELECT count(*) FROM events").await,
+        app.count("SELECT count(*) FROM events").await,
         report["new_acknowledged"].as_i64().expect("count")
     );
     assert_eq!(report["new_acknowledged"], report["events"]);
@@ -121,6 +120,7 @@ async fn lifecycle_run_leaves_every_agreement_in_its_expected_status() {
 
 #[tokio::test]
 async fn load_run_counts_agree_with_the_database() {
+    let _exclusive = exclusive().await;
     let app = spawn_app().await;
     let output = simulate(
         &[
@@ -165,19 +165,19 @@ async fn load_run_counts_agree_with_the_database() {
     assert!(report["latency_ms"]["p99"].as_f64() > Some(0.0));
 
     assert_eq!(
-        count(&app, "SELECT count(*) FROM events").await,
+        app.count("SELECT count(*) FROM events").await,
         500,
         "duplicates stored once"
     );
     assert_eq!(
-        count(&app, "SELECT count(*) FROM events WHERE state = 'processed'").await,
+        app.count("SELECT count(*) FROM events WHERE state = 'processed'").await,
         500
     );
     for provider in ["adobe-sign", "boldsign", "fusesign"] {
         assert!(app.event_count(provider).await > 100, "{provider} got its share");
     }
     assert!(
-        count(&app, "SELECT count(*) FROM agreements").await >= 100,
+        app.count("SELECT count(*) FROM agreements").await >= 100,
         "events are spread over many agreements"
     );
 }

@@ -1,16 +1,15 @@
 //! The admin API: authentication, pagination, stats and replay.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
 use serde_json::Value;
+
+use crate::helpers::*;
 
 #[tokio::test]
 async fn admin_api_requires_the_bearer_token() {
     let app = spawn_app().await;
-    let no_token = app.client.get(app.url("/api/stats")).send().await.unwrap();
+    let no_token = app.get("/api/stats").await;
     assert_eq!(no_token.status(), 401);
     assert_eq!(
         no_token.json::<Value>().await.unwrap()["error"]["code"],
@@ -36,7 +35,7 @@ async fn admin_api_does_not_exist_without_a_token() {
         assert_eq!(response.status(), 404, "{path}");
         assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "not_found");
     }
-    assert!(app.logs().contains("SIGNHOOK_ADMIN_TOKEN is not set"));
+    // The start-up warning naming the setting: tests/process/logs.rs.
 }
 
 #[tokio::test]
@@ -59,10 +58,10 @@ async fn events_are_paginated_stably_and_filtered() {
     let mut pages = 0;
     loop {
         let path = match &cursor {
-            Some(c) => format!("/api/events?limit=10&cursor={c}"),
-            None => "/api/events?limit=10".to_owned(),
+            Some(c) => format!("limit=10&cursor={c}"),
+            None => "limit=10".to_owned(),
         };
-        let page: Value = app.admin_get(&path).await.json().await.unwrap();
+        let page: Value = app.list_events(&path).await;
         pages += 1;
         for event in page["events"].as_array().unwrap() {
             seen.push(event["id"].as_i64().unwrap());
@@ -84,12 +83,7 @@ async fn events_are_paginated_stably_and_filtered() {
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25, "no event twice");
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first");
 
-    let filtered: Value = app
-        .admin_get("/api/events?agreement_id=filtered&provider=adobe-sign")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let filtered = app.list_events("agreement_id=filtered&provider=adobe-sign").await;
     assert_eq!(filtered["events"].as_array().unwrap().len(), 5);
     assert!(filtered["next_cursor"].is_null());
 
@@ -123,10 +117,9 @@ async fn stats_count_events_by_state() {
         );
         assert_eq!(app.post_adobe(&body).await.status(), 200);
     }
-    app.wait_idle().await;
-    let stats: Value = app.admin_get("/api/stats").await.json().await.unwrap();
+    app.wait_until_processed(3).await;
     assert_eq!(
-        stats,
+        app.stats().await,
         serde_json::json!({ "events": { "pending": 0, "processing": 0, "processed": 3, "failed": 0, "dead": 0 } })
     );
 }
@@ -142,26 +135,23 @@ async fn replaying_an_applied_event_changes_nothing() {
         "2026-11-20T09:00:00Z",
     );
     app.deliver_adobe(&body).await;
-    let before = app.agreement("adobe-sign", "replayed").await;
-    let id: i64 = sqlx::query_scalar("SELECT id FROM events WHERE event_id = 'r-1'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let before = app.get_agreement("adobe-sign", "replayed").await;
+    let id = app.event_db_id("adobe-sign", "r-1").await;
 
-    let response = app.admin_post(&format!("/api/events/{id}/replay")).await;
+    let response = app.replay(id).await;
     assert_eq!(response.status(), 202);
     app.wait_idle().await;
 
-    assert_eq!(event_state(&app, "adobe-sign", "r-1").await.0, "processed");
-    let after = app.agreement("adobe-sign", "replayed").await;
+    assert_eq!(app.event_state("adobe-sign", "r-1").await.0, "processed");
+    let after = app.get_agreement("adobe-sign", "replayed").await;
     assert_eq!(after["history"], before["history"]);
     assert_eq!(after["status"], before["status"]);
     assert_eq!(after["updated_at"], before["updated_at"], "nothing was rewritten");
-    let stats: Value = app.admin_get("/api/stats").await.json().await.unwrap();
+    let stats = app.stats().await;
     assert_eq!(stats["events"]["processed"], 1, "counted once: {stats}");
 
-    assert_eq!(app.admin_post("/api/events/999999/replay").await.status(), 404);
-    assert_eq!(app.admin_post("/api/events/abc/replay").await.status(), 400);
+    assert_eq!(app.replay(999999).await.status(), 404);
+    assert_eq!(app.replay("abc").await.status(), 400);
     assert_eq!(
         app.admin_get("/api/agreements/adobe-sign/never-seen").await.status(),
         404

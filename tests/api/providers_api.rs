@@ -1,12 +1,11 @@
 //! `GET /api/providers` and `GET /api/openapi.json`.
 
-mod common;
-
-use common::{
-    fake_provider::{FakeProvider, ADOBE_API_TOKEN},
-    *,
-};
 use serde_json::{json, Value};
+
+use crate::{
+    common::fake_provider::{FakeProvider, ADOBE_API_TOKEN},
+    helpers::*,
+};
 
 #[tokio::test]
 async fn providers_shows_setup_activity_and_counts_without_secrets() {
@@ -58,19 +57,15 @@ async fn providers_shows_setup_activity_and_counts_without_secrets() {
     assert_eq!(boldsign["agreements"], json!({}));
     assert_eq!(providers[2]["webhook_auth"]["kind"], "shared_signature");
 
-    assert_eq!(
-        app.client.get(app.url("/api/providers")).send().await.unwrap().status(),
-        401
-    );
-    assert!(app.logs().contains("no API credentials: polling disabled"));
-    assert!(app.logs().contains("API credentials configured: polling enabled"));
+    assert_eq!(app.get("/api/providers").await.status(), 401);
+    // The start-up lines saying which providers poll: tests/process/logs.rs.
 }
 
 #[tokio::test]
 async fn openapi_document_lists_every_api_route() {
     let app = spawn_app().await;
     // No token needed: the document holds no data.
-    let response = app.client.get(app.url("/api/openapi.json")).send().await.unwrap();
+    let response = app.get("/api/openapi.json").await;
     assert_eq!(response.status(), 200);
     let document: Value = response.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
@@ -106,11 +101,6 @@ async fn openapi_document_lists_every_api_route() {
     assert!(document["components"]["securitySchemes"]["admin_token"].is_object());
 
     let disabled = spawn_app_with(&[("SIGNHOOK_ADMIN_TOKEN", "")]).await;
-    let response = disabled
-        .client
-        .get(disabled.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let response = disabled.get("/api/openapi.json").await;
     assert_eq!(response.status(), 404, "no admin API, no document");
 }

@@ -1,23 +1,22 @@
 //! The providers' API clients (`Provider::poll`) against a fake provider API:
 //! status mapping, not-found, retries, timeouts, OAuth token renewal, and
 //! configuration. Library-level: providers are built from a `Config` as the
-//! service builds them; no binary, no database.
-
-mod common;
+//! service builds them; no app, no database.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::fake_provider::{
-    Failure, FakeProvider, ADOBE_API_TOKEN, BOLDSIGN_API_KEY, FUSESIGN_API_TOKEN, FUSESIGN_TENANT_ID, OAUTH_CLIENT_ID,
-    OAUTH_CLIENT_SECRET, OAUTH_REFRESH_TOKEN,
-};
 use signhook::{
     agreement::AgreementStatus,
-    config::{Config, ConfigError},
+    config::Config,
     providers::{PollError, Provider, Providers},
+};
+
+use crate::common::fake_provider::{
+    Failure, FakeProvider, ADOBE_API_TOKEN, BOLDSIGN_API_KEY, FUSESIGN_API_TOKEN, FUSESIGN_TENANT_ID, OAUTH_CLIENT_ID,
+    OAUTH_CLIENT_SECRET, OAUTH_REFRESH_TOKEN,
 };
 
 /// Settings fast enough for tests: short backoff and timeouts.
@@ -28,10 +27,11 @@ const FAST: [(&str, &str); 4] = [
     ("SIGNHOOK_PROVIDER_API_CONNECT_TIMEOUT_MS", "1000"),
 ];
 
-/// A configuration from environment-style variables, parsed as the
-/// environment is.
-fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    Config::from_vars(vars.iter().copied())
+/// The providers built from environment-style variables (parsed as the
+/// environment is), or the message of the first error.
+fn build(vars: &[(&str, &str)]) -> Result<Providers, String> {
+    let config = Config::from_vars(vars.iter().copied()).map_err(|e| e.to_string())?;
+    Providers::from_config(&config).map_err(|e| e.to_string())
 }
 
 /// The providers, pointed at `fake` with `vars` on top of the fast settings
@@ -45,8 +45,7 @@ fn providers(fake: &FakeProvider, vars: &[(&str, &str)]) -> Providers {
         ("SIGNHOOK_FUSESIGN_API_BASE", base),
     ]);
     all.extend_from_slice(vars);
-    let config = config(&all).expect("test configuration is valid");
-    Providers::from_config(&config).expect("providers build")
+    build(&all).expect("the test configuration is valid")
 }
 
 /// Every provider with a fixed API key or token.
@@ -301,14 +300,18 @@ async fn the_oauth_access_token_is_renewed_before_it_expires() {
 async fn a_valid_token_is_reused_and_concurrent_polls_share_one_refresh() {
     let fake = FakeProvider::start().await;
     fake.set_agreement("a1", "NDA", "SIGNED");
+    // Slow answers, so the five polls are certainly in flight together.
+    fake.set_delay(Duration::from_millis(100));
     let adobe = adobe_with_oauth(&fake);
 
     let polls = (0..5).map(|_| adobe.poll("a1"));
     for result in futures::future::join_all(polls).await {
         assert_eq!(result.expect("poll").status, Some(AgreementStatus::Completed));
     }
+    assert_eq!(fake.max_in_flight("/api/rest/v6/agreements/a1"), 5, "concurrent polls");
     adobe.poll("a1").await.expect("one more poll");
     assert_eq!(fake.token_requests(), 1);
+    assert_eq!(fake.max_in_flight("/oauth/v2/refresh"), 1);
     assert_eq!(fake.api_requests().len(), 6);
 }
 
@@ -484,9 +487,9 @@ fn configuration_errors_name_the_variable() {
         ),
     ];
     for (vars, name) in cases {
-        let error = match config(vars).and_then(|config| Providers::from_config(&config)) {
+        let error = match build(vars) {
             Ok(_) => panic!("{vars:?} should be refused"),
-            Err(error) => error.to_string(),
+            Err(error) => error,
         };
         assert!(error.starts_with(name), "{vars:?}: {error}");
     }

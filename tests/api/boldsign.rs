@@ -1,86 +1,29 @@
-//! BoldSign: HMAC-signed notifications end to end against the real binary —
-//! every way a signature is refused, the long retry window, and each status.
+//! BoldSign: HMAC-signed notifications end to end — every way a signature
+//! is refused, the long retry window, and each status.
 
-mod common;
-
-use common::*;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
+
+use crate::helpers::*;
 
 const DOCUMENT: &str = "0d6f4a8c-1b9e-4a51-9f63-2a7d1c5e8b40";
 /// An event time (unix seconds); event times are independent of signing times.
 const T0: i64 = 1_763_631_000;
-const FIXTURE: &str = "tests/fixtures/boldsign-completed.json";
 
-/// HMAC-SHA256 of `<t>.<body>` in hex, as BoldSign computes it.
-fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+/// The hex signature alone (the `s0` of [`boldsign_signature`]), for
+/// headers put together by hand.
+fn hex_signature(secret: &str, t: i64, body: &[u8]) -> String {
+    let header = boldsign_signature(secret, t, body);
+    header.split_once("s0=").expect("the header has an s0").1.to_owned()
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// An `X-BoldSign-Signature` value signed now with the configured secret.
-fn signature(body: &[u8]) -> String {
-    let t = now();
-    format!("t={t}, s0={}", sign(BOLDSIGN_SECRET, t, body))
-}
-
-async fn post_with(app: &TestApp, signature: Option<&str>, body: &[u8]) -> reqwest::Response {
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(signature) = signature {
-        headers.push(("X-BoldSign-Signature", signature));
-    }
-    app.post("/webhooks/boldsign", &headers, body.to_vec()).await
-}
-
-/// POSTs `body` signed now with the configured secret.
-async fn post_signed(app: &TestApp, body: &[u8]) -> reqwest::Response {
-    post_with(app, Some(&signature(body)), body).await
-}
-
-async fn post_event(app: &TestApp, event: &Value) -> reqwest::Response {
-    post_signed(app, event.to_string().as_bytes()).await
-}
-
-/// A document event shaped like BoldSign's documented payload.
-fn boldsign_event(event_id: &str, document_id: &str, event_type: &str, status: Option<&str>, created: i64) -> Value {
-    let mut data = json!({
-        "object": "document",
-        "documentId": document_id,
-        "messageTitle": "Offer letter",
-        "senderDetail": { "name": "HR", "emailAddress": "hr@example.com" },
-        "signerDetails": [{ "signerName": "Alex Signer", "signerEmail": "alex@example.com", "order": 1 }],
-    });
-    if let Some(status) = status {
-        data["status"] = json!(status);
-    }
-    json!({
-        "event": {
-            "id": event_id,
-            "created": created,
-            "eventType": event_type,
-            "clientId": null,
-            "environment": "Live",
-        },
-        "data": data,
-        "document": null,
-    })
+/// A header signed `age` seconds ago with the configured secret.
+fn signed_ago(age: i64, body: &[u8]) -> String {
+    boldsign_signature(BOLDSIGN_SECRET, unix_now() - age, body)
 }
 
 /// `(event_id, tenant)` of every stored BoldSign event, via the admin API.
 async fn tenants(app: &TestApp) -> Vec<(String, Option<String>)> {
-    let page: Value = app
-        .admin_get("/api/events?provider=boldsign")
-        .await
-        .json()
-        .await
-        .expect("events JSON");
+    let page = app.list_events("provider=boldsign").await;
     let mut tenants: Vec<_> = page["events"]
         .as_array()
         .expect("events array")
@@ -99,9 +42,9 @@ async fn tenants(app: &TestApp) -> Vec<(String, Option<String>)> {
 #[tokio::test]
 async fn signed_notification_is_stored_byte_for_byte_acknowledged_and_applied() {
     let app = spawn_app().await;
-    let body = std::fs::read(FIXTURE).unwrap();
+    let body = std::fs::read(BOLDSIGN_FIXTURE).unwrap();
 
-    let response = post_signed(&app, &body).await;
+    let response = app.post_boldsign_raw(&body).await;
 
     assert_eq!(response.status(), 200);
     let ack: Value = response.json().await.unwrap();
@@ -122,7 +65,7 @@ async fn signed_notification_is_stored_byte_for_byte_acknowledged_and_applied() 
     assert_eq!(stored.occurred_at.unwrap().to_rfc3339(), "2025-11-20T09:41:27+00:00");
 
     app.wait_idle().await;
-    let agreement = app.agreement("boldsign", DOCUMENT).await;
+    let agreement = app.get_agreement("boldsign", DOCUMENT).await;
     assert_eq!(agreement["resource_type"], "document");
     assert_eq!(agreement["status"], "completed");
     assert_eq!(agreement["provider_status"], "Completed");
@@ -147,13 +90,13 @@ async fn full_lifecycle_sent_viewed_signed_completed_is_applied_in_order() {
             Some(provider_status),
             T0 + i as i64 * 60,
         );
-        assert_eq!(post_event(&app, &event).await.status(), 200, "{event_type}");
+        assert_eq!(app.post_boldsign(&event).await.status(), 200, "{event_type}");
         app.wait_idle().await;
-        let agreement = app.agreement("boldsign", DOCUMENT).await;
+        let agreement = app.get_agreement("boldsign", DOCUMENT).await;
         assert_eq!(agreement["status"], expected, "after {event_type}");
         assert_eq!(agreement["provider_status"], provider_status, "after {event_type}");
     }
-    let agreement = app.agreement("boldsign", DOCUMENT).await;
+    let agreement = app.get_agreement("boldsign", DOCUMENT).await;
     let history: Vec<(&str, &str)> = agreement["history"]
         .as_array()
         .unwrap()
@@ -170,7 +113,7 @@ async fn full_lifecycle_sent_viewed_signed_completed_is_applied_in_order() {
         ]
     );
     for (event_id, ..) in steps {
-        assert_eq!(event_state(&app, "boldsign", event_id).await.0, "processed");
+        assert_eq!(app.event_state("boldsign", event_id).await.0, "processed");
     }
 }
 
@@ -185,8 +128,8 @@ async fn requests_without_a_valid_signature_are_refused_and_not_stored() {
         .replace("\"Sent\"", "\"Completed\"")
         .into_bytes();
     assert_ne!(tampered, body);
-    let t = now();
-    let good = sign(BOLDSIGN_SECRET, t, &body);
+    let t = unix_now();
+    let good = hex_signature(BOLDSIGN_SECRET, t, &body);
     let cases: Vec<(&str, Option<String>, &[u8], &str)> = vec![
         ("no header", None, &body, "missing_signature"),
         ("empty header", Some(String::new()), &body, "missing_signature"),
@@ -212,7 +155,7 @@ async fn requests_without_a_valid_signature_are_refused_and_not_stored() {
         ),
         (
             "wrong secret",
-            Some(format!("t={t}, s0={}", sign("not-the-secret", t, &body))),
+            Some(boldsign_signature("not-the-secret", t, &body)),
             &body,
             "invalid_signature",
         ),
@@ -230,23 +173,19 @@ async fn requests_without_a_valid_signature_are_refused_and_not_stored() {
         ),
         (
             "t more than 5 minutes ahead",
-            Some(format!("t={}, s0={}", t + 600, sign(BOLDSIGN_SECRET, t + 600, &body))),
+            Some(boldsign_signature(BOLDSIGN_SECRET, t + 600, &body)),
             &body,
             "timestamp_in_future",
         ),
         (
             "t 40 days old",
-            Some(format!(
-                "t={}, s0={}",
-                t - 40 * 86_400,
-                sign(BOLDSIGN_SECRET, t - 40 * 86_400, &body)
-            )),
+            Some(boldsign_signature(BOLDSIGN_SECRET, t - 40 * 86_400, &body)),
             &body,
             "timestamp_too_old",
         ),
     ];
     for (case, header, body, code) in cases {
-        let (status, error) = error_of(post_with(&app, header.as_deref(), body).await).await;
+        let (status, error) = error_of(app.post_boldsign_with(header.as_deref(), body).await).await;
         assert_eq!(status, 401, "{case}: {error}");
         assert_eq!(error["error"]["code"], code, "{case}: {error}");
         let message = error["error"]["message"].as_str().unwrap();
@@ -274,7 +213,7 @@ async fn requests_without_a_valid_signature_are_refused_and_not_stored() {
 
     assert_eq!(app.event_count("boldsign").await, 0);
     // The same body, properly signed, is then accepted.
-    assert_eq!(post_signed(&app, &body).await.status(), 200);
+    assert_eq!(app.post_boldsign_raw(&body).await.status(), 200);
 }
 
 #[tokio::test]
@@ -283,14 +222,12 @@ async fn retry_signed_nine_hours_ago_is_accepted() {
     let body = boldsign_event("e-retry", DOCUMENT, "Completed", Some("Completed"), T0)
         .to_string()
         .into_bytes();
-    let t = now() - 9 * 3600;
-    let header = format!("t={t}, s0={}", sign(BOLDSIGN_SECRET, t, &body));
+    let header = signed_ago(9 * 3600, &body);
 
-    assert_eq!(post_with(&app, Some(&header), &body).await.status(), 200);
+    assert_eq!(app.post_boldsign_with(Some(&header), &body).await.status(), 200);
 
     assert_eq!(app.event_count("boldsign").await, 1);
-    app.wait_idle().await;
-    assert_eq!(app.agreement("boldsign", DOCUMENT).await["status"], "completed");
+    app.wait_for_agreement_status("boldsign", DOCUMENT, "completed").await;
 }
 
 #[tokio::test]
@@ -299,15 +236,19 @@ async fn spacing_order_and_case_of_the_signature_header_do_not_matter() {
     let body = boldsign_event("e-1", DOCUMENT, "Sent", None, T0)
         .to_string()
         .into_bytes();
-    let t = now();
-    let good = sign(BOLDSIGN_SECRET, t, &body);
+    let t = unix_now();
+    let good = hex_signature(BOLDSIGN_SECRET, t, &body);
     for header in [
         format!("t={t},s0={good}"),
         format!("  s0 = {good} ,  t = {t}  "),
         format!("t={t}, s0={}", good.to_uppercase()),
         format!("t={t}, v9=ignored, s0={good}"),
     ] {
-        assert_eq!(post_with(&app, Some(&header), &body).await.status(), 200, "{header}");
+        assert_eq!(
+            app.post_boldsign_with(Some(&header), &body).await.status(),
+            200,
+            "{header}"
+        );
     }
     assert_eq!(app.event_count("boldsign").await, 1);
 }
@@ -318,14 +259,14 @@ async fn a_match_in_s1_is_enough() {
     let body = boldsign_event("e-s1", DOCUMENT, "Sent", None, T0)
         .to_string()
         .into_bytes();
-    let t = now();
+    let t = unix_now();
     let header = format!(
-        "t={t}, s0={}, s1={}",
-        sign("the-rolled-out-secret", t, &body),
-        sign(BOLDSIGN_SECRET, t, &body)
+        "{}, s1={}",
+        boldsign_signature("the-rolled-out-secret", t, &body),
+        hex_signature(BOLDSIGN_SECRET, t, &body)
     );
 
-    assert_eq!(post_with(&app, Some(&header), &body).await.status(), 200);
+    assert_eq!(app.post_boldsign_with(Some(&header), &body).await.status(), 200);
     assert_eq!(app.event_count("boldsign").await, 1);
 }
 
@@ -333,7 +274,7 @@ async fn a_match_in_s1_is_enough() {
 async fn every_configured_secret_is_accepted_during_rotation() {
     let secrets = format!("{BOLDSIGN_SECRET}, {BOLDSIGN_SECRET_2}");
     let app = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_SECRETS", &secrets)]).await;
-    let t = now();
+    let t = unix_now();
     for (event_id, secret, expected) in [
         ("e-old", BOLDSIGN_SECRET, 200),
         ("e-new", BOLDSIGN_SECRET_2, 200),
@@ -342,9 +283,9 @@ async fn every_configured_secret_is_accepted_during_rotation() {
         let body = boldsign_event(event_id, DOCUMENT, "Sent", None, T0)
             .to_string()
             .into_bytes();
-        let header = format!("t={t}, s0={}", sign(secret, t, &body));
+        let header = boldsign_signature(secret, t, &body);
         assert_eq!(
-            post_with(&app, Some(&header), &body).await.status(),
+            app.post_boldsign_with(Some(&header), &body).await.status(),
             expected,
             "{secret}"
         );
@@ -357,27 +298,21 @@ async fn maximum_age_is_configurable_and_zero_means_no_limit() {
     let body = boldsign_event("e-1", DOCUMENT, "Sent", None, T0)
         .to_string()
         .into_bytes();
-    let signed_at = |age: i64| {
-        let t = now() - age;
-        format!("t={t}, s0={}", sign(BOLDSIGN_SECRET, t, &body))
-    };
-
     let unlimited = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_MAX_AGE_SECS", "0")]).await;
-    assert_eq!(
-        post_with(&unlimited, Some(&signed_at(400 * 86_400)), &body)
-            .await
-            .status(),
-        200
-    );
-    let (status, error) = error_of(post_with(&unlimited, Some(&signed_at(-3600)), &body).await).await;
+    let signed = signed_ago(400 * 86_400, &body);
+    assert_eq!(unlimited.post_boldsign_with(Some(&signed), &body).await.status(), 200);
+    let ahead = signed_ago(-3600, &body);
+    let (status, error) = error_of(unlimited.post_boldsign_with(Some(&ahead), &body).await).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (401, Some("timestamp_in_future"))
     );
 
     let strict = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_MAX_AGE_SECS", "3600")]).await;
-    assert_eq!(post_with(&strict, Some(&signed_at(60)), &body).await.status(), 200);
-    let (status, error) = error_of(post_with(&strict, Some(&signed_at(9 * 3600)), &body).await).await;
+    let recent = signed_ago(60, &body);
+    assert_eq!(strict.post_boldsign_with(Some(&recent), &body).await.status(), 200);
+    let old = signed_ago(9 * 3600, &body);
+    let (status, error) = error_of(strict.post_boldsign_with(Some(&old), &body).await).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (401, Some("timestamp_too_old"))
@@ -387,9 +322,9 @@ async fn maximum_age_is_configurable_and_zero_means_no_limit() {
 #[tokio::test]
 async fn without_secrets_every_request_is_refused_naming_the_setting() {
     let app = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_SECRETS", "")]).await;
-    let body = std::fs::read(FIXTURE).unwrap();
+    let body = std::fs::read(BOLDSIGN_FIXTURE).unwrap();
 
-    let (status, error) = error_of(post_signed(&app, &body).await).await;
+    let (status, error) = error_of(app.post_boldsign_raw(&body).await).await;
 
     assert_eq!(status, 401);
     assert!(
@@ -409,15 +344,9 @@ async fn duplicate_notification_is_stored_and_applied_once() {
         .to_string()
         .into_bytes();
 
-    let first: Value = post_signed(&app, &body).await.json().await.unwrap();
+    let first: Value = app.post_boldsign_raw(&body).await.json().await.unwrap();
     // A retry, re-signed later with a different t, is the same event.
-    let t = now() - 3600;
-    let retry = post_with(
-        &app,
-        Some(&format!("t={t}, s0={}", sign(BOLDSIGN_SECRET, t, &body))),
-        &body,
-    )
-    .await;
+    let retry = app.post_boldsign_with(Some(&signed_ago(3600, &body)), &body).await;
     assert_eq!(retry.status(), 200);
     let second: Value = retry.json().await.unwrap();
 
@@ -425,7 +354,7 @@ async fn duplicate_notification_is_stored_and_applied_once() {
     assert_eq!(second["duplicate"], true);
     assert_eq!(first["id"], second["id"]);
     assert_eq!(app.event_count("boldsign").await, 1);
-    app.wait_idle().await;
+    app.wait_until_processed(1).await;
     assert_eq!(app.history_count("boldsign", DOCUMENT).await, 1);
 }
 
@@ -444,12 +373,12 @@ async fn each_status_outcome_is_reached() {
     ];
     for (document, event_type, status, _) in cases {
         let event = boldsign_event(&format!("{document}-1"), document, event_type, status, T0);
-        assert_eq!(post_event(&app, &event).await.status(), 200, "{event_type}");
+        assert_eq!(app.post_boldsign(&event).await.status(), 200, "{event_type}");
     }
     app.wait_idle().await;
     for (document, event_type, _, expected) in cases {
         assert_eq!(
-            app.agreement("boldsign", document).await["status"],
+            app.get_agreement("boldsign", document).await["status"],
             expected,
             "{event_type}"
         );
@@ -465,15 +394,11 @@ async fn verification_event_is_stored_without_an_agreement() {
         "document": null,
     });
 
-    assert_eq!(post_event(&app, &event).await.status(), 200);
+    assert_eq!(app.post_boldsign(&event).await.status(), 200);
     app.wait_idle().await;
 
-    assert_eq!(event_state(&app, "boldsign", "e-verify").await.0, "processed");
-    let agreements: i64 = sqlx::query_scalar("SELECT count(*) FROM agreements")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(agreements, 0);
+    assert_eq!(app.event_state("boldsign", "e-verify").await.0, "processed");
+    assert_eq!(app.count("SELECT count(*) FROM agreements").await, 0);
 }
 
 #[tokio::test]
@@ -484,10 +409,10 @@ async fn template_events_are_stored_without_an_agreement() {
         "data": { "object": "template", "templateId": "tpl-1", "documentId": "not-a-document" },
     });
 
-    assert_eq!(post_event(&app, &event).await.status(), 200);
+    assert_eq!(app.post_boldsign(&event).await.status(), 200);
     app.wait_idle().await;
 
-    assert_eq!(event_state(&app, "boldsign", "e-template").await.0, "processed");
+    assert_eq!(app.event_state("boldsign", "e-template").await.0, "processed");
     assert_eq!(
         app.admin_get("/api/agreements/boldsign/not-a-document").await.status(),
         404
@@ -499,12 +424,12 @@ async fn unknown_event_types_are_accepted_and_processed_without_a_status() {
     let app = spawn_app().await;
     let event = boldsign_event("e-new", DOCUMENT, "DocumentTeleported", None, T0);
 
-    assert_eq!(post_event(&app, &event).await.status(), 200);
+    assert_eq!(app.post_boldsign(&event).await.status(), 200);
     app.wait_idle().await;
 
-    let (state, _, last_error) = event_state(&app, "boldsign", "e-new").await;
+    let (state, _, last_error) = app.event_state("boldsign", "e-new").await;
     assert_eq!((state.as_str(), last_error), ("processed", None));
-    let agreement = app.agreement("boldsign", DOCUMENT).await;
+    let agreement = app.get_agreement("boldsign", DOCUMENT).await;
     assert_eq!(agreement["status"], Value::Null);
     assert_eq!(agreement["history"][0]["event_type"], "DocumentTeleported");
     assert_eq!(agreement["history"][0]["status"], Value::Null);
@@ -526,7 +451,7 @@ async fn malformed_bodies_get_400_with_a_json_error() {
         (b"", "invalid_payload"),
     ];
     for (body, code) in cases {
-        let (status, error) = error_of(post_signed(&app, body).await).await;
+        let (status, error) = error_of(app.post_boldsign_raw(body).await).await;
         let shown = String::from_utf8_lossy(body);
         assert_eq!(status, 400, "{shown}: {error}");
         assert_eq!(error["error"]["code"], code, "{shown}: {error}");
@@ -541,12 +466,12 @@ async fn completion_delivered_before_an_earlier_view_stays_completed() {
     let completed = boldsign_event("e-completed", DOCUMENT, "Completed", Some("Completed"), T0 + 300);
     let viewed = boldsign_event("e-viewed", DOCUMENT, "Viewed", Some("InProgress"), T0 + 100);
 
-    assert_eq!(post_event(&app, &completed).await.status(), 200);
+    assert_eq!(app.post_boldsign(&completed).await.status(), 200);
     app.wait_idle().await;
-    assert_eq!(post_event(&app, &viewed).await.status(), 200);
+    assert_eq!(app.post_boldsign(&viewed).await.status(), 200);
     app.wait_idle().await;
 
-    let agreement = app.agreement("boldsign", DOCUMENT).await;
+    let agreement = app.get_agreement("boldsign", DOCUMENT).await;
     assert_eq!(agreement["status"], "completed");
     assert_eq!(agreement["provider_status"], "Completed");
     let history: Vec<&str> = agreement["history"]
@@ -569,7 +494,7 @@ async fn tenant_is_the_client_id_or_else_the_environment() {
     blank_client["event"]["clientId"] = json!("");
 
     for event in [&with_client, &sandbox, &blank_client] {
-        assert_eq!(post_event(&app, event).await.status(), 200);
+        assert_eq!(app.post_boldsign(event).await.status(), 200);
     }
 
     assert_eq!(

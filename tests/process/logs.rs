@@ -1,0 +1,89 @@
+//! What the log says (and never says): start-up lines naming what is not
+//! configured, and no personal data from payloads. (Log lines that go with
+//! a metric are checked beside it, in metrics.rs.)
+
+use serde_json::Value;
+
+use crate::{
+    common::{
+        adobe_event, boldsign_event, fake_provider::ADOBE_API_TOKEN, fuse_event, ADOBE_FIXTURE, BOLDSIGN_FIXTURE,
+        FUSESIGN_FIXTURE,
+    },
+    helpers::*,
+};
+
+#[tokio::test]
+async fn start_up_lines_name_what_is_not_configured() {
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_ADMIN_TOKEN", ""),
+        ("SIGNHOOK_FUSESIGN_SIGNATURES", ""),
+        ("SIGNHOOK_ADOBE_SIGN_API_BASE", "http://127.0.0.1:9"),
+        ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
+    ])
+    .await;
+    assert!(app.logs().contains("SIGNHOOK_ADMIN_TOKEN is not set"), "{}", app.logs());
+
+    let lines = |message: &str| -> Vec<String> {
+        app.log_entries(message)
+            .iter()
+            .map(|entry| entry["provider"].as_str().expect("a provider").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        lines("provider has no credentials configured: every webhook from it is refused"),
+        ["fusesign"]
+    );
+    assert_eq!(lines("API credentials configured: polling enabled"), ["adobe-sign"]);
+    assert_eq!(lines("no API credentials: polling disabled"), ["boldsign", "fusesign"]);
+    assert!(!app.logs().contains(ADOBE_API_TOKEN));
+}
+
+#[tokio::test]
+async fn logs_never_carry_the_e_mail_addresses_of_payloads() {
+    let app = spawn_app().await;
+    let fixtures = [ADOBE_FIXTURE, BOLDSIGN_FIXTURE, FUSESIGN_FIXTURE].map(|path| std::fs::read(path).unwrap());
+    assert_eq!(app.post_adobe_raw(fixtures[0].clone()).await.status(), 200);
+    assert_eq!(app.post_boldsign_raw(&fixtures[1]).await.status(), 200);
+    assert_eq!(app.post_fusesign_raw(&fixtures[2]).await.status(), 200);
+    let events = [
+        adobe_event("n-1", "agr-1", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z"),
+        boldsign_event("e-1", "doc-1", "Sent", Some("InProgress"), 1_763_631_000),
+        fuse_event("h-1", "b-1", "BundleCreated", "2026-11-20T09:00:00Z"),
+    ];
+    assert_eq!(app.post_adobe(&events[0]).await.status(), 200);
+    assert_eq!(app.post_boldsign(&events[1]).await.status(), 200);
+    assert_eq!(app.post_fusesign(&events[2]).await.status(), 200);
+    // Refused and failing requests are logged too.
+    assert_eq!(
+        app.post("/webhooks/adobe-sign", &[], fixtures[0].clone())
+            .await
+            .status(),
+        401
+    );
+    app.wait_until_processed(6).await;
+
+    // Every address any of these payloads holds.
+    let mut addresses = Vec::new();
+    for body in fixtures
+        .iter()
+        .cloned()
+        .chain(events.iter().map(|e| e.to_string().into_bytes()))
+    {
+        collect_addresses(&serde_json::from_slice(&body).unwrap(), &mut addresses);
+    }
+    assert!(addresses.len() >= 4, "{addresses:?}");
+    let logs = app.logs();
+    assert!(logs.contains("finished processing request"), "the requests were logged");
+    for address in addresses {
+        assert!(!logs.contains(&address), "{address} is in the log:\n{logs}");
+    }
+}
+
+fn collect_addresses(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::String(text) if text.contains('@') => found.push(text.clone()),
+        Value::Object(map) => map.values().for_each(|v| collect_addresses(v, found)),
+        Value::Array(items) => items.iter().for_each(|v| collect_addresses(v, found)),
+        _ => {}
+    }
+}

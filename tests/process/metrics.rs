@@ -1,0 +1,221 @@
+//! `/metrics` values: Prometheus text with the names the README documents,
+//! counting what one process did (the recorder is process-wide, so these
+//! tests need a process of their own), and the log lines that go with them.
+
+use serde_json::Value;
+
+use crate::{
+    common::{
+        adobe_event,
+        fake_provider::{Failure, FakeProvider, ADOBE_API_TOKEN},
+    },
+    helpers::*,
+};
+
+const PUBLIC_URL: &str = "https://hooks.example.com";
+
+#[tokio::test]
+async fn metrics_count_webhook_outcomes_and_the_queue() {
+    let app = spawn_app().await;
+    let body = adobe_event(
+        "m-1",
+        "a",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    );
+    assert_eq!(app.post_adobe(&body).await.status(), 200);
+    assert_eq!(app.post_adobe(&body).await.status(), 200);
+    assert_eq!(
+        app.post("/webhooks/adobe-sign", &[], body.to_string()).await.status(),
+        401
+    );
+    assert_eq!(app.post_adobe_raw("not json").await.status(), 400);
+    assert_eq!(app.post_fusesign_with(Some("wrong"), b"{}").await.status(), 401);
+    app.wait_until_processed(1).await;
+
+    let text = app.metrics().await;
+    let requests = |provider: &str, outcome: &str| {
+        metric_sample(
+            &text,
+            &format!("signhook_webhook_requests_total{{provider=\"{provider}\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(requests("adobe-sign", "accepted"), Some(1.0), "{text}");
+    assert_eq!(requests("adobe-sign", "duplicate"), Some(1.0));
+    assert_eq!(requests("adobe-sign", "rejected_auth"), Some(1.0));
+    assert_eq!(requests("adobe-sign", "invalid"), Some(1.0));
+    assert_eq!(requests("fusesign", "rejected_auth"), Some(1.0));
+    assert_eq!(
+        metric_sample(&text, "signhook_ack_duration_seconds_count{provider=\"adobe-sign\"}"),
+        Some(4.0)
+    );
+    assert_eq!(metric_sample(&text, "signhook_events{state=\"processed\"}"), Some(1.0));
+    assert_eq!(metric_sample(&text, "signhook_events{state=\"dead\"}"), Some(0.0));
+    assert_eq!(
+        metric_sample(&text, "signhook_oldest_pending_event_age_seconds"),
+        Some(0.0)
+    );
+    assert_eq!(metric_sample(&text, "signhook_events_applied_total"), Some(1.0));
+    assert!(
+        metric_sample(
+            &text,
+            "signhook_last_webhook_timestamp_seconds{provider=\"adobe-sign\"}"
+        )
+        .unwrap()
+            > 1.7e9
+    );
+    assert!(text.contains("# HELP signhook_webhook_requests_total"));
+}
+
+/// Adobe Sign with API credentials, a reconciler ticking every 100 ms,
+/// agreements stale after an hour (the events below are days old) and
+/// failures retried after an hour, so each agreement is polled exactly once.
+fn reconciling<'a>(fake: &'a FakeProvider, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("SIGNHOOK_ADOBE_SIGN_API_BASE", fake.base_url.as_str()),
+        ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
+        ("SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS", "1"),
+        ("SIGNHOOK_RECONCILE_INTERVAL", "100ms"),
+        ("SIGNHOOK_RECONCILE_STALE_AFTER", "1h"),
+        ("SIGNHOOK_RECONCILE_FAST_INTERVAL", "1h"),
+        ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+async fn post_created(app: &TestApp, agreement_id: &str) {
+    let body = adobe_event(
+        &format!("n-{agreement_id}"),
+        agreement_id,
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    );
+    app.deliver_adobe(&body).await;
+}
+
+async fn wait_polled(app: &TestApp, agreement_id: &str) {
+    app.wait_until(&format!("{agreement_id} to be polled"), || async {
+        app.get_agreement("adobe-sign", agreement_id).await["last_polled_at"].is_string()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reconciler_polls_are_counted_by_outcome_and_a_failure_is_logged_once_without_secrets() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-fail", "x", "OUT_FOR_SIGNATURE");
+    fake.set_agreement("agr-changed", "x", "SIGNED");
+    fake.set_agreement("agr-same", "x", "OUT_FOR_SIGNATURE");
+    let app = spawn_app_with(&reconciling(&fake, &[])).await;
+    // The first poll (agr-fail's) gets a 500.
+    fake.fail_next(1, Failure::ServerError);
+    post_created(&app, "agr-fail").await;
+    wait_polled(&app, "agr-fail").await;
+    for agreement in ["agr-changed", "agr-same", "agr-gone"] {
+        post_created(&app, agreement).await;
+    }
+    for agreement in ["agr-changed", "agr-same", "agr-gone"] {
+        wait_polled(&app, agreement).await;
+    }
+
+    let metrics = app.metrics().await;
+    for outcome in ["failed", "changed", "unchanged", "not_found"] {
+        let series = format!(r#"signhook_polls_total{{provider="adobe-sign",outcome="{outcome}"}}"#);
+        assert_eq!(metric_sample(&metrics, &series), Some(1.0), "{series}\n{metrics}");
+    }
+    assert_eq!(app.log_count("poll failed; backing off"), 1, "{}", app.logs());
+    assert_eq!(app.log_count("agreement polled"), 2, "changed and unchanged");
+    assert!(!app.logs().contains(ADOBE_API_TOKEN));
+}
+
+#[tokio::test]
+async fn webhook_registrations_are_counted_and_a_failure_is_logged_once() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-f", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    fake.fail_webhook_registrations(1);
+    let app = spawn_app_with(&reconciling(
+        &fake,
+        &[
+            ("SIGNHOOK_PUBLIC_URL", PUBLIC_URL),
+            ("SIGNHOOK_RECONCILE_FAST_INTERVAL", "1s"),
+        ],
+    ))
+    .await;
+
+    assert_eq!(app.watch("adobe-sign", "agr-f").await.status(), 502);
+    app.wait_until("the reconciler to register the webhook", || async {
+        app.get_agreement("adobe-sign", "agr-f").await["webhook_id"].is_string()
+    })
+    .await;
+    assert_eq!(app.unwatch("adobe-sign", "agr-f").await.status(), 200);
+
+    let metrics = app.metrics().await;
+    for outcome in ["failed", "registered", "removed"] {
+        let series = format!(r#"signhook_webhook_registrations_total{{provider="adobe-sign",outcome="{outcome}"}}"#);
+        assert_eq!(metric_sample(&metrics, &series), Some(1.0), "{series}\n{metrics}");
+    }
+    assert_eq!(app.log_count("webhook registration failed"), 1, "{}", app.logs());
+}
+
+#[tokio::test]
+async fn a_silence_is_published_as_a_gauge_and_warned_about_once() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-s", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    let app = spawn_app_with(&reconciling(&fake, &[("SIGNHOOK_SILENCE_AFTER", "2s")])).await;
+    let now = chrono::Utc::now().to_rfc3339();
+    let created = adobe_event("n-s", "agr-s", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), &now);
+    app.deliver_adobe(&created).await;
+    let silent = r#"signhook_provider_silent{provider="adobe-sign"}"#;
+    let last_webhook = r#"signhook_last_webhook_timestamp_seconds{provider="adobe-sign"}"#;
+    assert_eq!(metric_sample(&app.metrics().await, silent), Some(0.0));
+    assert!(metric_sample(&app.metrics().await, last_webhook).is_some());
+
+    app.wait_until("the silence to be noticed", || async {
+        metric_sample(&app.metrics().await, silent) == Some(1.0)
+    })
+    .await;
+    // Polled at once because of it.
+    wait_polled(&app, "agr-s").await;
+    assert_eq!(
+        app.log_count("provider has sent no webhook"),
+        1,
+        "one warning per silence"
+    );
+
+    let viewed = adobe_event("n-v", "agr-s", "AGREEMENT_EMAIL_VIEWED", None, &now);
+    assert_eq!(app.post_adobe(&viewed).await.status(), 200);
+    app.wait_until("the silence to end", || async {
+        metric_sample(&app.metrics().await, silent) == Some(0.0)
+    })
+    .await;
+    let providers: Value = app.admin_get("/api/providers").await.json().await.unwrap();
+    assert_eq!(providers["providers"][0]["silent"], false, "{providers}");
+}
+
+#[test]
+fn every_metric_name_is_documented_in_the_readme() {
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/telemetry.rs")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let names: Vec<&str> = source
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub const "))
+        .filter_map(|line| line.split('"').nth(1))
+        .collect();
+    for expected in [
+        "signhook_polls_total",
+        "signhook_webhook_registrations_total",
+        "signhook_provider_silent",
+        "signhook_last_webhook_timestamp_seconds",
+    ] {
+        assert!(names.contains(&expected), "{expected} is declared in telemetry.rs");
+    }
+    for name in names {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is in the README's metrics table"
+        );
+    }
+}
