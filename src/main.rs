@@ -1,9 +1,20 @@
 //! Command line: parse arguments, load configuration, hand over to the library.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use signhook::{config::Config, simulate::SimulateArgs, store::Store, telemetry, Application};
+use signhook::{
+    config::{Config, HumanDuration},
+    simulate::SimulateArgs,
+    store::Store,
+    telemetry, Application,
+};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc rather than the system allocator: parsing and answering a
@@ -33,6 +44,14 @@ enum Command {
     Migrate,
     /// Print the effective configuration (secrets masked); exit non-zero if invalid.
     CheckConfig,
+    /// GET /healthz on the configured listen address (0.0.0.0 and :: through
+    /// loopback); exit 0 when it answers 200, 1 otherwise. The container's
+    /// HEALTHCHECK, so the image needs no curl.
+    Healthcheck {
+        /// Give up after this long (e.g. 2s, 500ms).
+        #[arg(long, default_value = "2s", value_parser = parse_timeout)]
+        timeout: Duration,
+    },
     /// Play realistic provider traffic against a signhook URL (deployment
     /// check and benchmark driver).
     Simulate(SimulateArgs),
@@ -50,11 +69,16 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("signhook: invalid configuration: {error}");
-            return ExitCode::from(2);
+            return match command {
+                // Docker reserves a health check's exit code 2: unhealthy is 1.
+                Command::Healthcheck { .. } => ExitCode::FAILURE,
+                _ => ExitCode::from(2),
+            };
         }
     };
     let result = match command {
         Command::CheckConfig => check_config(&config),
+        Command::Healthcheck { timeout } => healthcheck(&config, timeout).await,
         Command::Migrate => migrate(&config).await,
         Command::Serve => serve(config).await,
         Command::Simulate(_) => unreachable!("simulate returned before the configuration was loaded"),
@@ -94,6 +118,40 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server answers `/healthz` on the address it listens on; a wildcard
+/// address is reached through loopback of the same family.
+async fn healthcheck(config: &Config, timeout: Duration) -> anyhow::Result<()> {
+    let url = healthz_url(config.settings.listen_addr()?);
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
+    let response = client.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(
+        response.status() == reqwest::StatusCode::OK,
+        "GET {url}: {}",
+        response.status()
+    );
+    Ok(())
+}
+
+fn healthz_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/healthz", SocketAddr::new(ip, listen.port()))
+}
+
+fn parse_timeout(raw: &str) -> Result<Duration, String> {
+    HumanDuration::parse(raw)
+        .map(HumanDuration::get)
+        .filter(|timeout| !timeout.is_zero())
+        .ok_or_else(|| format!("`{}` is not a positive duration like 2s or 500ms", raw.trim()))
+}
+
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     let _logs = telemetry::init(config.settings.log_format);
     let store = Store::connect(&config.settings).await?;
@@ -130,4 +188,30 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthcheck_reaches_wildcard_addresses_through_loopback() {
+        for (listen, url) in [
+            ("0.0.0.0:8080", "http://127.0.0.1:8080/healthz"),
+            ("[::]:9000", "http://[::1]:9000/healthz"),
+            ("127.0.0.1:8081", "http://127.0.0.1:8081/healthz"),
+            ("10.1.2.3:80", "http://10.1.2.3:80/healthz"),
+            ("[fd00::5]:8080", "http://[fd00::5]:8080/healthz"),
+        ] {
+            assert_eq!(healthz_url(listen.parse().unwrap()), url, "{listen}");
+        }
+    }
+
+    #[test]
+    fn healthcheck_timeout_must_be_a_positive_duration() {
+        assert_eq!(parse_timeout("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
 }
