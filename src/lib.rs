@@ -51,6 +51,11 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let settings = Arc::new(config.settings.clone());
         telemetry::metrics();
+        // Present from the first scrape, so `absent()` alerts do not fire on a
+        // replica whose reconciler has not looked yet.
+        for name in Providers::names() {
+            metrics::gauge!(telemetry::metric::PROVIDER_SILENT, "provider" => name).set(0.0);
+        }
         let providers = Providers::from_config(&config)?;
         let addr = settings.listen_addr()?;
         let store = Store::connect(&settings).await?;
