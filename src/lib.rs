@@ -5,6 +5,7 @@
 
 pub mod agreement;
 pub mod config;
+pub mod event;
 pub mod http;
 pub mod providers;
 pub mod reconciler;

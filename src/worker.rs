@@ -20,7 +20,8 @@ use tracing::Instrument;
 
 use crate::{
     config::Settings,
-    providers::{Notification, Providers},
+    event::Notification,
+    providers::Providers,
     store::{Claim, ClaimedEvent, Store, StoreError},
     telemetry::metric,
 };

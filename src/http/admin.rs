@@ -394,6 +394,10 @@ async fn events(
     let page = state
         .store
         .list_events(&EventFilter {
+            providers: match &query.provider {
+                Some(provider) => vec![provider.clone()],
+                None => Providers::names().map(str::to_owned).collect(),
+            },
             provider: query.provider,
             agreement_id: query.agreement_id,
             state: state_filter,

@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use super::{error::ApiError, AppState};
 use crate::{
+    event::{NewEvent, Receipt},
     providers::{Ack, Provider},
-    store::{NewEvent, Receipt},
     telemetry::metric,
 };
 

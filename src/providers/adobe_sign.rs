@@ -25,12 +25,13 @@ use serde_json::{json, Value};
 
 use super::{
     api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
-    json_object_sparse, matches_any, parse_time, str_at, Ack, CredentialHeader, Notification, PollError, Provider,
-    ProviderError, Receipt, Sender, Subject, WatchError,
+    json_object_sparse, matches_any, parse_time, str_at, Ack, CredentialHeader, PollError, Provider, ProviderError,
+    Sender, WatchError,
 };
 use crate::{
     agreement::AgreementStatus,
     config::{mask, optional_string, string_list, Config, ConfigError},
+    event::{Notification, Receipt, Subject},
 };
 
 pub const NAME: &str = "adobe-sign";

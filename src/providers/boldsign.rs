@@ -19,12 +19,12 @@ use sha2::Sha256;
 
 use super::{
     api::{self, Api, ApiClient, ClientSettings, Credential},
-    json_object_sparse, parse_time, str_at, CredentialHeader, Notification, PollError, Provider, ProviderError, Sender,
-    Subject,
+    json_object_sparse, parse_time, str_at, CredentialHeader, PollError, Provider, ProviderError, Sender,
 };
 use crate::{
     agreement::AgreementStatus,
     config::{mask, optional_string, string_list, Config, ConfigError},
+    event::{Notification, Subject},
 };
 
 pub const NAME: &str = "boldsign";

@@ -21,12 +21,12 @@ use serde_json::{json, Value};
 
 use super::{
     api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
-    json_object_sparse, matches_any, parse_time, str_at, CredentialHeader, Notification, PollError, Provider,
-    ProviderError, Sender, Subject,
+    json_object_sparse, matches_any, parse_time, str_at, CredentialHeader, PollError, Provider, ProviderError, Sender,
 };
 use crate::{
     agreement::AgreementStatus,
     config::{mask, optional_string, string_list, Config, ConfigError},
+    event::{Notification, Subject},
 };
 
 pub const NAME: &str = "fusesign";

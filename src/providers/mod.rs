@@ -22,10 +22,9 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-pub use crate::store::Receipt;
 use crate::{
-    agreement::AgreementStatus,
     config::{Config, ConfigError},
+    event::{Notification, Receipt, Subject},
 };
 
 type Build = fn(&Config) -> Result<Arc<dyn Provider>, ConfigError>;
@@ -111,35 +110,6 @@ pub struct Sender {
     /// The account the event belongs to as the credential proves it (Adobe
     /// client ID); payload-level tenants come from [`Notification::tenant`].
     pub tenant: Option<String>,
-}
-
-/// What one notification says, extracted from the raw body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notification {
-    /// The provider's id for this event: the dedupe key.
-    pub event_id: String,
-    pub event_type: String,
-    /// The provider's time of the event, when it states one.
-    pub occurred_at: Option<DateTime<Utc>>,
-    /// The tenant / account / environment named by the payload.
-    pub tenant: Option<String>,
-    /// The agreement-like resource the event is about, if any (a BoldSign
-    /// "Verification" or template event has none).
-    pub subject: Option<Subject>,
-}
-
-/// The resource a notification is about and what it says of its status.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Subject {
-    /// `agreement`, `widget`, `megaSign`, `document`, `bundle`...
-    pub kind: String,
-    pub id: String,
-    pub name: Option<String>,
-    /// The normalized status this event implies; `None` for events that say
-    /// nothing about status (they are still recorded in history).
-    pub status: Option<AgreementStatus>,
-    /// The provider's own word for the status, kept for operators.
-    pub provider_status: Option<String>,
 }
 
 /// What the webhook answers on success.

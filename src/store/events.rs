@@ -11,7 +11,7 @@ use sqlx::{FromRow, Postgres, Transaction};
 use super::{Store, StoreError};
 use crate::{
     agreement::AgreementStatus,
-    providers::{Notification, Providers, Subject},
+    event::{Notification, Subject},
 };
 
 /// Processing state of a stored event.
@@ -49,21 +49,14 @@ impl EventState {
     }
 }
 
-/// The stored row's id, and whether it was already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Receipt {
-    pub id: i64,
-    pub duplicate: bool,
-}
-
-/// An event claimed by a worker, with what it needs to apply it.
-#[derive(Debug, FromRow)]
 /// Events claimed by one open transaction; see [`Store::claim`].
+#[derive(Debug)]
 pub struct Claim {
     pub tx: Transaction<'static, Postgres>,
     pub events: Vec<ClaimedEvent>,
 }
 
+/// An event claimed by a worker, with what it needs to apply it.
 #[derive(Debug, FromRow)]
 pub struct ClaimedEvent {
     pub id: i64,
@@ -124,6 +117,10 @@ pub struct EventRow {
 #[derive(Debug, Default)]
 pub struct EventFilter {
     pub provider: Option<String>,
+    /// The providers whose history an agreement's events are looked up in
+    /// (the history is indexed by provider first): the one filtered on, or
+    /// every registered one.
+    pub providers: Vec<String>,
     pub agreement_id: Option<String>,
     pub state: Option<EventState>,
     /// Return events with an id below this one (newest first).
@@ -333,10 +330,6 @@ impl Store {
             (false, true) => "event_queue q JOIN events e USING (id) WHERE",
             (false, false) => "events e WHERE",
         };
-        let providers: Vec<&str> = match filter.provider.as_deref() {
-            Some(provider) => vec![provider],
-            None => Providers::names().collect(),
-        };
         let mut events: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT e.id, e.provider, e.event_id, e.event_type, e.resource_type, e.resource_id AS agreement_id,
                     e.tenant, e.state, e.attempts, e.received_at, e.occurred_at, e.next_attempt_at, e.last_error
@@ -352,7 +345,7 @@ impl Store {
         .bind(filter.state.map(EventState::as_str))
         .bind(filter.before)
         .bind(filter.limit + 1)
-        .bind(&providers)
+        .bind(&filter.providers)
         .fetch_all(&self.pool)
         .await?;
         let next_cursor = if events.len() as i64 > filter.limit {

@@ -17,9 +17,9 @@ use sqlx::{
 };
 
 pub use agreements::{AgreementView, HistoryEntry};
-pub use events::{Claim, ClaimedEvent, EventFilter, EventPage, EventRow, EventState, Receipt, StateCounts};
+pub use events::{Claim, ClaimedEvent, EventFilter, EventPage, EventRow, EventState, StateCounts};
 pub use reconcile::{DueAgreement, PollRecord, ProviderActivity, ProviderCounts, WatchState};
-pub use writer::{BatchLimits, IngestWriter, NewEvent};
+pub use writer::{BatchLimits, IngestWriter};
 
 use crate::config::Settings;
 

@@ -12,27 +12,13 @@ use std::{
     sync::Arc,
 };
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{Receipt, Store, StoreError};
-use crate::{agreement::AgreementStatus, providers::Subject};
-
-/// A notification to store, owned so it can cross to a writer task.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub provider: &'static str,
-    pub event_id: String,
-    pub event_type: String,
-    /// What the event says about its agreement, as parsed on receipt; the
-    /// worker applies it from these columns without parsing the body again.
-    pub subject: Option<Subject>,
-    pub tenant: Option<String>,
-    pub occurred_at: Option<DateTime<Utc>>,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-}
+use super::{Store, StoreError};
+use crate::{
+    agreement::AgreementStatus,
+    event::{NewEvent, Receipt},
+};
 
 struct Job {
     event: NewEvent,
