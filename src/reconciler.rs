@@ -3,7 +3,7 @@
 //! of pollable providers that have heard nothing for
 //! `SIGNHOOK_RECONCILE_STALE_AFTER`, polls them at a bounded rate and
 //! concurrency, and applies what it reads with the webhook rules
-//! (`Store::apply_poll`). It also retries failed per-agreement webhook
+//! (`Agreements::apply_poll`). It also retries failed per-agreement webhook
 //! registrations, removes the webhooks of finished agreements, and notices
 //! providers that have gone silent.
 //!
@@ -94,6 +94,7 @@ impl Reconciler {
             let limit = batch_size.min(budget);
             let claimed = self
                 .store
+                .polling()
                 .claim_due(
                     pollable,
                     self.settings.reconcile_stale_after.get(),
@@ -114,7 +115,7 @@ impl Reconciler {
             tokio::select! {
                 _ = work => {}
                 _ = shutdown.cancelled() => {
-                    if let Err(error) = self.store.release_claims(&batch).await {
+                    if let Err(error) = self.store.polling().release(&batch).await {
                         tracing::warn!(%error, "could not give back claimed agreements; their claims lapse after the lease");
                     }
                     return;
@@ -131,7 +132,7 @@ impl Reconciler {
             true => self.remove_webhook(provider.as_ref(), due).await,
             false => self.poll(provider.as_ref(), due).await,
         };
-        if let Err(error) = self.store.record_poll(due, &record).await {
+        if let Err(error) = self.store.polling().record(due, &record).await {
             tracing::warn!(%error, provider = %due.provider, agreement_id = %due.agreement_id,
                 "could not record the poll; the claim lapses and it is polled again");
         }
@@ -160,7 +161,7 @@ impl Reconciler {
             }
             Err(error) => return self.poll_failed(name, due, error.to_string()),
         };
-        match self.store.apply_poll(name, &subject, Utc::now()).await {
+        match self.store.agreements().apply_poll(name, &subject, Utc::now()).await {
             Ok(changed) => {
                 let outcome = if changed { "changed" } else { "unchanged" };
                 counter!(metric::POLLS, "provider" => name, "outcome" => outcome).increment(1);
@@ -226,7 +227,7 @@ impl Reconciler {
                 }
             }
         }
-        match self.store.watch_removed(name, &due.agreement_id).await {
+        match self.store.watches().removed(name, &due.agreement_id).await {
             Ok(()) => done,
             Err(error) => PollRecord::Failed {
                 error: error.to_string(),
@@ -242,10 +243,10 @@ impl Reconciler {
         let silence_after = self.settings.silence_after.get();
         for provider in self.providers.iter() {
             let name = provider.name();
-            match self.store.begin_silence(name, silence_after).await {
+            match self.store.activity().begin_silence(name, silence_after).await {
                 Ok(Some(since)) => {
                     let polled = match provider.can_poll() {
-                        true => self.store.poll_all_now(name).await.unwrap_or_else(|error| {
+                        true => self.store.polling().poll_all_now(name).await.unwrap_or_else(|error| {
                             tracing::warn!(%error, provider = name, "could not schedule the silent provider's agreements");
                             0
                         }),
@@ -262,11 +263,11 @@ impl Reconciler {
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, provider = name, "silence check failed"),
             }
-            if let Err(error) = self.store.end_idle_silence(name).await {
+            if let Err(error) = self.store.activity().end_idle_silence(name).await {
                 tracing::warn!(%error, provider = name, "silence check failed");
             }
         }
-        match self.store.provider_activity().await {
+        match self.store.activity().all().await {
             Ok(rows) => {
                 for provider in self.providers.iter() {
                     let name = provider.name();
@@ -317,7 +318,7 @@ pub async fn register_webhook(
     };
     match registered {
         Ok(webhook_id) => {
-            let recorded = store.watch_registered(name, agreement_id, &webhook_id).await?;
+            let recorded = store.watches().registered(name, agreement_id, &webhook_id).await?;
             count("registered");
             tracing::info!(provider = name, agreement_id, webhook_id = %recorded, "agreement webhook registered");
             if recorded != webhook_id {
@@ -337,7 +338,7 @@ pub async fn register_webhook(
                 agreement_id,
                 "the provider does not know this agreement; no webhook registered"
             );
-            store.watch_removed(name, agreement_id).await?;
+            store.watches().removed(name, agreement_id).await?;
             Err(WatchError::Api(PollError::NotFound).into())
         }
         Err(error) => {
@@ -349,7 +350,7 @@ pub async fn register_webhook(
                 fast_interval_secs = fast_interval.as_secs(),
                 "webhook registration failed; polling the agreement on the fast schedule and retrying"
             );
-            store.watch_failed(name, agreement_id, fast_interval).await?;
+            store.watches().failed(name, agreement_id, fast_interval).await?;
             Err(error.into())
         }
     }

@@ -22,7 +22,7 @@ use crate::{
     config::Settings,
     event::Notification,
     providers::Providers,
-    store::{Claim, ClaimedEvent, Store, StoreError},
+    store::{Agreements, Claim, ClaimedEvent, Store, StoreError},
     telemetry::metric,
 };
 
@@ -101,9 +101,12 @@ impl Worker {
         let mut error_backoff = self.poll_interval;
         while !shutdown.is_cancelled() {
             // Bounded: a stalled or unreachable database must not hang the loop.
-            let claimed = tokio::time::timeout(self.lease, self.store.claim(self.batch_size, self.batch_max_bytes))
-                .await
-                .unwrap_or(Err(StoreError::TimedOut));
+            let claimed = tokio::time::timeout(
+                self.lease,
+                self.store.queue().claim(self.batch_size, self.batch_max_bytes),
+            )
+            .await
+            .unwrap_or(Err(StoreError::TimedOut));
             match claimed {
                 Ok(claim) if claim.events.is_empty() => {
                     drop(claim);
@@ -130,7 +133,7 @@ impl Worker {
     }
 
     /// Vacuums the queue table in the background every `vacuum_every` events
-    /// (see [`Store::vacuum_queue`]); the worker does not wait for it.
+    /// (see [`Queue::vacuum`](crate::store::Queue::vacuum)); the worker does not wait for it.
     fn vacuum_queue_now_and_then(&self, claimed: u64) {
         let done = self.since_vacuum.fetch_add(claimed, Ordering::Relaxed) + claimed;
         if self.vacuum_every == 0 || done < self.vacuum_every {
@@ -140,7 +143,7 @@ impl Worker {
         let store = self.store.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            match store.vacuum_queue().await {
+            match store.queue().vacuum().await {
                 Ok(()) => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "queue vacuumed"),
                 Err(error) => tracing::warn!(%error, "could not vacuum the queue table; autovacuum will"),
             }
@@ -173,7 +176,7 @@ impl Worker {
         let items: Vec<_> = parsed.iter().map(|(e, n)| (*e, n)).collect();
         // Bounded: a timed-out batch may still commit; applying again is harmless.
         let applied = tokio::time::timeout(self.lease, async {
-            Store::apply_claimed(&mut tx, &items).await?;
+            Agreements::apply_claimed(&mut tx, &items).await?;
             tx.commit().await.map_err(StoreError::from)
         })
         .await
@@ -223,10 +226,10 @@ impl Worker {
 
     /// Claims, applies and commits one event; false when it was not runnable.
     async fn apply_one(&self, event: &ClaimedEvent, notification: &Notification) -> Result<bool, StoreError> {
-        let Some(mut tx) = self.store.claim_one(event.id).await? else {
+        let Some(mut tx) = self.store.queue().claim_one(event.id).await? else {
             return Ok(false);
         };
-        Store::apply_claimed(&mut tx, &[(event, notification)]).await?;
+        Agreements::apply_claimed(&mut tx, &[(event, notification)]).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -261,7 +264,7 @@ impl Worker {
                 tracing::warn!(id = event.id, event_id = %event.event_id, error = %message, attempts, retry_in_ms = retry_in.as_millis() as u64, "event failed; will retry")
             }
         }
-        if let Err(error) = self.store.fail(event.id, &message, dead, retry_in).await {
+        if let Err(error) = self.store.queue().fail(event.id, &message, dead, retry_in).await {
             tracing::warn!(%error, "could not record the failure; the event stays queued and is tried again");
         }
     }

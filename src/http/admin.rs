@@ -123,11 +123,13 @@ async fn refresh(
         .map_err(|error| provider_failed(&name, &agreement_id, error))?;
     state
         .store
+        .agreements()
         .apply_poll(provider.name(), &subject, chrono::Utc::now())
         .await?;
     state
         .store
-        .agreement(provider.name(), &subject.id)
+        .agreements()
+        .get(provider.name(), &subject.id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no {name} agreement `{agreement_id}`")))
@@ -165,7 +167,8 @@ fn watchable<'a>(state: &'a AppState, name: &str) -> Result<&'a std::sync::Arc<d
 async fn view(state: &AppState, provider: &str, agreement_id: &str) -> Result<Json<AgreementView>, ApiError> {
     state
         .store
-        .agreement(provider, agreement_id)
+        .agreements()
+        .get(provider, agreement_id)
         .await?
         .map(Json)
         .ok_or_else(|| not_seen(provider, agreement_id))
@@ -202,7 +205,7 @@ async fn watch(
             message: "SIGNHOOK_PUBLIC_URL is not set: the provider needs the public https URL to deliver to".to_owned(),
         });
     };
-    let current = state.store.watch_state(provider.name(), &agreement_id).await?;
+    let current = state.store.watches().state(provider.name(), &agreement_id).await?;
     if current.as_ref().is_some_and(|c| c.terminal) {
         return Err(ApiError::Conflict {
             code: "agreement_finished",
@@ -250,7 +253,7 @@ async fn unwatch(
 ) -> Result<Json<AgreementView>, ApiError> {
     let Path((name, agreement_id)) = path?;
     let provider = watchable(&state, &name)?.clone();
-    let Some(current) = state.store.watch_state(provider.name(), &agreement_id).await? else {
+    let Some(current) = state.store.watches().state(provider.name(), &agreement_id).await? else {
         return Err(not_seen(&name, &agreement_id));
     };
     if let Some(webhook_id) = current.webhook_id {
@@ -268,7 +271,7 @@ async fn unwatch(
             }
         }
     }
-    state.store.watch_removed(provider.name(), &agreement_id).await?;
+    state.store.watches().removed(provider.name(), &agreement_id).await?;
     view(&state, provider.name(), &agreement_id).await
 }
 
@@ -277,8 +280,8 @@ async fn unwatch(
     responses((status = 200, description = "every provider", body = ProvidersView)),
     security(("admin_token" = [])))]
 async fn providers(State(state): State<AppState>) -> Result<Json<ProvidersView>, ApiError> {
-    let activity = state.store.provider_activity().await?;
-    let mut counts = state.store.provider_counts().await?;
+    let activity = state.store.activity().all().await?;
+    let mut counts = state.store.counts().per_provider().await?;
     let providers = state
         .providers
         .iter()
@@ -393,7 +396,8 @@ async fn events(
     };
     let page = state
         .store
-        .list_events(&EventFilter {
+        .events()
+        .list(&EventFilter {
             providers: match &query.provider {
                 Some(provider) => vec![provider.clone()],
                 None => Providers::names().map(str::to_owned).collect(),
@@ -413,7 +417,7 @@ async fn events(
     responses((status = 200, description = "`{\"events\": {state: count}}`", body = Object)),
     security(("admin_token" = [])))]
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let counts = state.store.count_by_state().await?;
+    let counts = state.store.counts().by_state().await?;
     Ok(Json(json!({ "events": counts })))
 }
 
@@ -432,7 +436,7 @@ async fn replay(
         code: "invalid_path",
         message: format!("event id `{raw}` is not an integer"),
     })?;
-    if !state.store.replay(id).await? {
+    if !state.store.queue().replay(id).await? {
         return Err(ApiError::NotFound(format!("no event with id {id}")));
     }
     state.worker.wake();

@@ -52,13 +52,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 /// database at scrape time (skipped, not failed, when it does not answer).
 pub async fn metrics(State(state): State<AppState>) -> String {
     let refresh = async {
-        let counts = state.store.count_by_state().await?;
+        let counts = state.store.counts().by_state().await?;
         for (name, count) in counts.by_state() {
             gauge!(metric::EVENTS, "state" => name).set(count as f64);
         }
-        let age = state.store.oldest_unprocessed_age().await?;
+        let age = state.store.counts().oldest_unprocessed_age().await?;
         gauge!(metric::OLDEST_PENDING_AGE).set(age.as_secs_f64());
-        state.store.provider_activity().await
+        state.store.activity().all().await
     };
     let activity = match tokio::time::timeout(PING_TIMEOUT, refresh)
         .await

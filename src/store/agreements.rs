@@ -5,13 +5,16 @@
 //! one global order (provider, agreement id), so concurrent batches — other
 //! worker loops, other replicas — wait for each other but never deadlock.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, PgPool};
 
-use super::{ClaimedEvent, Store, StoreError};
+use super::{ClaimedEvent, StoreError};
 use crate::{
     agreement::{AgreementState, AgreementStatus, Source},
     event::{Notification, Subject},
@@ -53,11 +56,28 @@ pub struct HistoryEntry {
     pub source: String,
 }
 
+/// Open agreements, as SQL over `agreements`: the status is not one of
+/// [`AgreementStatus::TERMINAL`]. Written out, not bound, so the partial
+/// index of the migration applies (a unit test holds the two together).
+pub(super) static OPEN: LazyLock<String> = LazyLock::new(|| {
+    let terminal: Vec<String> = AgreementStatus::TERMINAL
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect();
+    format!("(status IS NULL OR status NOT IN ({}))", terminal.join(", "))
+});
+
 /// Counter rows per provider in `event_totals`; a batch picks one by its
 /// first event's id.
 const TOTALS_SHARDS: i64 = 16;
 
-impl Store {
+/// Agreements and their history; see [`super::Store::agreements`].
+#[derive(Clone, Copy)]
+pub struct Agreements<'a> {
+    pub(super) pool: &'a PgPool,
+}
+
+impl Agreements<'_> {
     /// Applies claimed events (each with its parsed notification) inside the
     /// transaction that claimed them and marks them processed, in four
     /// statements whatever the batch size: lock (or create) every agreement
@@ -166,7 +186,8 @@ impl Store {
         Ok(!recorded)
     }
 
-    pub async fn agreement(&self, provider: &str, agreement_id: &str) -> Result<Option<AgreementView>, StoreError> {
+    /// The agreement and its history, oldest first.
+    pub async fn get(&self, provider: &str, agreement_id: &str) -> Result<Option<AgreementView>, StoreError> {
         let Some(mut view): Option<AgreementView> = sqlx::query_as(
             "SELECT provider, agreement_id, resource_type, status, provider_status, name, last_event_at, updated_at,
                     webhook_id, watch_pending, last_polled_at, next_poll_at, poll_failures, last_poll_error
@@ -174,7 +195,7 @@ impl Store {
         )
         .bind(provider)
         .bind(agreement_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?
         else {
             return Ok(None);
@@ -186,7 +207,7 @@ impl Store {
         )
         .bind(provider)
         .bind(agreement_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         Ok(Some(view))
     }
@@ -360,4 +381,25 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
         write_states(tx, &changed).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPEN;
+
+    /// The migration's partial index of open agreements was written with the
+    /// terminal statuses of its day; the generated SQL must stay the same
+    /// predicate, or the reconciler's claim stops using the index.
+    #[test]
+    fn open_is_the_predicate_of_the_open_agreements_index() {
+        let migration = include_str!("../../migrations/20261125000001_reconcile.sql");
+        let predicate = OPEN
+            .strip_prefix('(')
+            .and_then(|sql| sql.strip_suffix(')'))
+            .expect("OPEN is parenthesized");
+        assert!(
+            migration.contains(&format!("WHERE {predicate};")),
+            "{predicate} is not the index predicate"
+        );
+    }
 }

@@ -12,6 +12,7 @@ use std::{
     sync::Arc,
 };
 
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{Store, StoreError};
@@ -97,7 +98,7 @@ async fn write_batches(
             batch
         };
         let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|job| (job.event, job.reply)).unzip();
-        match store.insert_batch(&events).await {
+        match store.ingest().insert_batch(&events).await {
             Ok(receipts) => {
                 if receipts.iter().any(|r| !r.duplicate) {
                     on_commit();
@@ -117,7 +118,13 @@ async fn write_batches(
     }
 }
 
-impl Store {
+/// The events table as ingest writes it; see [`super::Store::ingest`].
+#[derive(Clone, Copy)]
+pub struct Ingest<'a> {
+    pub(super) pool: &'a PgPool,
+}
+
+impl Ingest<'_> {
     /// Inserts `events`, and queues the new ones, in one statement; returns
     /// one receipt per event, in order. An event already stored — earlier,
     /// by another replica, or by an earlier copy in this same batch — is a
@@ -160,7 +167,7 @@ impl Store {
             e.subject.as_ref().and_then(|s| s.provider_status.as_deref())
         }))
         .bind(column(|e| e.subject.as_ref().and_then(|s| s.name.as_deref())))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
 
         let fresh: HashSet<(String, String)> = inserted.iter().map(|(_, p, e)| (p.clone(), e.clone())).collect();
@@ -178,7 +185,7 @@ impl Store {
             )
             .bind(missing.iter().map(|e| e.provider).collect::<Vec<_>>())
             .bind(missing.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool)
             .await?;
             ids.extend(found.into_iter().map(|(id, p, e)| ((p, e), id)));
         }
