@@ -95,7 +95,7 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let _logs = telemetry::init(config.settings.log_format);
+    let _logs = telemetry::init(config.settings.server.log_format);
     let store = Store::connect(&config.settings).await?;
     store.migrate().await?;
     tracing::info!("migrations applied");
@@ -103,7 +103,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let _logs = telemetry::init(config.settings.log_format);
+    let _logs = telemetry::init(config.settings.server.log_format);
     let app = Application::build(config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -53,7 +53,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(store: Store, providers: Providers, settings: Arc<Settings>) -> Self {
-        let pace = Pace::per_minute(settings.reconcile_max_per_minute);
+        let pace = Pace::per_minute(settings.reconcile.max_per_minute);
         Self {
             store,
             providers,
@@ -71,7 +71,7 @@ impl Reconciler {
             .filter(|p| p.can_poll())
             .map(|p| p.name())
             .collect();
-        let interval = self.settings.reconcile_interval.get();
+        let interval = self.settings.reconcile.interval.get();
         while !shutdown.is_cancelled() {
             self.check_silence().await;
             if !pollable.is_empty() {
@@ -88,8 +88,8 @@ impl Reconciler {
     /// Works through the due agreements, `concurrency` at a time, up to one
     /// minute's worth of calls per tick so silence checks keep running.
     async fn reconcile(&self, pollable: &[&str], shutdown: &CancellationToken) {
-        let batch_size = self.settings.reconcile_concurrency;
-        let mut budget = self.settings.reconcile_max_per_minute as usize;
+        let batch_size = self.settings.reconcile.concurrency;
+        let mut budget = self.settings.reconcile.max_per_minute as usize;
         while budget > 0 && !shutdown.is_cancelled() {
             let limit = batch_size.min(budget);
             let claimed = self
@@ -97,7 +97,7 @@ impl Reconciler {
                 .polling()
                 .claim_due(
                     pollable,
-                    self.settings.reconcile_stale_after.get(),
+                    self.settings.reconcile.stale_after.get(),
                     limit as i64,
                     CLAIM_LEASE,
                 )
@@ -171,7 +171,7 @@ impl Reconciler {
         }
         let finished = subject.status.is_some_and(|s| s.is_terminal());
         if due.watch_pending && !finished {
-            if let Some(url) = self.settings.webhook_url(name) {
+            if let Some(url) = self.settings.server.webhook_url(name) {
                 self.pace.wait().await;
                 // Outcome counted and logged inside; a failure keeps the flag.
                 let _ = register_webhook(&self.store, provider, id, &url, self.fast_interval()).await;
@@ -240,7 +240,7 @@ impl Reconciler {
     /// replica sees it first) and polls its open agreements at once; then
     /// publishes every provider's silence and last webhook as gauges.
     async fn check_silence(&self) {
-        let silence_after = self.settings.silence_after.get();
+        let silence_after = self.settings.reconcile.silence_after.get();
         for provider in self.providers.iter() {
             let name = provider.name();
             match self.store.activity().begin_silence(name, silence_after).await {
@@ -281,14 +281,14 @@ impl Reconciler {
     }
 
     fn fast_interval(&self) -> Duration {
-        self.settings.reconcile_fast_interval.get()
+        self.settings.reconcile.fast_interval.get()
     }
 
     /// After `failures` failures in a row: the fast interval, doubling, at
     /// most the stale period.
     fn retry_in(&self, failures: i32) -> Duration {
         let factor = 2u32.saturating_pow(failures.clamp(0, 20) as u32);
-        let cap = self.settings.reconcile_stale_after.get().max(self.fast_interval());
+        let cap = self.settings.reconcile.stale_after.get().max(self.fast_interval());
         self.fast_interval().saturating_mul(factor).min(cap)
     }
 }

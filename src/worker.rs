@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    config::Settings,
+    config::WorkerSettings,
     event::Notification,
     providers::Providers,
     store::{Agreements, Claim, ClaimedEvent, Store, StoreError},
@@ -75,19 +75,19 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(store: Store, providers: Providers, settings: &Settings, handle: WorkerHandle) -> Self {
+    pub fn new(store: Store, providers: Providers, settings: &WorkerSettings, handle: WorkerHandle) -> Self {
         Self {
             store,
             providers,
             handle,
-            batch_size: settings.worker_batch_size,
-            batch_max_bytes: settings.worker_batch_max_bytes,
-            lease: Duration::from_secs(settings.worker_lease_secs),
-            poll_interval: Duration::from_millis(settings.worker_poll_interval_ms),
-            max_attempts: settings.worker_max_attempts,
-            retry_base: Duration::from_millis(settings.worker_retry_base_ms),
-            retry_max: Duration::from_millis(settings.worker_retry_max_ms),
-            vacuum_every: settings.worker_queue_vacuum_every,
+            batch_size: settings.batch_size,
+            batch_max_bytes: settings.batch_max_bytes,
+            lease: settings.lease(),
+            poll_interval: Duration::from_millis(settings.poll_interval_ms),
+            max_attempts: settings.max_attempts,
+            retry_base: Duration::from_millis(settings.retry_base_ms),
+            retry_max: Duration::from_millis(settings.retry_max_ms),
+            vacuum_every: settings.queue_vacuum_every,
             since_vacuum: AtomicU64::new(0),
         }
     }

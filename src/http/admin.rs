@@ -51,7 +51,7 @@ pub fn router() -> Router<AppState> {
 
 /// Bearer-token check, compared in constant time.
 pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let Some(token) = state.settings.admin_token.as_deref() else {
+    let Some(token) = state.settings.server.admin_token.as_deref() else {
         return Err(ApiError::NotFound("no such resource".to_owned()));
     };
     let presented = request
@@ -199,7 +199,7 @@ async fn watch(
 ) -> Result<Json<AgreementView>, ApiError> {
     let Path((name, agreement_id)) = path?;
     let provider = watchable(&state, &name)?.clone();
-    let Some(url) = state.settings.webhook_url(provider.name()) else {
+    let Some(url) = state.settings.server.webhook_url(provider.name()) else {
         return Err(ApiError::Conflict {
             code: "public_url_not_configured",
             message: "SIGNHOOK_PUBLIC_URL is not set: the provider needs the public https URL to deliver to".to_owned(),
@@ -215,7 +215,7 @@ async fn watch(
     if current.as_ref().is_some_and(|c| c.webhook_id.is_some()) {
         return view(&state, provider.name(), &agreement_id).await;
     }
-    let fast = state.settings.reconcile_fast_interval;
+    let fast = state.settings.reconcile.fast_interval;
     register_webhook(&state.store, provider.as_ref(), &agreement_id, &url, fast.get())
         .await
         .map_err(|error| match error {

@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         }
     }
     // A receive-only replica (SIGNHOOK_WORKER_CONCURRENCY=0) runs no worker.
-    if state.settings.worker_concurrency > 0 && !state.worker.is_running() {
+    if state.settings.worker.concurrency > 0 && !state.worker.is_running() {
         return Err(unavailable(
             "worker_stopped",
             "the background worker is not running".to_owned(),

@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     agreement::AgreementStatus,
-    config::{mask, optional_string, string_list, Config, ConfigError},
+    config::{invalid, mask, optional_string, string_list, Config, ConfigError},
     event::{Notification, Receipt, Subject},
 };
 
@@ -73,9 +73,9 @@ impl Settings {
             .iter()
             .find(|event| !event.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
         {
-            Some(bad) => Err(api::invalid(
+            Some(bad) => Err(invalid(
                 "adobe_sign_webhook_events",
-                &format!("`{bad}` is not an Adobe Sign event name like AGREEMENT_ALL or AGREEMENT_WORKFLOW_COMPLETED"),
+                format!("`{bad}` is not an Adobe Sign event name like AGREEMENT_ALL or AGREEMENT_WORKFLOW_COMPLETED"),
             )),
             None => Ok(self.adobe_sign_webhook_events.clone()),
         }
@@ -129,7 +129,7 @@ impl ApiSettings {
         )?;
         let Some(auth) = auth else { return Ok(None) };
         let base = base.ok_or_else(|| {
-            api::invalid(
+            invalid(
                 "adobe_sign_api_base",
                 "is required with API credentials: the account's apiAccessPoint, e.g. https://api.na1.adobesign.com",
             )

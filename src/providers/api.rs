@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{parse_time, PollError};
-use crate::config::{setting_name, Config, ConfigError};
+use crate::config::{http_url, invalid, setting_name, Config, ConfigError};
 
 /// How long before its stated expiry an access token is replaced (at most).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
@@ -554,19 +554,7 @@ pub fn endpoint(base: &Url, segments: &[&str]) -> Url {
 
 /// Parses the API base setting `key`: an absolute http(s) URL.
 pub fn base_url(key: &str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value.trim()).map_err(|e| {
-        invalid(
-            key,
-            &format!("`{value}` is not a URL like https://api.example.com ({e})"),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().map_or(true, str::is_empty) {
-        return Err(invalid(key, &format!("`{value}` is not an http(s) URL with a host")));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid(key, "must not have a query or a fragment"));
-    }
-    Ok(url)
+    http_url(value, "https://api.example.com").map_err(|message| invalid(key, message))
 }
 
 /// The API credential a provider's settings name.
@@ -590,7 +578,7 @@ pub fn key_or_oauth<'a>(
         (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(invalid(
             key.0,
-            &format!("set either this or {}, not both", names.join(", ")),
+            format!("set either this or {}, not both", names.join(", ")),
         )),
         (Some(secret), None) => Ok(Some(Auth::Key(secret))),
         (None, Some(oauth)) => Ok(Some(Auth::OAuth(oauth))),
@@ -607,20 +595,12 @@ fn all_or_none<'a, const N: usize>(group: [(&str, Option<&'a str>); N]) -> Resul
         let names: Vec<_> = group.iter().map(|(key, _)| setting_name(key)).collect();
         return Err(invalid(
             missing,
-            &format!("is missing: {} are used together (set all or none)", names.join(", ")),
+            format!("is missing: {} are used together (set all or none)", names.join(", ")),
         ));
     }
     Ok(Some(
         group.map(|(_, value)| value.expect("every value was checked to be set")),
     ))
-}
-
-/// A configuration error about the setting `key`.
-pub fn invalid(key: &str, message: &str) -> ConfigError {
-    ConfigError::Invalid {
-        setting: setting_name(key),
-        message: message.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{
     agreement::AgreementStatus,
-    config::{mask, optional_string, string_list, Config, ConfigError},
+    config::{invalid, mask, optional_string, string_list, Config, ConfigError},
     event::{Notification, Subject},
 };
 
@@ -93,7 +93,7 @@ impl ApiSettings {
         )?;
         let Some(auth) = auth else { return Ok(None) };
         let tenant_id = self.fusesign_api_tenant_id.clone().ok_or_else(|| {
-            api::invalid(
+            invalid(
                 "fusesign_api_tenant_id",
                 "is required with API credentials: every FuseSign bundle request names its tenant",
             )

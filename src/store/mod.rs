@@ -64,7 +64,7 @@ impl Store {
     /// Connects to `DATABASE_URL`, creating the database first when it does not
     /// exist (several replicas may race to do so; losing the race is fine).
     pub async fn connect(settings: &Settings) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(&settings.database_url)
+        let options = PgConnectOptions::from_str(&settings.database.url)
             .map_err(StoreError::InvalidUrl)?
             .log_statements(tracing::log::LevelFilter::Debug)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
@@ -73,12 +73,12 @@ impl Store {
             // transaction after the lease and the events go back to the queue.
             .options([(
                 "idle_in_transaction_session_timeout",
-                format!("{}s", settings.worker_lease_secs),
+                format!("{}s", settings.worker.lease_secs),
             )]);
         ensure_database(&options).await?;
         let pool = PgPoolOptions::new()
-            .max_connections(settings.db_max_connections)
-            .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(settings.database.acquire_timeout())
             // A broken connection fails its query and is replaced; testing every
             // checkout would cost a round trip per request.
             .test_before_acquire(false)
