@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
-    providers::{PollError, Provider, Providers, WatchError},
+    providers::{CallError, PollError, Provider, Providers, WatchError},
     store::{DueAgreement, PollRecord, Store, StoreError},
     telemetry::metric,
 };
@@ -294,7 +294,10 @@ impl Reconciler {
 }
 
 fn no_answer() -> PollError {
-    PollError::Transport(format!("no answer within {} s", CALL_DEADLINE.as_secs()))
+    PollError::Call(CallError::Transport(format!(
+        "no answer within {} s",
+        CALL_DEADLINE.as_secs()
+    )))
 }
 
 /// Registers the agreement's webhook at `webhook_url` and records the outcome:
@@ -310,6 +313,9 @@ pub async fn register_webhook(
     fast_interval: Duration,
 ) -> Result<String, RegisterError> {
     let name = provider.name();
+    let Some(kind) = provider.watch_kind() else {
+        return Err(WatchError::Unsupported.into());
+    };
     let registered = tokio::time::timeout(CALL_DEADLINE, provider.watch(agreement_id, webhook_url))
         .await
         .unwrap_or_else(|_| Err(no_answer().into()));
@@ -318,7 +324,10 @@ pub async fn register_webhook(
     };
     match registered {
         Ok(webhook_id) => {
-            let recorded = store.watches().registered(name, agreement_id, &webhook_id).await?;
+            let recorded = store
+                .watches()
+                .registered(name, agreement_id, kind, &webhook_id)
+                .await?;
             count("registered");
             tracing::info!(provider = name, agreement_id, webhook_id = %recorded, "agreement webhook registered");
             if recorded != webhook_id {
@@ -350,7 +359,7 @@ pub async fn register_webhook(
                 fast_interval_secs = fast_interval.as_secs(),
                 "webhook registration failed; polling the agreement on the fast schedule and retrying"
             );
-            store.watches().failed(name, agreement_id, fast_interval).await?;
+            store.watches().failed(name, agreement_id, kind, fast_interval).await?;
             Err(error.into())
         }
     }

@@ -24,7 +24,7 @@ use super::{
     AppState,
 };
 use crate::{
-    providers::{matches_any, PollError, Provider, Providers, WatchError},
+    providers::{credentials::matches_any, PollError, Provider, Providers, WatchError},
     reconciler::{register_webhook, RegisterError},
     store::{AgreementView, EventFilter, EventPage, EventState},
     telemetry::metric,

@@ -23,13 +23,20 @@ pub struct Watches<'a> {
 }
 
 impl Watches<'_> {
-    /// Records a registered webhook (creating the agreement with no status if
-    /// it was never seen) and clears a pending registration. Returns the
-    /// webhook id now on record: another one when a concurrent registration
-    /// won, in which case `webhook_id` is surplus and should be deleted.
-    pub async fn registered(&self, provider: &str, agreement_id: &str, webhook_id: &str) -> Result<String, StoreError> {
+    /// Records a registered webhook (creating the agreement, a resource of
+    /// `kind`, with no status if it was never seen) and clears a pending
+    /// registration. Returns the webhook id now on record: another one when a
+    /// concurrent registration won, in which case `webhook_id` is surplus and
+    /// should be deleted.
+    pub async fn registered(
+        &self,
+        provider: &str,
+        agreement_id: &str,
+        kind: &str,
+        webhook_id: &str,
+    ) -> Result<String, StoreError> {
         let recorded = sqlx::query_scalar(
-            "INSERT INTO agreements (provider, agreement_id, resource_type, webhook_id) VALUES ($1, $2, 'agreement', $3)
+            "INSERT INTO agreements (provider, agreement_id, resource_type, webhook_id) VALUES ($1, $2, $3, $4)
              ON CONFLICT (provider, agreement_id) DO UPDATE
                 SET webhook_id = coalesce(agreements.webhook_id, EXCLUDED.webhook_id),
                     watch_pending = false,
@@ -39,18 +46,26 @@ impl Watches<'_> {
         )
         .bind(provider)
         .bind(agreement_id)
+        .bind(kind)
         .bind(webhook_id)
         .fetch_one(self.pool)
         .await?;
         Ok(recorded)
     }
 
-    /// A registration failed: the agreement (created if never seen) is polled
-    /// every `fast_interval` and the registration retried until it works.
-    pub async fn failed(&self, provider: &str, agreement_id: &str, fast_interval: Duration) -> Result<(), StoreError> {
+    /// A registration failed: the agreement (created as a resource of `kind`
+    /// if never seen) is polled every `fast_interval` and the registration
+    /// retried until it works.
+    pub async fn failed(
+        &self,
+        provider: &str,
+        agreement_id: &str,
+        kind: &str,
+        fast_interval: Duration,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO agreements (provider, agreement_id, resource_type, watch_pending, next_poll_at)
-             VALUES ($1, $2, 'agreement', true, now() + $3)
+             VALUES ($1, $2, $3, true, now() + $4)
              ON CONFLICT (provider, agreement_id) DO UPDATE
                 SET watch_pending = true,
                     next_poll_at = least(coalesce(agreements.next_poll_at, EXCLUDED.next_poll_at), EXCLUDED.next_poll_at),
@@ -58,6 +73,7 @@ impl Watches<'_> {
         )
         .bind(provider)
         .bind(agreement_id)
+        .bind(kind)
         .bind(fast_interval)
         .execute(self.pool)
         .await?;
