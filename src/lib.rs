@@ -13,6 +13,7 @@ pub mod silence;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod watching;
 pub mod worker;
 
 use std::{net::SocketAddr, sync::Arc};

@@ -4,8 +4,8 @@
 //! `SIGNHOOK_RECONCILE_STALE_AFTER`, polls them at a bounded rate and
 //! concurrency, and applies what it reads with the webhook rules
 //! (`Agreements::apply_poll`). It also retries failed per-agreement webhook
-//! registrations, removes the webhooks of finished agreements, and notices
-//! providers that have gone silent.
+//! registrations and removes the webhooks of finished agreements (through
+//! `watching`), and notices providers that have gone silent.
 //!
 //! Claims are rows (`poll_locked_until`), never memory, so any number of
 //! replicas can run it: an agreement is polled by one replica at a time.
@@ -22,27 +22,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
-    providers::{CallError, PollError, Provider, Providers, WatchError},
-    store::{DueAgreement, PollRecord, Store, StoreError},
+    providers::{within_deadline, PollError, Provider, Providers, CALL_DEADLINE},
+    store::{DueAgreement, PollRecord, Store},
     telemetry::metric,
+    watching::{self, WatchingError},
 };
 
 /// How long a claimed agreement stays invisible to other replicas; a replica
-/// that dies mid-poll leaves its claims to lapse after this.
+/// that dies mid-poll leaves its claims to lapse after this. Well above a
+/// provider call's deadline, so a claim outlives its calls.
 const CLAIM_LEASE: Duration = Duration::from_secs(300);
-/// Longest one provider call may take, its retries included (well inside the lease).
-const CALL_DEADLINE: Duration = Duration::from_secs(120);
+const _: () = assert!(CLAIM_LEASE.as_secs() > 2 * CALL_DEADLINE.as_secs());
 /// An agreement the provider does not know is looked at again after this.
 const NOT_FOUND_RETRY: Duration = Duration::from_secs(24 * 3600);
-
-/// Why registering an agreement's webhook failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
-    #[error(transparent)]
-    Watch(#[from] WatchError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 pub struct Reconciler {
     store: Store,
@@ -142,9 +134,7 @@ impl Reconciler {
         let name = provider.name();
         let id = due.agreement_id.as_str();
         self.pace.wait().await;
-        let polled = tokio::time::timeout(CALL_DEADLINE, provider.poll(id))
-            .await
-            .unwrap_or_else(|_| Err(no_answer()));
+        let polled = within_deadline(provider.poll(id)).await;
         let subject = match polled {
             Ok(subject) => subject,
             Err(PollError::NotFound) => {
@@ -174,7 +164,7 @@ impl Reconciler {
             if let Some(url) = self.settings.server.webhook_url(name) {
                 self.pace.wait().await;
                 // Outcome counted and logged inside; a failure keeps the flag.
-                let _ = register_webhook(&self.store, provider, id, &url, self.fast_interval()).await;
+                let _ = watching::register(&self.store, provider, id, &url, self.fast_interval()).await;
             }
         }
         PollRecord::Done {
@@ -204,35 +194,24 @@ impl Reconciler {
         let done = PollRecord::Done {
             fast_interval: self.fast_interval(),
         };
-        if let Some(webhook_id) = &due.webhook_id {
+        if due.webhook_id.is_some() {
             self.pace.wait().await;
-            let removed = tokio::time::timeout(CALL_DEADLINE, provider.unwatch(webhook_id))
-                .await
-                .unwrap_or_else(|_| Err(no_answer().into()));
-            match removed {
-                Ok(()) | Err(WatchError::Api(PollError::NotFound)) => {
-                    counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => "removed").increment(1);
-                    tracing::info!(provider = name, agreement_id = %due.agreement_id, "agreement finished; its webhook was removed");
-                }
-                Err(error) => {
-                    counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => "remove_failed")
-                        .increment(1);
-                    let retry_in = self.retry_in(due.poll_failures);
-                    tracing::warn!(provider = name, agreement_id = %due.agreement_id, %error,
-                        retry_in_secs = retry_in.as_secs(), "could not remove the finished agreement's webhook; will retry");
-                    return PollRecord::Failed {
-                        error: format!("removing the webhook: {error}"),
-                        retry_in,
-                    };
-                }
-            }
         }
-        match self.store.watches().removed(name, &due.agreement_id).await {
+        match watching::remove(&self.store, provider, &due.agreement_id, due.webhook_id.as_deref()).await {
             Ok(()) => done,
-            Err(error) => PollRecord::Failed {
+            Err(WatchingError::Store(error)) => PollRecord::Failed {
                 error: error.to_string(),
                 retry_in: self.fast_interval(),
             },
+            Err(error) => {
+                let retry_in = self.retry_in(due.poll_failures);
+                tracing::warn!(provider = name, agreement_id = %due.agreement_id, %error,
+                    retry_in_secs = retry_in.as_secs(), "could not remove the finished agreement's webhook; will retry");
+                PollRecord::Failed {
+                    error: format!("removing the webhook: {error}"),
+                    retry_in,
+                }
+            }
         }
     }
 
@@ -290,78 +269,6 @@ impl Reconciler {
         let factor = 2u32.saturating_pow(failures.clamp(0, 20) as u32);
         let cap = self.settings.reconcile.stale_after.get().max(self.fast_interval());
         self.fast_interval().saturating_mul(factor).min(cap)
-    }
-}
-
-fn no_answer() -> PollError {
-    PollError::Call(CallError::Transport(format!(
-        "no answer within {} s",
-        CALL_DEADLINE.as_secs()
-    )))
-}
-
-/// Registers the agreement's webhook at `webhook_url` and records the outcome:
-/// the webhook id on success; on failure the agreement goes on the fast
-/// polling schedule (the reconciler retries the registration on each of those
-/// polls). Shared by `POST /api/agreements/{provider}/{id}/watch` and the
-/// reconciler. Counted in `signhook_webhook_registrations_total`.
-pub async fn register_webhook(
-    store: &Store,
-    provider: &dyn Provider,
-    agreement_id: &str,
-    webhook_url: &str,
-    fast_interval: Duration,
-) -> Result<String, RegisterError> {
-    let name = provider.name();
-    let Some(kind) = provider.watch_kind() else {
-        return Err(WatchError::Unsupported.into());
-    };
-    let registered = tokio::time::timeout(CALL_DEADLINE, provider.watch(agreement_id, webhook_url))
-        .await
-        .unwrap_or_else(|_| Err(no_answer().into()));
-    let count = |outcome: &'static str| {
-        counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => outcome).increment(1)
-    };
-    match registered {
-        Ok(webhook_id) => {
-            let recorded = store
-                .watches()
-                .registered(name, agreement_id, kind, &webhook_id)
-                .await?;
-            count("registered");
-            tracing::info!(provider = name, agreement_id, webhook_id = %recorded, "agreement webhook registered");
-            if recorded != webhook_id {
-                // A concurrent registration won; ours would deliver everything twice.
-                if let Err(error) = provider.unwatch(&webhook_id).await {
-                    tracing::warn!(provider = name, agreement_id, surplus_webhook_id = %webhook_id, %error,
-                        "could not delete a surplus webhook; delete it at the provider");
-                }
-            }
-            Ok(recorded)
-        }
-        Err(error @ (WatchError::Unsupported | WatchError::Api(PollError::NotConfigured))) => Err(error.into()),
-        Err(WatchError::Api(PollError::NotFound)) => {
-            count("not_found");
-            tracing::warn!(
-                provider = name,
-                agreement_id,
-                "the provider does not know this agreement; no webhook registered"
-            );
-            store.watches().removed(name, agreement_id).await?;
-            Err(WatchError::Api(PollError::NotFound).into())
-        }
-        Err(error) => {
-            count("failed");
-            tracing::warn!(
-                provider = name,
-                agreement_id,
-                %error,
-                fast_interval_secs = fast_interval.as_secs(),
-                "webhook registration failed; polling the agreement on the fast schedule and retrying"
-            );
-            store.watches().failed(name, agreement_id, kind, fast_interval).await?;
-            Err(error.into())
-        }
     }
 }
 

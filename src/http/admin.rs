@@ -14,7 +14,6 @@ use axum::{
 };
 use std::collections::BTreeMap;
 
-use metrics::counter;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -25,9 +24,8 @@ use super::{
 };
 use crate::{
     providers::{credentials::matches_any, PollError, Provider, Providers, WatchError},
-    reconciler::{register_webhook, RegisterError},
     store::{AgreementView, EventFilter, EventPage, EventState},
-    telemetry::metric,
+    watching::{self, WatchingError},
 };
 
 const DEFAULT_PAGE: i64 = 100;
@@ -205,32 +203,22 @@ async fn watch(
             message: "SIGNHOOK_PUBLIC_URL is not set: the provider needs the public https URL to deliver to".to_owned(),
         });
     };
-    let current = state.store.watches().state(provider.name(), &agreement_id).await?;
-    if current.as_ref().is_some_and(|c| c.terminal) {
-        return Err(ApiError::Conflict {
-            code: "agreement_finished",
-            message: format!("{name} agreement `{agreement_id}` is finished; there is nothing left to watch"),
-        });
-    }
-    if current.as_ref().is_some_and(|c| c.webhook_id.is_some()) {
-        return view(&state, provider.name(), &agreement_id).await;
-    }
     let fast = state.settings.reconcile.fast_interval;
-    register_webhook(&state.store, provider.as_ref(), &agreement_id, &url, fast.get())
+    watching::watch(&state.store, provider.as_ref(), &agreement_id, &url, fast.get())
         .await
         .map_err(|error| match error {
-            RegisterError::Store(error) => ApiError::Store(error),
-            RegisterError::Watch(WatchError::Unsupported) => ApiError::BadRequest {
+            WatchingError::Provider(WatchError::Unsupported) => ApiError::BadRequest {
                 code: "watch_not_supported",
                 message: format!("{name} has no per-agreement webhooks"),
             },
-            RegisterError::Watch(WatchError::Api(error @ (PollError::NotConfigured | PollError::NotFound))) => {
+            WatchingError::Provider(WatchError::Api(error)) if !matches!(error, PollError::Call(_)) => {
                 provider_failed(&name, &agreement_id, error)
             }
-            RegisterError::Watch(WatchError::Api(error)) => ApiError::ProviderFailed {
+            WatchingError::Provider(WatchError::Api(error)) => ApiError::ProviderFailed {
                 code: "webhook_registration_failed",
                 message: format!("{name}: {error}; the agreement is polled every {fast} and the registration retried"),
             },
+            error => watching_failed(&name, &agreement_id, error),
         })?;
     view(&state, provider.name(), &agreement_id).await
 }
@@ -253,26 +241,25 @@ async fn unwatch(
 ) -> Result<Json<AgreementView>, ApiError> {
     let Path((name, agreement_id)) = path?;
     let provider = watchable(&state, &name)?.clone();
-    let Some(current) = state.store.watches().state(provider.name(), &agreement_id).await? else {
-        return Err(not_seen(&name, &agreement_id));
-    };
-    if let Some(webhook_id) = current.webhook_id {
-        match provider.unwatch(&webhook_id).await {
-            Ok(()) | Err(WatchError::Api(PollError::NotFound)) => {
-                counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => provider.name(), "outcome" => "removed")
-                    .increment(1);
-                tracing::info!(provider = provider.name(), agreement_id, "agreement webhook removed");
-            }
-            Err(WatchError::Unsupported) => return Err(ApiError::Internal),
-            Err(WatchError::Api(error)) => {
-                counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => provider.name(), "outcome" => "remove_failed")
-                    .increment(1);
-                return Err(provider_failed(&name, &agreement_id, error));
-            }
-        }
-    }
-    state.store.watches().removed(provider.name(), &agreement_id).await?;
+    watching::unwatch(&state.store, provider.as_ref(), &agreement_id)
+        .await
+        .map_err(|error| watching_failed(&name, &agreement_id, error))?;
     view(&state, provider.name(), &agreement_id).await
+}
+
+/// A watch or unwatch that did not happen, as the admin API reports it.
+fn watching_failed(name: &str, agreement_id: &str, error: WatchingError) -> ApiError {
+    match error {
+        WatchingError::NotSeen => not_seen(name, agreement_id),
+        WatchingError::Finished => ApiError::Conflict {
+            code: "agreement_finished",
+            message: format!("{name} agreement `{agreement_id}` is finished; there is nothing left to watch"),
+        },
+        // `watchable` checked that the provider has per-agreement webhooks.
+        WatchingError::Provider(WatchError::Unsupported) => ApiError::Internal,
+        WatchingError::Provider(WatchError::Api(error)) => provider_failed(name, agreement_id, error),
+        WatchingError::Store(error) => ApiError::Store(error),
+    }
 }
 
 /// `GET /api/providers`: what each provider is set up for and how it is doing.

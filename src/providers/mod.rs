@@ -23,7 +23,7 @@ pub mod oauth;
 pub mod payload;
 pub mod settings;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
@@ -45,6 +45,17 @@ const REGISTRY: &[(&str, Build)] = &[
     (boldsign::NAME, boldsign::build),
     (fusesign::NAME, fusesign::build),
 ];
+
+/// Longest one provider API call ([`Provider::poll`], `watch`, `unwatch`)
+/// may take, its retries included.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// `call`, or after [`CALL_DEADLINE`] a failure as of a call without answer.
+pub async fn within_deadline<T, E: From<CallError>>(call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    tokio::time::timeout(CALL_DEADLINE, call)
+        .await
+        .unwrap_or_else(|_| Err(CallError::Transport(format!("no answer within {} s", CALL_DEADLINE.as_secs())).into()))
+}
 
 /// Why a request is refused before anything is stored. Each variant maps to
 /// one HTTP status in `http::error`.
