@@ -1,8 +1,11 @@
-//! Normalized agreement status and the rules for moving between statuses.
+//! Normalized agreement status, and the one fold that moves an agreement:
+//! webhook batches, the reconciler's polls and manual refreshes all call
+//! [`AgreementState::apply`] and write back what it leaves; SQL never
+//! re-implements these rules.
 //!
-//! Providers deliver events late, twice and out of order, so the worker never
-//! "sets" a status: it asks [`transition`] whether an incoming event may replace
-//! the current one. These are pure functions so the rules are unit-tested here.
+//! Providers deliver events late, twice and out of order, so a change never
+//! "sets" a status: [`transition`] decides whether it may replace the current
+//! one. Everything here is pure, so the rules are unit-tested next to them.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,10 @@ impl AgreementStatus {
         Self::Failed,
     ];
 
+    /// The statuses that end an agreement's life, in the order the SQL that
+    /// selects open agreements lists them (see `store::reconcile::OPEN`).
+    pub const TERMINAL: [AgreementStatus; 4] = [Self::Completed, Self::Declined, Self::Cancelled, Self::Expired];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Draft => "draft",
@@ -50,7 +57,7 @@ impl AgreementStatus {
     /// A terminal status ends the agreement's life: nothing that happened
     /// before it, and no non-terminal event at all, may replace it.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Declined | Self::Cancelled | Self::Expired)
+        Self::TERMINAL.contains(&self)
     }
 
     /// Tie-breaker for two events stamped with the same instant (BoldSign
@@ -94,6 +101,87 @@ pub fn transition(current: Option<Current>, incoming: AgreementStatus, at: DateT
     at > current.at || (at == current.at && incoming.rank() >= current.status.rank())
 }
 
+/// What an agreement row holds that the rules read and write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgreementState {
+    pub status: Option<AgreementStatus>,
+    /// When the change that set `status` happened.
+    pub status_at: Option<DateTime<Utc>>,
+    /// The provider's own word for `status`, from the change that set it.
+    pub provider_status: Option<String>,
+    pub name: Option<String>,
+    /// The latest time of an event about the agreement (a poll is not one).
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+/// Where a change comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A webhook event, at the time the provider stamped it (or received).
+    Event,
+    /// The provider's API read at some instant (the reconciler, a refresh).
+    Poll,
+}
+
+/// One change to fold in: what an event or a poll says about the agreement.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub source: Source,
+    pub at: DateTime<Utc>,
+    /// `None`: the change says nothing about the status.
+    pub status: Option<AgreementStatus>,
+    pub provider_status: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+impl AgreementState {
+    /// Folds `change` in, the same way whatever order changes come in;
+    /// returns whether the state changed (only then is it written back).
+    ///
+    /// - The status moves as [`transition`] allows, taking the change's time
+    ///   and provider status with it.
+    /// - The name of the latest change wins (at or after the last event); an
+    ///   older one only fills a gap.
+    /// - `last_event_at` is the latest event time; polls leave it alone.
+    pub fn apply(&mut self, change: &Change<'_>) -> bool {
+        let before_event = self.last_event_at.is_some_and(|last| change.at < last);
+        let mut changed = false;
+        let current = self
+            .status
+            .zip(self.status_at)
+            .map(|(status, at)| Current { status, at });
+        if let Some(incoming) = change.status.filter(|s| transition(current, *s, change.at)) {
+            changed |= replace(&mut self.status, Some(incoming));
+            changed |= replace(&mut self.status_at, Some(change.at));
+            changed |= replace_str(&mut self.provider_status, change.provider_status);
+        }
+        if let Some(name) = change.name {
+            if !before_event || self.name.is_none() {
+                changed |= replace_str(&mut self.name, Some(name));
+            }
+        }
+        if change.source == Source::Event && !before_event {
+            changed |= replace(&mut self.last_event_at, Some(change.at));
+        }
+        changed
+    }
+}
+
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    let changed = *slot != value;
+    *slot = value;
+    changed
+}
+
+/// As [`replace`], allocating only when the text differs.
+fn replace_str(slot: &mut Option<String>, value: Option<&str>) -> bool {
+    if slot.as_deref() == value {
+        return false;
+    }
+    *slot = value.map(str::to_owned);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::AgreementStatus::*;
@@ -130,6 +218,149 @@ mod tests {
                 expected,
                 "{current:?} <- {incoming:?}@{at}"
             );
+        }
+    }
+
+    /// A state with `status` set at `status_at`, named `name`, last event at `last`.
+    fn state(status: Option<(AgreementStatus, i64, &str)>, name: Option<&str>, last: Option<i64>) -> AgreementState {
+        AgreementState {
+            status: status.map(|s| s.0),
+            status_at: status.map(|s| t(s.1)),
+            provider_status: status.map(|s| s.2.to_owned()),
+            name: name.map(str::to_owned),
+            last_event_at: last.map(t),
+        }
+    }
+
+    #[test]
+    fn fold_table() {
+        use Source::*;
+        let signed = Some((Completed, 20, "SIGNED"));
+        let out = Some((InProgress, 10, "OUT_FOR_SIGNATURE"));
+        // (before, change (source, at, status, provider status, name), after, changed)
+        let cases = [
+            // A first event sets everything.
+            (
+                state(None, None, None),
+                (Event, 10, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA")),
+                state(out, Some("NDA"), Some(10)),
+                true,
+            ),
+            // A later terminal event moves the status, renames, and advances last_event_at.
+            (
+                state(out, Some("NDA"), Some(10)),
+                (Event, 20, Some(Completed), Some("SIGNED"), Some("NDA v2")),
+                state(signed, Some("NDA v2"), Some(20)),
+                true,
+            ),
+            // A late "viewed": no status change, no rename, last_event_at stays.
+            (
+                state(signed, Some("NDA v2"), Some(20)),
+                (Event, 15, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA")),
+                state(signed, Some("NDA v2"), Some(20)),
+                false,
+            ),
+            // An older event fills a missing name.
+            (
+                state(signed, None, Some(20)),
+                (Event, 15, None, None, Some("NDA")),
+                state(signed, Some("NDA"), Some(20)),
+                true,
+            ),
+            // An event that says nothing new about status or name still moves last_event_at.
+            (
+                state(signed, Some("NDA"), Some(20)),
+                (Event, 25, None, None, None),
+                state(signed, Some("NDA"), Some(25)),
+                true,
+            ),
+            // A replayed copy of the same event changes nothing.
+            (
+                state(signed, Some("NDA"), Some(20)),
+                (Event, 20, Some(Completed), Some("SIGNED"), Some("NDA")),
+                state(signed, Some("NDA"), Some(20)),
+                false,
+            ),
+            // A terminal event stamped before the in-flight one still finishes the agreement.
+            (
+                state(Some((InProgress, 30, "OUT_FOR_SIGNATURE")), None, Some(30)),
+                (Event, 5, Some(Completed), Some("SIGNED"), None),
+                state(Some((Completed, 5, "SIGNED")), None, Some(30)),
+                true,
+            ),
+            // A poll moves the status and renames, but is not an event.
+            (
+                state(out, Some("NDA"), Some(10)),
+                (Poll, 40, Some(Completed), Some("SIGNED"), Some("NDA (signed)")),
+                state(Some((Completed, 40, "SIGNED")), Some("NDA (signed)"), Some(10)),
+                true,
+            ),
+            // A poll of a finished agreement that reads "in progress" changes nothing.
+            (
+                state(signed, Some("NDA"), Some(20)),
+                (Poll, 40, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA")),
+                state(signed, Some("NDA"), Some(20)),
+                false,
+            ),
+            // A poll without a normalized status keeps the status, and creates nothing.
+            (
+                state(None, None, None),
+                (Poll, 40, None, Some("Archived"), None),
+                state(None, None, None),
+                false,
+            ),
+            // A poll stamped before the last event (clock skew) only fills a missing name.
+            (
+                state(out, Some("NDA"), Some(50)),
+                (Poll, 40, None, None, Some("Other")),
+                state(out, Some("NDA"), Some(50)),
+                false,
+            ),
+        ];
+        for (before, (source, at, status, provider_status, name), after, changed) in cases {
+            let change = Change {
+                source,
+                at: t(at),
+                status,
+                provider_status,
+                name,
+            };
+            let mut folded = before.clone();
+            assert_eq!(folded.apply(&change), changed, "{before:?} <- {change:?}");
+            assert_eq!(folded, after, "{before:?} <- {change:?}");
+        }
+    }
+
+    /// Statuses and event times do not depend on the delivery order (names
+    /// do: an older name only fills a gap, so one name is used here).
+    #[test]
+    fn folding_events_in_any_order_ends_in_the_same_state() {
+        let events = [
+            (10, Some(InProgress), Some("OUT_FOR_SIGNATURE"), None),
+            (20, Some(InProgress), Some("OUT_FOR_SIGNATURE"), None),
+            (30, Some(Completed), Some("SIGNED"), Some("NDA final")),
+            (40, Some(InProgress), Some("OUT_FOR_SIGNATURE"), None),
+        ];
+        let fold = |order: &[usize]| {
+            let mut state = AgreementState::default();
+            for &i in order {
+                let (at, status, provider_status, name) = events[i];
+                state.apply(&Change {
+                    source: Source::Event,
+                    at: t(at),
+                    status,
+                    provider_status,
+                    name,
+                });
+            }
+            state
+        };
+        let expected = fold(&[0, 1, 2, 3]);
+        assert_eq!(expected.status, Some(Completed));
+        assert_eq!(expected.name.as_deref(), Some("NDA final"));
+        assert_eq!(expected.last_event_at, Some(t(40)));
+        for order in [[3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2], [0, 2, 1, 3]] {
+            assert_eq!(fold(&order), expected, "{order:?}");
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod agreement;
 pub mod config;
+pub mod event;
 pub mod http;
 pub mod providers;
 pub mod reconciler;
@@ -12,9 +13,10 @@ pub mod silence;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod watching;
 pub mod worker;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +59,7 @@ impl Application {
             metrics::gauge!(telemetry::metric::PROVIDER_SILENT, "provider" => name).set(0.0);
         }
         let providers = Providers::from_config(&config)?;
-        let addr = settings.listen_addr()?;
+        let addr = settings.server.listen_addr()?;
         let store = Store::connect(&settings).await?;
         store.migrate().await?;
         let listener = TcpListener::bind(addr)
@@ -78,16 +80,16 @@ impl Application {
     /// within the configured grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let state = self.state;
-        let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+        let grace = state.settings.server.shutdown_grace();
         warn_about_configuration(&state);
         // Several loops claim disjoint batches (SKIP LOCKED), so applying
         // overlaps with the next claim and commit.
-        let workers: Vec<_> = (0..state.settings.worker_concurrency)
+        let workers: Vec<_> = (0..state.settings.worker.concurrency)
             .map(|_| {
                 let worker = Worker::new(
                     state.store.clone(),
                     state.providers.clone(),
-                    &state.settings,
+                    &state.settings.worker,
                     state.worker.clone(),
                 );
                 tokio::spawn(worker.run(shutdown.clone()))
@@ -102,7 +104,7 @@ impl Application {
         ];
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
 
-        let header_timeout = Duration::from_millis(state.settings.header_read_timeout_ms);
+        let header_timeout = state.settings.server.header_read_timeout();
         let server = tokio::spawn(http::serve(
             self.listener,
             http::router(state),
@@ -131,7 +133,7 @@ impl Application {
 }
 
 fn warn_about_configuration(state: &AppState) {
-    if state.settings.admin_token.is_none() {
+    if state.settings.server.admin_token.is_none() {
         tracing::warn!("SIGNHOOK_ADMIN_TOKEN is not set: the admin API (/api/*) is disabled and answers 404");
     }
     for provider in state.providers.iter() {

@@ -121,7 +121,7 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
 /// The server answers `/healthz` on the address it listens on; a wildcard
 /// address is reached through loopback of the same family.
 async fn healthcheck(config: &Config, timeout: Duration) -> anyhow::Result<()> {
-    let url = healthz_url(config.settings.listen_addr()?);
+    let url = healthz_url(config.settings.server.listen_addr()?);
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .no_proxy()
@@ -153,7 +153,7 @@ fn parse_timeout(raw: &str) -> Result<Duration, String> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let _logs = telemetry::init(config.settings.log_format);
+    let _logs = telemetry::init(config.settings.server.log_format);
     let store = Store::connect(&config.settings).await?;
     store.migrate().await?;
     tracing::info!("migrations applied");
@@ -161,7 +161,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let _logs = telemetry::init(config.settings.log_format);
+    let _logs = telemetry::init(config.settings.server.log_format);
     let app = Application::build(config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

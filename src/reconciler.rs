@@ -3,9 +3,9 @@
 //! of pollable providers that have heard nothing for
 //! `SIGNHOOK_RECONCILE_STALE_AFTER`, polls them at a bounded rate and
 //! concurrency, and applies what it reads with the webhook rules
-//! (`Store::apply_poll`). It also retries failed per-agreement webhook
-//! registrations, removes the webhooks of finished agreements, and notices
-//! providers that have gone silent.
+//! (`Agreements::apply_poll`). It also retries failed per-agreement webhook
+//! registrations and removes the webhooks of finished agreements (through
+//! `watching`), and notices providers that have gone silent.
 //!
 //! Claims are rows (`poll_locked_until`), never memory, so any number of
 //! replicas can run it: an agreement is polled by one replica at a time.
@@ -22,27 +22,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
-    providers::{PollError, Provider, Providers, WatchError},
-    store::{DueAgreement, PollRecord, Store, StoreError},
+    providers::{within_deadline, PollError, Provider, Providers, CALL_DEADLINE},
+    store::{DueAgreement, PollRecord, Store},
     telemetry::metric,
+    watching::{self, WatchingError},
 };
 
 /// How long a claimed agreement stays invisible to other replicas; a replica
-/// that dies mid-poll leaves its claims to lapse after this.
+/// that dies mid-poll leaves its claims to lapse after this. Well above a
+/// provider call's deadline, so a claim outlives its calls.
 const CLAIM_LEASE: Duration = Duration::from_secs(300);
-/// Longest one provider call may take, its retries included (well inside the lease).
-const CALL_DEADLINE: Duration = Duration::from_secs(120);
+const _: () = assert!(CLAIM_LEASE.as_secs() > 2 * CALL_DEADLINE.as_secs());
 /// An agreement the provider does not know is looked at again after this.
 const NOT_FOUND_RETRY: Duration = Duration::from_secs(24 * 3600);
-
-/// Why registering an agreement's webhook failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
-    #[error(transparent)]
-    Watch(#[from] WatchError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 pub struct Reconciler {
     store: Store,
@@ -53,7 +45,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(store: Store, providers: Providers, settings: Arc<Settings>) -> Self {
-        let pace = Pace::per_minute(settings.reconcile_max_per_minute);
+        let pace = Pace::per_minute(settings.reconcile.max_per_minute);
         Self {
             store,
             providers,
@@ -71,7 +63,7 @@ impl Reconciler {
             .filter(|p| p.can_poll())
             .map(|p| p.name())
             .collect();
-        let interval = self.settings.reconcile_interval.get();
+        let interval = self.settings.reconcile.interval.get();
         while !shutdown.is_cancelled() {
             self.check_silence().await;
             if !pollable.is_empty() {
@@ -88,15 +80,16 @@ impl Reconciler {
     /// Works through the due agreements, `concurrency` at a time, up to one
     /// minute's worth of calls per tick so silence checks keep running.
     async fn reconcile(&self, pollable: &[&str], shutdown: &CancellationToken) {
-        let batch_size = self.settings.reconcile_concurrency;
-        let mut budget = self.settings.reconcile_max_per_minute as usize;
+        let batch_size = self.settings.reconcile.concurrency;
+        let mut budget = self.settings.reconcile.max_per_minute as usize;
         while budget > 0 && !shutdown.is_cancelled() {
             let limit = batch_size.min(budget);
             let claimed = self
                 .store
+                .polling()
                 .claim_due(
                     pollable,
-                    self.settings.reconcile_stale_after.get(),
+                    self.settings.reconcile.stale_after.get(),
                     limit as i64,
                     CLAIM_LEASE,
                 )
@@ -114,7 +107,7 @@ impl Reconciler {
             tokio::select! {
                 _ = work => {}
                 _ = shutdown.cancelled() => {
-                    if let Err(error) = self.store.release_claims(&batch).await {
+                    if let Err(error) = self.store.polling().release(&batch).await {
                         tracing::warn!(%error, "could not give back claimed agreements; their claims lapse after the lease");
                     }
                     return;
@@ -131,7 +124,7 @@ impl Reconciler {
             true => self.remove_webhook(provider.as_ref(), due).await,
             false => self.poll(provider.as_ref(), due).await,
         };
-        if let Err(error) = self.store.record_poll(due, &record).await {
+        if let Err(error) = self.store.polling().record(due, &record).await {
             tracing::warn!(%error, provider = %due.provider, agreement_id = %due.agreement_id,
                 "could not record the poll; the claim lapses and it is polled again");
         }
@@ -141,9 +134,7 @@ impl Reconciler {
         let name = provider.name();
         let id = due.agreement_id.as_str();
         self.pace.wait().await;
-        let polled = tokio::time::timeout(CALL_DEADLINE, provider.poll(id))
-            .await
-            .unwrap_or_else(|_| Err(no_answer()));
+        let polled = within_deadline(provider.poll(id)).await;
         let subject = match polled {
             Ok(subject) => subject,
             Err(PollError::NotFound) => {
@@ -160,7 +151,7 @@ impl Reconciler {
             }
             Err(error) => return self.poll_failed(name, due, error.to_string()),
         };
-        match self.store.apply_poll(name, &subject, Utc::now()).await {
+        match self.store.agreements().apply_poll(name, &subject, Utc::now()).await {
             Ok(changed) => {
                 let outcome = if changed { "changed" } else { "unchanged" };
                 counter!(metric::POLLS, "provider" => name, "outcome" => outcome).increment(1);
@@ -170,10 +161,10 @@ impl Reconciler {
         }
         let finished = subject.status.is_some_and(|s| s.is_terminal());
         if due.watch_pending && !finished {
-            if let Some(url) = self.settings.webhook_url(name) {
+            if let Some(url) = self.settings.server.webhook_url(name) {
                 self.pace.wait().await;
                 // Outcome counted and logged inside; a failure keeps the flag.
-                let _ = register_webhook(&self.store, provider, id, &url, self.fast_interval()).await;
+                let _ = watching::register(&self.store, provider, id, &url, self.fast_interval()).await;
             }
         }
         PollRecord::Done {
@@ -203,35 +194,24 @@ impl Reconciler {
         let done = PollRecord::Done {
             fast_interval: self.fast_interval(),
         };
-        if let Some(webhook_id) = &due.webhook_id {
+        if due.webhook_id.is_some() {
             self.pace.wait().await;
-            let removed = tokio::time::timeout(CALL_DEADLINE, provider.unwatch(webhook_id))
-                .await
-                .unwrap_or_else(|_| Err(no_answer().into()));
-            match removed {
-                Ok(()) | Err(WatchError::Api(PollError::NotFound)) => {
-                    counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => "removed").increment(1);
-                    tracing::info!(provider = name, agreement_id = %due.agreement_id, "agreement finished; its webhook was removed");
-                }
-                Err(error) => {
-                    counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => "remove_failed")
-                        .increment(1);
-                    let retry_in = self.retry_in(due.poll_failures);
-                    tracing::warn!(provider = name, agreement_id = %due.agreement_id, %error,
-                        retry_in_secs = retry_in.as_secs(), "could not remove the finished agreement's webhook; will retry");
-                    return PollRecord::Failed {
-                        error: format!("removing the webhook: {error}"),
-                        retry_in,
-                    };
-                }
-            }
         }
-        match self.store.watch_removed(name, &due.agreement_id).await {
+        match watching::remove(&self.store, provider, &due.agreement_id, due.webhook_id.as_deref()).await {
             Ok(()) => done,
-            Err(error) => PollRecord::Failed {
+            Err(WatchingError::Store(error)) => PollRecord::Failed {
                 error: error.to_string(),
                 retry_in: self.fast_interval(),
             },
+            Err(error) => {
+                let retry_in = self.retry_in(due.poll_failures);
+                tracing::warn!(provider = name, agreement_id = %due.agreement_id, %error,
+                    retry_in_secs = retry_in.as_secs(), "could not remove the finished agreement's webhook; will retry");
+                PollRecord::Failed {
+                    error: format!("removing the webhook: {error}"),
+                    retry_in,
+                }
+            }
         }
     }
 
@@ -239,13 +219,13 @@ impl Reconciler {
     /// replica sees it first) and polls its open agreements at once; then
     /// publishes every provider's silence and last webhook as gauges.
     async fn check_silence(&self) {
-        let silence_after = self.settings.silence_after.get();
+        let silence_after = self.settings.reconcile.silence_after.get();
         for provider in self.providers.iter() {
             let name = provider.name();
-            match self.store.begin_silence(name, silence_after).await {
+            match self.store.activity().begin_silence(name, silence_after).await {
                 Ok(Some(since)) => {
                     let polled = match provider.can_poll() {
-                        true => self.store.poll_all_now(name).await.unwrap_or_else(|error| {
+                        true => self.store.polling().poll_all_now(name).await.unwrap_or_else(|error| {
                             tracing::warn!(%error, provider = name, "could not schedule the silent provider's agreements");
                             0
                         }),
@@ -262,11 +242,11 @@ impl Reconciler {
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, provider = name, "silence check failed"),
             }
-            if let Err(error) = self.store.end_idle_silence(name).await {
+            if let Err(error) = self.store.activity().end_idle_silence(name).await {
                 tracing::warn!(%error, provider = name, "silence check failed");
             }
         }
-        match self.store.provider_activity().await {
+        match self.store.activity().all().await {
             Ok(rows) => {
                 for provider in self.providers.iter() {
                     let name = provider.name();
@@ -280,78 +260,15 @@ impl Reconciler {
     }
 
     fn fast_interval(&self) -> Duration {
-        self.settings.reconcile_fast_interval.get()
+        self.settings.reconcile.fast_interval.get()
     }
 
     /// After `failures` failures in a row: the fast interval, doubling, at
     /// most the stale period.
     fn retry_in(&self, failures: i32) -> Duration {
         let factor = 2u32.saturating_pow(failures.clamp(0, 20) as u32);
-        let cap = self.settings.reconcile_stale_after.get().max(self.fast_interval());
+        let cap = self.settings.reconcile.stale_after.get().max(self.fast_interval());
         self.fast_interval().saturating_mul(factor).min(cap)
-    }
-}
-
-fn no_answer() -> PollError {
-    PollError::Transport(format!("no answer within {} s", CALL_DEADLINE.as_secs()))
-}
-
-/// Registers the agreement's webhook at `webhook_url` and records the outcome:
-/// the webhook id on success; on failure the agreement goes on the fast
-/// polling schedule (the reconciler retries the registration on each of those
-/// polls). Shared by `POST /api/agreements/{provider}/{id}/watch` and the
-/// reconciler. Counted in `signhook_webhook_registrations_total`.
-pub async fn register_webhook(
-    store: &Store,
-    provider: &dyn Provider,
-    agreement_id: &str,
-    webhook_url: &str,
-    fast_interval: Duration,
-) -> Result<String, RegisterError> {
-    let name = provider.name();
-    let registered = tokio::time::timeout(CALL_DEADLINE, provider.watch(agreement_id, webhook_url))
-        .await
-        .unwrap_or_else(|_| Err(no_answer().into()));
-    let count = |outcome: &'static str| {
-        counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => name, "outcome" => outcome).increment(1)
-    };
-    match registered {
-        Ok(webhook_id) => {
-            let recorded = store.watch_registered(name, agreement_id, &webhook_id).await?;
-            count("registered");
-            tracing::info!(provider = name, agreement_id, webhook_id = %recorded, "agreement webhook registered");
-            if recorded != webhook_id {
-                // A concurrent registration won; ours would deliver everything twice.
-                if let Err(error) = provider.unwatch(&webhook_id).await {
-                    tracing::warn!(provider = name, agreement_id, surplus_webhook_id = %webhook_id, %error,
-                        "could not delete a surplus webhook; delete it at the provider");
-                }
-            }
-            Ok(recorded)
-        }
-        Err(error @ (WatchError::Unsupported | WatchError::Api(PollError::NotConfigured))) => Err(error.into()),
-        Err(WatchError::Api(PollError::NotFound)) => {
-            count("not_found");
-            tracing::warn!(
-                provider = name,
-                agreement_id,
-                "the provider does not know this agreement; no webhook registered"
-            );
-            store.watch_removed(name, agreement_id).await?;
-            Err(WatchError::Api(PollError::NotFound).into())
-        }
-        Err(error) => {
-            count("failed");
-            tracing::warn!(
-                provider = name,
-                agreement_id,
-                %error,
-                fast_interval_secs = fast_interval.as_secs(),
-                "webhook registration failed; polling the agreement on the fast schedule and retrying"
-            );
-            store.watch_failed(name, agreement_id, fast_interval).await?;
-            Err(error.into())
-        }
     }
 }
 

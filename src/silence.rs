@@ -70,7 +70,7 @@ impl Activity {
                     .iter()
                     .filter_map(|(name, ms)| DateTime::from_timestamp_millis(*ms).map(|at| (*name, at)))
                     .collect();
-                match store.record_activity(&seen).await {
+                match store.activity().record(&seen).await {
                     Ok(()) => written.extend(fresh),
                     Err(error) => tracing::warn!(%error, "could not record webhook activity; will retry"),
                 }

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    config::Settings,
-    providers::{Notification, Providers},
-    store::{Claim, ClaimedEvent, Store, StoreError},
+    config::WorkerSettings,
+    event::Notification,
+    providers::Providers,
+    store::{Agreements, Claim, ClaimedEvent, Store, StoreError},
     telemetry::metric,
 };
 
@@ -74,19 +75,19 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(store: Store, providers: Providers, settings: &Settings, handle: WorkerHandle) -> Self {
+    pub fn new(store: Store, providers: Providers, settings: &WorkerSettings, handle: WorkerHandle) -> Self {
         Self {
             store,
             providers,
             handle,
-            batch_size: settings.worker_batch_size,
-            batch_max_bytes: settings.worker_batch_max_bytes,
-            lease: Duration::from_secs(settings.worker_lease_secs),
-            poll_interval: Duration::from_millis(settings.worker_poll_interval_ms),
-            max_attempts: settings.worker_max_attempts,
-            retry_base: Duration::from_millis(settings.worker_retry_base_ms),
-            retry_max: Duration::from_millis(settings.worker_retry_max_ms),
-            vacuum_every: settings.worker_queue_vacuum_every,
+            batch_size: settings.batch_size,
+            batch_max_bytes: settings.batch_max_bytes,
+            lease: settings.lease(),
+            poll_interval: Duration::from_millis(settings.poll_interval_ms),
+            max_attempts: settings.max_attempts,
+            retry_base: Duration::from_millis(settings.retry_base_ms),
+            retry_max: Duration::from_millis(settings.retry_max_ms),
+            vacuum_every: settings.queue_vacuum_every,
             since_vacuum: AtomicU64::new(0),
         }
     }
@@ -100,9 +101,12 @@ impl Worker {
         let mut error_backoff = self.poll_interval;
         while !shutdown.is_cancelled() {
             // Bounded: a stalled or unreachable database must not hang the loop.
-            let claimed = tokio::time::timeout(self.lease, self.store.claim(self.batch_size, self.batch_max_bytes))
-                .await
-                .unwrap_or(Err(StoreError::TimedOut));
+            let claimed = tokio::time::timeout(
+                self.lease,
+                self.store.queue().claim(self.batch_size, self.batch_max_bytes),
+            )
+            .await
+            .unwrap_or(Err(StoreError::TimedOut));
             match claimed {
                 Ok(claim) if claim.events.is_empty() => {
                     drop(claim);
@@ -129,7 +133,7 @@ impl Worker {
     }
 
     /// Vacuums the queue table in the background every `vacuum_every` events
-    /// (see [`Store::vacuum_queue`]); the worker does not wait for it.
+    /// (see [`Queue::vacuum`](crate::store::Queue::vacuum)); the worker does not wait for it.
     fn vacuum_queue_now_and_then(&self, claimed: u64) {
         let done = self.since_vacuum.fetch_add(claimed, Ordering::Relaxed) + claimed;
         if self.vacuum_every == 0 || done < self.vacuum_every {
@@ -139,7 +143,7 @@ impl Worker {
         let store = self.store.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            match store.vacuum_queue().await {
+            match store.queue().vacuum().await {
                 Ok(()) => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "queue vacuumed"),
                 Err(error) => tracing::warn!(%error, "could not vacuum the queue table; autovacuum will"),
             }
@@ -172,7 +176,7 @@ impl Worker {
         let items: Vec<_> = parsed.iter().map(|(e, n)| (*e, n)).collect();
         // Bounded: a timed-out batch may still commit; applying again is harmless.
         let applied = tokio::time::timeout(self.lease, async {
-            Store::apply_claimed(&mut tx, &items).await?;
+            Agreements::apply_claimed(&mut tx, &items).await?;
             tx.commit().await.map_err(StoreError::from)
         })
         .await
@@ -222,10 +226,10 @@ impl Worker {
 
     /// Claims, applies and commits one event; false when it was not runnable.
     async fn apply_one(&self, event: &ClaimedEvent, notification: &Notification) -> Result<bool, StoreError> {
-        let Some(mut tx) = self.store.claim_one(event.id).await? else {
+        let Some(mut tx) = self.store.queue().claim_one(event.id).await? else {
             return Ok(false);
         };
-        Store::apply_claimed(&mut tx, &[(event, notification)]).await?;
+        Agreements::apply_claimed(&mut tx, &[(event, notification)]).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -260,7 +264,7 @@ impl Worker {
                 tracing::warn!(id = event.id, event_id = %event.event_id, error = %message, attempts, retry_in_ms = retry_in.as_millis() as u64, "event failed; will retry")
             }
         }
-        if let Err(error) = self.store.fail(event.id, &message, dead, retry_in).await {
+        if let Err(error) = self.store.queue().fail(event.id, &message, dead, retry_in).await {
             tracing::warn!(%error, "could not record the failure; the event stays queued and is tried again");
         }
     }

@@ -14,7 +14,6 @@ use axum::{
 };
 use std::collections::BTreeMap;
 
-use metrics::counter;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -24,10 +23,9 @@ use super::{
     AppState,
 };
 use crate::{
-    providers::{matches_any, PollError, Provider, Providers, WatchError},
-    reconciler::{register_webhook, RegisterError},
+    providers::{credentials::matches_any, PollError, Provider, Providers, WatchError},
     store::{AgreementView, EventFilter, EventPage, EventState},
-    telemetry::metric,
+    watching::{self, WatchingError},
 };
 
 const DEFAULT_PAGE: i64 = 100;
@@ -51,7 +49,7 @@ pub fn router() -> Router<AppState> {
 
 /// Bearer-token check, compared in constant time.
 pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let Some(token) = state.settings.admin_token.as_deref() else {
+    let Some(token) = state.settings.server.admin_token.as_deref() else {
         return Err(ApiError::NotFound("no such resource".to_owned()));
     };
     let presented = request
@@ -123,11 +121,13 @@ async fn refresh(
         .map_err(|error| provider_failed(&name, &agreement_id, error))?;
     state
         .store
+        .agreements()
         .apply_poll(provider.name(), &subject, chrono::Utc::now())
         .await?;
     state
         .store
-        .agreement(provider.name(), &subject.id)
+        .agreements()
+        .get(provider.name(), &subject.id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no {name} agreement `{agreement_id}`")))
@@ -165,7 +165,8 @@ fn watchable<'a>(state: &'a AppState, name: &str) -> Result<&'a std::sync::Arc<d
 async fn view(state: &AppState, provider: &str, agreement_id: &str) -> Result<Json<AgreementView>, ApiError> {
     state
         .store
-        .agreement(provider, agreement_id)
+        .agreements()
+        .get(provider, agreement_id)
         .await?
         .map(Json)
         .ok_or_else(|| not_seen(provider, agreement_id))
@@ -196,38 +197,28 @@ async fn watch(
 ) -> Result<Json<AgreementView>, ApiError> {
     let Path((name, agreement_id)) = path?;
     let provider = watchable(&state, &name)?.clone();
-    let Some(url) = state.settings.webhook_url(provider.name()) else {
+    let Some(url) = state.settings.server.webhook_url(provider.name()) else {
         return Err(ApiError::Conflict {
             code: "public_url_not_configured",
             message: "SIGNHOOK_PUBLIC_URL is not set: the provider needs the public https URL to deliver to".to_owned(),
         });
     };
-    let current = state.store.watch_state(provider.name(), &agreement_id).await?;
-    if current.as_ref().is_some_and(|c| c.terminal) {
-        return Err(ApiError::Conflict {
-            code: "agreement_finished",
-            message: format!("{name} agreement `{agreement_id}` is finished; there is nothing left to watch"),
-        });
-    }
-    if current.as_ref().is_some_and(|c| c.webhook_id.is_some()) {
-        return view(&state, provider.name(), &agreement_id).await;
-    }
-    let fast = state.settings.reconcile_fast_interval;
-    register_webhook(&state.store, provider.as_ref(), &agreement_id, &url, fast.get())
+    let fast = state.settings.reconcile.fast_interval;
+    watching::watch(&state.store, provider.as_ref(), &agreement_id, &url, fast.get())
         .await
         .map_err(|error| match error {
-            RegisterError::Store(error) => ApiError::Store(error),
-            RegisterError::Watch(WatchError::Unsupported) => ApiError::BadRequest {
+            WatchingError::Provider(WatchError::Unsupported) => ApiError::BadRequest {
                 code: "watch_not_supported",
                 message: format!("{name} has no per-agreement webhooks"),
             },
-            RegisterError::Watch(WatchError::Api(error @ (PollError::NotConfigured | PollError::NotFound))) => {
+            WatchingError::Provider(WatchError::Api(error)) if !matches!(error, PollError::Call(_)) => {
                 provider_failed(&name, &agreement_id, error)
             }
-            RegisterError::Watch(WatchError::Api(error)) => ApiError::ProviderFailed {
+            WatchingError::Provider(WatchError::Api(error)) => ApiError::ProviderFailed {
                 code: "webhook_registration_failed",
                 message: format!("{name}: {error}; the agreement is polled every {fast} and the registration retried"),
             },
+            error => watching_failed(&name, &agreement_id, error),
         })?;
     view(&state, provider.name(), &agreement_id).await
 }
@@ -250,26 +241,25 @@ async fn unwatch(
 ) -> Result<Json<AgreementView>, ApiError> {
     let Path((name, agreement_id)) = path?;
     let provider = watchable(&state, &name)?.clone();
-    let Some(current) = state.store.watch_state(provider.name(), &agreement_id).await? else {
-        return Err(not_seen(&name, &agreement_id));
-    };
-    if let Some(webhook_id) = current.webhook_id {
-        match provider.unwatch(&webhook_id).await {
-            Ok(()) | Err(WatchError::Api(PollError::NotFound)) => {
-                counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => provider.name(), "outcome" => "removed")
-                    .increment(1);
-                tracing::info!(provider = provider.name(), agreement_id, "agreement webhook removed");
-            }
-            Err(WatchError::Unsupported) => return Err(ApiError::Internal),
-            Err(WatchError::Api(error)) => {
-                counter!(metric::WEBHOOK_REGISTRATIONS, "provider" => provider.name(), "outcome" => "remove_failed")
-                    .increment(1);
-                return Err(provider_failed(&name, &agreement_id, error));
-            }
-        }
-    }
-    state.store.watch_removed(provider.name(), &agreement_id).await?;
+    watching::unwatch(&state.store, provider.as_ref(), &agreement_id)
+        .await
+        .map_err(|error| watching_failed(&name, &agreement_id, error))?;
     view(&state, provider.name(), &agreement_id).await
+}
+
+/// A watch or unwatch that did not happen, as the admin API reports it.
+fn watching_failed(name: &str, agreement_id: &str, error: WatchingError) -> ApiError {
+    match error {
+        WatchingError::NotSeen => not_seen(name, agreement_id),
+        WatchingError::Finished => ApiError::Conflict {
+            code: "agreement_finished",
+            message: format!("{name} agreement `{agreement_id}` is finished; there is nothing left to watch"),
+        },
+        // `watchable` checked that the provider has per-agreement webhooks.
+        WatchingError::Provider(WatchError::Unsupported) => ApiError::Internal,
+        WatchingError::Provider(WatchError::Api(error)) => provider_failed(name, agreement_id, error),
+        WatchingError::Store(error) => ApiError::Store(error),
+    }
 }
 
 /// `GET /api/providers`: what each provider is set up for and how it is doing.
@@ -277,8 +267,8 @@ async fn unwatch(
     responses((status = 200, description = "every provider", body = ProvidersView)),
     security(("admin_token" = [])))]
 async fn providers(State(state): State<AppState>) -> Result<Json<ProvidersView>, ApiError> {
-    let activity = state.store.provider_activity().await?;
-    let mut counts = state.store.provider_counts().await?;
+    let activity = state.store.activity().all().await?;
+    let mut counts = state.store.counts().per_provider().await?;
     let providers = state
         .providers
         .iter()
@@ -393,7 +383,12 @@ async fn events(
     };
     let page = state
         .store
-        .list_events(&EventFilter {
+        .events()
+        .list(&EventFilter {
+            providers: match &query.provider {
+                Some(provider) => vec![provider.clone()],
+                None => Providers::names().map(str::to_owned).collect(),
+            },
             provider: query.provider,
             agreement_id: query.agreement_id,
             state: state_filter,
@@ -409,7 +404,7 @@ async fn events(
     responses((status = 200, description = "`{\"events\": {state: count}}`", body = Object)),
     security(("admin_token" = [])))]
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let counts = state.store.count_by_state().await?;
+    let counts = state.store.counts().by_state().await?;
     Ok(Json(json!({ "events": counts })))
 }
 
@@ -428,7 +423,7 @@ async fn replay(
         code: "invalid_path",
         message: format!("event id `{raw}` is not an integer"),
     })?;
-    if !state.store.replay(id).await? {
+    if !state.store.queue().replay(id).await? {
         return Err(ApiError::NotFound(format!("no event with id {id}")));
     }
     state.worker.wake();

@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         }
     }
     // A receive-only replica (SIGNHOOK_WORKER_CONCURRENCY=0) runs no worker.
-    if state.settings.worker_concurrency > 0 && !state.worker.is_running() {
+    if state.settings.worker.concurrency > 0 && !state.worker.is_running() {
         return Err(unavailable(
             "worker_stopped",
             "the background worker is not running".to_owned(),
@@ -52,13 +52,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 /// database at scrape time (skipped, not failed, when it does not answer).
 pub async fn metrics(State(state): State<AppState>) -> String {
     let refresh = async {
-        let counts = state.store.count_by_state().await?;
+        let counts = state.store.counts().by_state().await?;
         for (name, count) in counts.by_state() {
             gauge!(metric::EVENTS, "state" => name).set(count as f64);
         }
-        let age = state.store.oldest_unprocessed_age().await?;
+        let age = state.store.counts().oldest_unprocessed_age().await?;
         gauge!(metric::OLDEST_PENDING_AGE).set(age.as_secs_f64());
-        state.store.provider_activity().await
+        state.store.activity().all().await
     };
     let activity = match tokio::time::timeout(PING_TIMEOUT, refresh)
         .await

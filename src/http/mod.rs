@@ -60,14 +60,14 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, providers: Providers, worker: WorkerHandle, settings: Arc<Settings>) -> Self {
-        let budget_kib = (settings.max_inflight_body_bytes / 1024).min(Semaphore::MAX_PERMITS);
+        let budget_kib = (settings.server.max_inflight_body_bytes / 1024).min(Semaphore::MAX_PERMITS);
         let limits = BatchLimits {
-            max_rows: settings.ingest_batch_max_rows,
-            max_bytes: settings.ingest_batch_max_bytes,
+            max_rows: settings.ingest.batch_max_rows,
+            max_bytes: settings.ingest.batch_max_bytes,
         };
         let wake = worker.clone();
         Self {
-            ingest: IngestWriter::start(store.clone(), settings.ingest_writers, limits, move || wake.wake()),
+            ingest: IngestWriter::start(store.clone(), settings.ingest.writers, limits, move || wake.wake()),
             store,
             providers,
             worker,
@@ -107,7 +107,9 @@ pub fn router(state: AppState) -> Router {
                     ApiError::Overloaded
                 }))
                 .layer(LoadShedLayer::new())
-                .layer(ConcurrencyLimitLayer::new(state.settings.max_concurrent_requests)),
+                .layer(ConcurrencyLimitLayer::new(
+                    state.settings.server.max_concurrent_requests,
+                )),
         );
     Router::new()
         .merge(webhooks)

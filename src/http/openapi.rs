@@ -67,7 +67,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     responses((status = 200, description = "this document", content_type = "application/json"),
         (status = 404, description = "the admin API is disabled (no SIGNHOOK_ADMIN_TOKEN)")))]
 pub async fn openapi_json(State(state): State<AppState>) -> Result<Json<utoipa::openapi::OpenApi>, ApiError> {
-    match state.settings.admin_token {
+    match state.settings.server.admin_token {
         Some(_) => Ok(Json(document())),
         None => Err(ApiError::NotFound("no such resource".to_owned())),
     }

@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use super::{error::ApiError, AppState};
 use crate::{
+    event::{NewEvent, Receipt},
     providers::{Ack, Provider},
-    store::{NewEvent, Receipt},
     telemetry::metric,
 };
 
@@ -41,7 +41,7 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let provider = state.provider(&provider?.0)?.clone();
     let started = Instant::now();
-    let deadline = state.settings.request_timeout();
+    let deadline = state.settings.server.request_timeout();
     let mut event_id = None;
     let accepted = tokio::time::timeout(
         deadline,
@@ -81,7 +81,7 @@ async fn accept(
     body: Body,
     event_id: &mut Option<String>,
 ) -> Result<(Response, Receipt), ApiError> {
-    let limit = state.settings.max_body_bytes;
+    let limit = state.settings.server.max_body_bytes;
     let declared = declared_length(headers);
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });

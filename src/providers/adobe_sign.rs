@@ -24,13 +24,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
-    json_object_sparse, matches_any, parse_time, str_at, Ack, CredentialHeader, Notification, PollError, Provider,
-    ProviderError, Receipt, Sender, Subject, WatchError,
+    api::{self, Api, ApiClient, CallError, Credential},
+    credentials::{matches_any, CredentialHeader},
+    oauth::OAuthSession,
+    payload::{json_object_sparse, parse_time, str_at},
+    settings::{base_url, key_or_oauth, Auth, ClientSettings},
+    Ack, PollError, Provider, ProviderError, Sender, WatchError,
 };
 use crate::{
     agreement::AgreementStatus,
-    config::{mask, optional_string, string_list, Config, ConfigError},
+    config::{invalid, mask, optional_string, string_list, Config, ConfigError},
+    event::{Notification, Receipt, Subject},
 };
 
 pub const NAME: &str = "adobe-sign";
@@ -42,7 +46,9 @@ const CLIENT_ID_HEADER: CredentialHeader = CredentialHeader {
 /// Resource objects a notification may carry, in the order we look for them
 /// when `eventResourceType` does not name one. Library documents (templates)
 /// have no signing lifecycle and are stored without an agreement.
-const RESOURCE_KINDS: [&str; 3] = ["agreement", "widget", "megaSign"];
+const RESOURCE_KINDS: [&str; 3] = [AGREEMENT, "widget", "megaSign"];
+/// The resource kind of an agreement: what is polled and watched.
+const AGREEMENT: &str = "agreement";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -72,9 +78,9 @@ impl Settings {
             .iter()
             .find(|event| !event.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
         {
-            Some(bad) => Err(api::invalid(
+            Some(bad) => Err(invalid(
                 "adobe_sign_webhook_events",
-                &format!("`{bad}` is not an Adobe Sign event name like AGREEMENT_ALL or AGREEMENT_WORKFLOW_COMPLETED"),
+                format!("`{bad}` is not an Adobe Sign event name like AGREEMENT_ALL or AGREEMENT_WORKFLOW_COMPLETED"),
             )),
             None => Ok(self.adobe_sign_webhook_events.clone()),
         }
@@ -110,9 +116,9 @@ impl ApiSettings {
         let base = self
             .adobe_sign_api_base
             .as_deref()
-            .map(|base| api::base_url("adobe_sign_api_base", base))
+            .map(|base| base_url("adobe_sign_api_base", base))
             .transpose()?;
-        let auth = api::key_or_oauth(
+        let auth = key_or_oauth(
             ("adobe_sign_api_token", self.adobe_sign_api_token.as_deref()),
             [
                 ("adobe_sign_oauth_client_id", self.adobe_sign_oauth_client_id.as_deref()),
@@ -128,7 +134,7 @@ impl ApiSettings {
         )?;
         let Some(auth) = auth else { return Ok(None) };
         let base = base.ok_or_else(|| {
-            api::invalid(
+            invalid(
                 "adobe_sign_api_base",
                 "is required with API credentials: the account's apiAccessPoint, e.g. https://api.na1.adobesign.com",
             )
@@ -279,12 +285,12 @@ impl Provider for AdobeSign {
             let agreement = api
                 .get_json(api.url(&["api", "rest", "v6", "agreements", agreement_id]))
                 .await?;
-            agreement_subject(agreement_id, &agreement)
+            Ok(agreement_subject(agreement_id, &agreement)?)
         })
     }
 
-    fn can_watch(&self) -> bool {
-        true
+    fn watch_kind(&self) -> Option<&'static str> {
+        Some(AGREEMENT)
     }
 
     fn watch<'a>(&'a self, agreement_id: &'a str, webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
@@ -295,7 +301,7 @@ impl Provider for AdobeSign {
                 .post_json(api.url(&["api", "rest", "v6", "webhooks"]), &body)
                 .await?;
             let id = str_at(&created, "/id")
-                .ok_or_else(|| PollError::InvalidResponse("the webhook creation answer has no id".to_owned()))?;
+                .ok_or_else(|| CallError::InvalidResponse("the webhook creation answer has no id".to_owned()))?;
             Ok(id.into_owned())
         })
     }
@@ -336,12 +342,12 @@ fn webhook_info(agreement_id: &str, webhook_url: &str, events: &[String]) -> Val
 
 /// The agreement as `GET /agreements/{id}` describes it; its `status` goes
 /// through the same table as a notification's resource status.
-fn agreement_subject(agreement_id: &str, agreement: &Value) -> Result<Subject, PollError> {
+fn agreement_subject(agreement_id: &str, agreement: &Value) -> Result<Subject, CallError> {
     let status = str_at(agreement, "/status")
-        .ok_or_else(|| PollError::InvalidResponse("the agreement has no status".to_owned()))?
+        .ok_or_else(|| CallError::InvalidResponse("the agreement has no status".to_owned()))?
         .into_owned();
     Ok(Subject {
-        kind: "agreement".to_owned(),
+        kind: AGREEMENT.to_owned(),
         id: agreement_id.to_owned(),
         name: str_at(agreement, "/name").map(|s| s.into_owned()),
         status: Some(resource_status_of(&status)),
@@ -464,7 +470,7 @@ mod tests {
             json!({"status": {}}),
         ] {
             assert!(
-                matches!(agreement_subject("CBJ1", &bad), Err(PollError::InvalidResponse(_))),
+                matches!(agreement_subject("CBJ1", &bad), Err(CallError::InvalidResponse(_))),
                 "{bad}"
             );
         }

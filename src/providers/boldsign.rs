@@ -18,13 +18,16 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{
-    api::{self, Api, ApiClient, ClientSettings, Credential},
-    json_object_sparse, parse_time, str_at, CredentialHeader, Notification, PollError, Provider, ProviderError, Sender,
-    Subject,
+    api::{self, Api, ApiClient, CallError, Credential},
+    credentials::CredentialHeader,
+    payload::{json_object_sparse, parse_time, str_at},
+    settings::{base_url, ClientSettings},
+    PollError, Provider, ProviderError, Sender,
 };
 use crate::{
     agreement::AgreementStatus,
     config::{mask, optional_string, string_list, Config, ConfigError},
+    event::{Notification, Subject},
 };
 
 pub const NAME: &str = "boldsign";
@@ -79,7 +82,7 @@ impl ApiSettings {
     /// The API client; `None` (polling off) without an API key.
     fn api(&self, config: &Config) -> Result<Option<Api>, ConfigError> {
         let client_settings = ClientSettings::from_config(config)?;
-        let base = api::base_url(
+        let base = base_url(
             "boldsign_api_base",
             self.boldsign_api_base.as_deref().unwrap_or(DEFAULT_API_BASE),
         )?;
@@ -312,16 +315,16 @@ impl Provider for BoldSign {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
             let mut url = api.url(&["v1", "document", "properties"]);
             url.query_pairs_mut().append_pair("documentId", agreement_id);
-            document_subject(agreement_id, &api.get_json(url).await?)
+            Ok(document_subject(agreement_id, &api.get_json(url).await?)?)
         })
     }
 }
 
 /// The document as `GET /v1/document/properties` describes it. A status this
 /// module does not know is kept as `provider_status` with no normalized status.
-fn document_subject(document_id: &str, document: &Value) -> Result<Subject, PollError> {
+fn document_subject(document_id: &str, document: &Value) -> Result<Subject, CallError> {
     let status = str_at(document, "/status")
-        .ok_or_else(|| PollError::InvalidResponse("the document has no status".to_owned()))?
+        .ok_or_else(|| CallError::InvalidResponse("the document has no status".to_owned()))?
         .into_owned();
     Ok(Subject {
         kind: "document".to_owned(),
@@ -614,7 +617,7 @@ mod tests {
         }
         for bad in [json!({"documentId": "d1"}), json!({"status": null}), json!("Completed")] {
             assert!(
-                matches!(document_subject("d1", &bad), Err(PollError::InvalidResponse(_))),
+                matches!(document_subject("d1", &bad), Err(CallError::InvalidResponse(_))),
                 "{bad}"
             );
         }

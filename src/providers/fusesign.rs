@@ -20,13 +20,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    api::{self, Api, ApiClient, Auth, ClientSettings, Credential, OAuthSession},
-    json_object_sparse, matches_any, parse_time, str_at, CredentialHeader, Notification, PollError, Provider,
-    ProviderError, Sender, Subject,
+    api::{self, Api, ApiClient, CallError, Credential},
+    credentials::{matches_any, CredentialHeader},
+    oauth::OAuthSession,
+    payload::{json_object_sparse, parse_time, str_at},
+    settings::{base_url, key_or_oauth, Auth, ClientSettings},
+    PollError, Provider, ProviderError, Sender,
 };
 use crate::{
     agreement::AgreementStatus,
-    config::{mask, optional_string, string_list, Config, ConfigError},
+    config::{invalid, mask, optional_string, string_list, Config, ConfigError},
+    event::{Notification, Subject},
 };
 
 pub const NAME: &str = "fusesign";
@@ -79,11 +83,11 @@ impl ApiSettings {
     /// The API client and tenant; `None` (polling off) when no credential is set.
     fn api(&self, config: &Config) -> Result<Option<(Api, String)>, ConfigError> {
         let client_settings = ClientSettings::from_config(config)?;
-        let base = api::base_url(
+        let base = base_url(
             "fusesign_api_base",
             self.fusesign_api_base.as_deref().unwrap_or(DEFAULT_API_BASE),
         )?;
-        let auth = api::key_or_oauth(
+        let auth = key_or_oauth(
             ("fusesign_api_token", self.fusesign_api_token.as_deref()),
             [
                 ("fusesign_api_client_id", self.fusesign_api_client_id.as_deref()),
@@ -93,7 +97,7 @@ impl ApiSettings {
         )?;
         let Some(auth) = auth else { return Ok(None) };
         let tenant_id = self.fusesign_api_tenant_id.clone().ok_or_else(|| {
-            api::invalid(
+            invalid(
                 "fusesign_api_tenant_id",
                 "is required with API credentials: every FuseSign bundle request names its tenant",
             )
@@ -228,7 +232,7 @@ impl Provider for FuseSign {
             url.query_pairs_mut()
                 .append_pair("TenantId", tenant_id)
                 .append_pair("BundleId", agreement_id);
-            bundle_subject(agreement_id, &api.get_json(url).await?)
+            Ok(bundle_subject(agreement_id, &api.get_json(url).await?)?)
         })
     }
 }
@@ -240,11 +244,11 @@ impl Provider for FuseSign {
 /// are not shown. We read `Status` (the answer is PascalCase; camelCase, which
 /// an older version of the reference shows, is accepted too) and map it with
 /// [`bundle_status_of`]. A bundle without that field is an
-/// [`PollError::InvalidResponse`] naming it, so a wrong guess shows at once.
-fn bundle_subject(bundle_id: &str, bundle: &Value) -> Result<Subject, PollError> {
+/// [`CallError::InvalidResponse`] naming it, so a wrong guess shows at once.
+fn bundle_subject(bundle_id: &str, bundle: &Value) -> Result<Subject, CallError> {
     let field = |pascal: &str, camel: &str| str_at(bundle, pascal).or_else(|| str_at(bundle, camel));
     let status = field("/Status", "/status")
-        .ok_or_else(|| PollError::InvalidResponse("the bundle has no Status".to_owned()))?
+        .ok_or_else(|| CallError::InvalidResponse("the bundle has no Status".to_owned()))?
         .into_owned();
     Ok(Subject {
         kind: "bundle".to_owned(),
@@ -336,7 +340,7 @@ mod tests {
         assert_eq!((camel.status, camel.name.as_deref()), (Some(InProgress), Some("s")));
         for bad in [json!({"Id": "b1"}), json!({"Status": ""}), json!(null)] {
             assert!(
-                matches!(bundle_subject("b1", &bad), Err(PollError::InvalidResponse(_))),
+                matches!(bundle_subject("b1", &bad), Err(CallError::InvalidResponse(_))),
                 "{bad}"
             );
         }

@@ -6,26 +6,34 @@
 //! `build(&Config)` constructor, and add one line to [`REGISTRY`].
 //!
 //! Besides receiving webhooks, a provider may read an agreement's current
-//! status from its REST API ([`Provider::poll`]), through the shared client in
-//! [`api`]; that is the backup for lost webhooks and the manual refresh.
+//! status from its REST API ([`Provider::poll`]) and register per-agreement
+//! webhooks ([`Provider::watch`]), through the shared client in [`api`]; that
+//! is the backup for lost webhooks and the manual refresh.
+//!
+//! What the providers share, one file per concern: reading payloads
+//! (`payload`), webhook credentials (`credentials`), the API client with its
+//! retries (`api`), OAuth sessions (`oauth`) and the API settings (`settings`).
 
 pub mod adobe_sign;
 pub mod api;
 pub mod boldsign;
+pub mod credentials;
 pub mod fusesign;
+pub mod oauth;
+pub mod payload;
+pub mod settings;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 
-pub use crate::store::Receipt;
+pub use self::api::CallError;
 use crate::{
-    agreement::AgreementStatus,
     config::{Config, ConfigError},
+    event::{Notification, Receipt, Subject},
 };
 
 type Build = fn(&Config) -> Result<Arc<dyn Provider>, ConfigError>;
@@ -37,6 +45,17 @@ const REGISTRY: &[(&str, Build)] = &[
     (boldsign::NAME, boldsign::build),
     (fusesign::NAME, fusesign::build),
 ];
+
+/// Longest one provider API call ([`Provider::poll`], `watch`, `unwatch`)
+/// may take, its retries included.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// `call`, or after [`CALL_DEADLINE`] a failure as of a call without answer.
+pub async fn within_deadline<T, E: From<CallError>>(call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    tokio::time::timeout(CALL_DEADLINE, call)
+        .await
+        .unwrap_or_else(|_| Err(CallError::Transport(format!("no answer within {} s", CALL_DEADLINE.as_secs())).into()))
+}
 
 /// Why a request is refused before anything is stored. Each variant maps to
 /// one HTTP status in `http::error`.
@@ -75,21 +94,22 @@ pub enum PollError {
     /// for it, not failing ([`Provider::can_poll`] is false).
     #[error("no API credentials are configured for this provider")]
     NotConfigured,
-    /// The provider answered 404: it does not know this agreement (or this
-    /// account cannot see it). Asking again will not help.
+    /// The provider does not know this agreement (it answered 404, or the
+    /// id is blank). Asking again will not help.
     #[error("the provider does not know this agreement")]
     NotFound,
-    /// The provider answered an error, after retries for 429 and 5xx. `message`
-    /// is a short reason taken from the answer, never the whole body. 401/403
-    /// mean the credentials are wrong or lack a permission.
-    #[error("the provider answered {status}: {message}")]
-    Provider { status: u16, message: String },
-    /// No answer, after retries: timeout, connection refused, TLS or DNS error.
-    #[error("could not reach the provider: {0}")]
-    Transport(String),
-    /// A 2xx answer that is not what the provider documents (not JSON, no status).
-    #[error("unexpected answer from the provider: {0}")]
-    InvalidResponse(String),
+    /// The API call failed otherwise, after its retries.
+    #[error(transparent)]
+    Call(CallError),
+}
+
+impl From<CallError> for PollError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::NotFound => Self::NotFound,
+            error => Self::Call(error),
+        }
+    }
 }
 
 /// Why [`Provider::watch`] or [`Provider::unwatch`] failed.
@@ -105,41 +125,18 @@ pub enum WatchError {
     Api(#[from] PollError),
 }
 
+impl From<CallError> for WatchError {
+    fn from(error: CallError) -> Self {
+        Self::Api(error.into())
+    }
+}
+
 /// Who sent a request, once authenticated.
 #[derive(Debug, Clone, Default)]
 pub struct Sender {
     /// The account the event belongs to as the credential proves it (Adobe
     /// client ID); payload-level tenants come from [`Notification::tenant`].
     pub tenant: Option<String>,
-}
-
-/// What one notification says, extracted from the raw body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notification {
-    /// The provider's id for this event: the dedupe key.
-    pub event_id: String,
-    pub event_type: String,
-    /// The provider's time of the event, when it states one.
-    pub occurred_at: Option<DateTime<Utc>>,
-    /// The tenant / account / environment named by the payload.
-    pub tenant: Option<String>,
-    /// The agreement-like resource the event is about, if any (a BoldSign
-    /// "Verification" or template event has none).
-    pub subject: Option<Subject>,
-}
-
-/// The resource a notification is about and what it says of its status.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Subject {
-    /// `agreement`, `widget`, `megaSign`, `document`, `bundle`...
-    pub kind: String,
-    pub id: String,
-    pub name: Option<String>,
-    /// The normalized status this event implies; `None` for events that say
-    /// nothing about status (they are still recorded in history).
-    pub status: Option<AgreementStatus>,
-    /// The provider's own word for the status, kept for operators.
-    pub provider_status: Option<String>,
 }
 
 /// What the webhook answers on success.
@@ -203,11 +200,17 @@ pub trait Provider: Send + Sync + 'static {
         Box::pin(async { Err(PollError::NotConfigured) })
     }
 
-    /// Whether the provider has per-agreement webhooks that
-    /// [`Provider::watch`] registers (API credentials are needed as well:
-    /// without them it answers [`PollError::NotConfigured`]).
+    /// The kind of resource [`Provider::watch`] registers per-agreement
+    /// webhooks for (`agreement`), as its subjects name it; `None` when the
+    /// provider has none. API credentials are needed as well: without them
+    /// watching answers [`PollError::NotConfigured`].
+    fn watch_kind(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether the provider has per-agreement webhooks (see [`Provider::watch_kind`]).
     fn can_watch(&self) -> bool {
-        false
+        self.watch_kind().is_some()
     }
 
     /// Registers a webhook for this one agreement, delivering to
@@ -249,225 +252,6 @@ impl Providers {
     }
 }
 
-/// Parses a JSON body that must be an object.
-pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ProviderError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ProviderError::invalid_payload("the body must be a JSON object")),
-        Err(e) => Err(ProviderError::invalid_payload(format!(
-            "the body is not valid JSON: {e}"
-        ))),
-    }
-}
-
-/// Parses a JSON object body keeping only the values at `paths` (`"a/b"` is
-/// key `b` of the object at key `a`; a kept value is kept whole). The whole
-/// body is still checked to be JSON, but everything else is skipped without
-/// being built: providers read a handful of fields from payloads of a few
-/// kilobytes to megabytes, and building the full tree was most of the cost of
-/// receiving a notification. Arrays on the way to a path are not descended
-/// into (kept as empty). Errors are worded as [`json_object`]'s.
-pub fn json_object_sparse(body: &[u8], paths: &[&str]) -> Result<serde_json::Map<String, Value>, ProviderError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = serde::de::DeserializeSeed::deserialize(Sparse(paths), &mut deserializer)
-        .and_then(|value| deserializer.end().map(|()| value));
-    match parsed {
-        Ok(Value::Object(map)) => Ok(map),
-        // Not JSON, or not an object: let the full parser word the error.
-        _ => json_object(body),
-    }
-}
-
-/// The paths still wanted below the current value.
-struct Sparse<'p>(&'p [&'p str]);
-
-impl<'de> serde::de::DeserializeSeed<'de> for Sparse<'_> {
-    type Value = Value;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Sparse<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(Value::Array(Vec::new()))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut kept = serde_json::Map::new();
-        while let Some(key) = map.next_key_seed(Key)? {
-            let key = key.as_ref();
-            if self.0.contains(&key) {
-                kept.insert(key.to_owned(), map.next_value::<Value>()?);
-                continue;
-            }
-            let below: Vec<&str> = self
-                .0
-                .iter()
-                .filter_map(|path| path.strip_prefix(key)?.strip_prefix('/'))
-                .collect();
-            if below.is_empty() {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            } else {
-                kept.insert(key.to_owned(), map.next_value_seed(Sparse(&below))?);
-            }
-        }
-        Ok(Value::Object(kept))
-    }
-}
-
-/// An object key, borrowed from the body unless it has escapes.
-struct Key;
-
-impl<'de> serde::de::DeserializeSeed<'de> for Key {
-    type Value = std::borrow::Cow<'de, str>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Key {
-    type Value = std::borrow::Cow<'de, str>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Borrowed(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(v.to_owned()))
-    }
-}
-
-/// A non-empty string at `pointer` (e.g. `/event/id`); numbers are accepted as
-/// ids since providers are not always consistent.
-pub fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<std::borrow::Cow<'a, str>> {
-    match value.pointer(pointer)? {
-        Value::String(s) if !s.trim().is_empty() => Some(std::borrow::Cow::Borrowed(s.as_str())),
-        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
-        _ => None,
-    }
-}
-
-/// Parses a provider timestamp: RFC 3339 with any number of fractional digits
-/// (FuseSign sends seven), a zone-less ISO-8601 time taken as UTC, or unix
-/// seconds (BoldSign).
-pub fn parse_time(value: &Value) -> Option<DateTime<Utc>> {
-    match value {
-        Value::Number(n) => n.as_i64().and_then(|secs| DateTime::from_timestamp(secs, 0)),
-        Value::String(s) => {
-            let s = s.trim();
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Some(t.with_timezone(&Utc));
-            }
-            if let Ok(secs) = s.parse::<i64>() {
-                return DateTime::from_timestamp(secs, 0);
-            }
-            [
-                "%Y-%m-%dT%H:%M:%S%.f",
-                "%Y-%m-%d %H:%M:%S%.f",
-                "%Y-%m-%dT%H:%M:%S%.f%z",
-                "%Y-%m-%dT%H:%M:%S%.f%#z",
-            ]
-            .iter()
-            .find_map(|format| {
-                DateTime::parse_from_str(s, format)
-                    .map(|t| t.with_timezone(&Utc))
-                    .ok()
-                    .or_else(|| NaiveDateTime::parse_from_str(s, format).ok().map(|t| t.and_utc()))
-            })
-        }
-        _ => None,
-    }
-}
-
-/// A provider's authentication header, and the error codes for its absence
-/// and its misuse.
-pub struct CredentialHeader {
-    /// As documented (`X-BoldSign-Signature`); lookups are case-insensitive.
-    pub name: &'static str,
-    pub missing_code: &'static str,
-    pub malformed_code: &'static str,
-}
-
-impl CredentialHeader {
-    /// The header's single, non-empty, visible-ASCII value. Several copies are
-    /// refused rather than guessed between.
-    pub fn read<'a>(&self, headers: &'a HeaderMap) -> Result<&'a str, ProviderError> {
-        let malformed = |message: String| ProviderError::InvalidCredential {
-            code: self.malformed_code,
-            message,
-        };
-        let mut values = headers.get_all(self.name).iter();
-        let value = match (values.next(), values.next()) {
-            (Some(value), None) => value
-                .to_str()
-                .map_err(|_| malformed(format!("the {} header is not visible ASCII", self.name)))?
-                .trim(),
-            (Some(_), Some(_)) => return Err(malformed(format!("the {} header appears more than once", self.name))),
-            (None, _) => "",
-        };
-        if value.is_empty() {
-            return Err(ProviderError::MissingCredential {
-                code: self.missing_code,
-                message: format!("the {} header is required", self.name),
-            });
-        }
-        Ok(value)
-    }
-}
-
-/// Whether `candidate` equals one of `accepted`, comparing every entry in
-/// constant time so timing reveals neither which entry nor how much matched.
-pub fn matches_any(candidate: &[u8], accepted: &[impl AsRef<[u8]>]) -> bool {
-    accepted
-        .iter()
-        .fold(subtle::Choice::from(0), |found, secret| {
-            found | candidate.ct_eq(secret.as_ref())
-        })
-        .into()
-}
-
 /// Helpers for the providers' unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -503,94 +287,6 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn sparse_parsing_keeps_exactly_the_wanted_paths() {
-        let body = br#"{"id":"e1","skip":{"deep":[1,{"x":2}],"s":"a\"b"},"obj":{"id":7,"name":null,"big":[1,2,3],
-                        "inner":{"status":"SIGNED","other":true}},"esc\u0061ped":"yes","arr":[{"id":"no"}],
-                        "whole":{"a":[1,2],"b":{"c":3}},"prim":"not an object","id":"e2"}"#;
-        let paths = [
-            "id",
-            "obj/id",
-            "obj/name",
-            "obj/inner/status",
-            "escaped",
-            "arr/id",
-            "whole",
-            "prim/id",
-            "gone",
-        ];
-        let sparse = Value::Object(json_object_sparse(body, &paths).expect("valid object"));
-        assert_eq!(
-            sparse,
-            json!({
-                "id": "e2",
-                "obj": {"id": 7, "name": null, "inner": {"status": "SIGNED"}},
-                "escaped": "yes",
-                "arr": [],
-                "whole": {"a": [1, 2], "b": {"c": 3}},
-                "prim": "not an object",
-            })
-        );
-        // The kept values are the full parse's.
-        let full = Value::Object(json_object(body).expect("valid object"));
-        for pointer in ["/id", "/obj/id", "/obj/inner/status", "/whole", "/prim"] {
-            assert_eq!(sparse.pointer(pointer), full.pointer(pointer), "{pointer}");
-        }
-    }
-
-    #[test]
-    fn sparse_parsing_words_errors_as_the_full_parser() {
-        for body in [
-            &b"[1,2]"[..],
-            b"\"text\"",
-            b"{\"id\": ",
-            b"{\"id\":1} trailing",
-            b"\xff",
-            b"",
-        ] {
-            let sparse = json_object_sparse(body, &["id"]).map_err(|e| e.to_string());
-            let full = json_object(body).map_err(|e| e.to_string());
-            assert!(sparse.is_err(), "{body:?}");
-            assert_eq!(sparse, full, "{body:?}");
-        }
-    }
-
-    #[test]
-    fn parses_provider_timestamps() {
-        let cases = [
-            (json!("2026-11-20T09:41:27Z"), "2026-11-20T09:41:27+00:00"),
-            (
-                json!("2020-09-14T03:54:07.2844251Z"),
-                "2020-09-14T03:54:07.284425100+00:00",
-            ),
-            (
-                json!("2020-09-14T03:54:07.2844251"),
-                "2020-09-14T03:54:07.284425100+00:00",
-            ),
-            (json!("2026-11-20T10:41:27+01:00"), "2026-11-20T09:41:27+00:00"),
-            (json!("2026-11-20T09:41:27.000-0000"), "2026-11-20T09:41:27+00:00"),
-            (json!(1763631687), "2025-11-20T09:41:27+00:00"),
-            (json!("1763631687"), "2025-11-20T09:41:27+00:00"),
-        ];
-        for (input, expected) in cases {
-            let parsed = parse_time(&input).unwrap_or_else(|| panic!("{input} parses"));
-            assert_eq!(parsed.to_rfc3339(), expected, "{input}");
-        }
-        for bad in [json!("yesterday"), json!(null), json!({}), json!(""), json!(1e300)] {
-            assert_eq!(parse_time(&bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn matches_any_compares_whole_values() {
-        let accepted = ["alpha", "beta"];
-        assert!(matches_any(b"beta", &accepted));
-        assert!(!matches_any(b"bet", &accepted));
-        assert!(!matches_any(b"", &accepted));
-        assert!(!matches_any(b"alpha", &[] as &[&str]));
-    }
 
     #[test]
     fn every_registered_provider_has_a_unique_name() {

@@ -1,20 +1,23 @@
 //! Agreements and their history. Events are applied in batches, one
 //! transaction per batch: each event locks its agreement row, is recorded in
-//! history (once: UNIQUE on the event), and moves the status if the transition
-//! rules allow; then the whole batch is marked processed. Rows are locked in
+//! history (once: UNIQUE on the event), and is folded into its agreement by
+//! [`AgreementState::apply`]; then the whole batch is marked processed. Rows are locked in
 //! one global order (provider, agreement id), so concurrent batches — other
 //! worker loops, other replicas — wait for each other but never deadlock.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, PgPool};
 
-use super::{ClaimedEvent, Store, StoreError};
+use super::{ClaimedEvent, StoreError};
 use crate::{
-    agreement::{self, AgreementStatus, Current},
-    providers::{Notification, Subject},
+    agreement::{AgreementState, AgreementStatus, Source},
+    event::{Notification, Subject},
 };
 
 #[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
@@ -53,11 +56,28 @@ pub struct HistoryEntry {
     pub source: String,
 }
 
+/// Open agreements, as SQL over `agreements`: the status is not one of
+/// [`AgreementStatus::TERMINAL`]. Written out, not bound, so the partial
+/// index of the migration applies (a unit test holds the two together).
+pub(super) static OPEN: LazyLock<String> = LazyLock::new(|| {
+    let terminal: Vec<String> = AgreementStatus::TERMINAL
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect();
+    format!("(status IS NULL OR status NOT IN ({}))", terminal.join(", "))
+});
+
 /// Counter rows per provider in `event_totals`; a batch picks one by its
 /// first event's id.
 const TOTALS_SHARDS: i64 = 16;
 
-impl Store {
+/// Agreements and their history; see [`super::Store::agreements`].
+#[derive(Clone, Copy)]
+pub struct Agreements<'a> {
+    pub(super) pool: &'a PgPool,
+}
+
+impl Agreements<'_> {
     /// Applies claimed events (each with its parsed notification) inside the
     /// transaction that claimed them and marks them processed, in four
     /// statements whatever the batch size: lock (or create) every agreement
@@ -115,11 +135,11 @@ impl Store {
         Ok(())
     }
 
-    /// Applies a status read from the provider's API at `observed_at`, with the
-    /// same transition rules as events. A history entry (source `poll`) is
-    /// written only when the provider's status differs from the one recorded,
-    /// so polling an unchanged agreement adds nothing. Returns whether it
-    /// wrote one (the provider's status changed).
+    /// Applies a status read from the provider's API at `observed_at` with
+    /// the same fold as events. A history entry (source `poll`) is written
+    /// only when the provider's status differs from the one recorded, so
+    /// polling an unchanged agreement adds nothing. Returns whether it wrote
+    /// one (the provider's status changed).
     pub async fn apply_poll(
         &self,
         provider: &str,
@@ -127,73 +147,47 @@ impl Store {
         observed_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let (status, status_at, provider_status): (Option<String>, Option<DateTime<Utc>>, Option<String>) =
-            sqlx::query_as(
-                "INSERT INTO agreements (provider, agreement_id, resource_type) VALUES ($1, $2, $3)
-                 ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
-                 RETURNING status, status_at, provider_status",
-            )
-            .bind(provider)
-            .bind(&subject.id)
-            .bind(&subject.kind)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row: AgreementRow = sqlx::query_as(
+            "INSERT INTO agreements (provider, agreement_id, resource_type) VALUES ($1, $2, $3)
+             ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
+             RETURNING provider, agreement_id, status, status_at, provider_status, name, last_event_at",
+        )
+        .bind(provider)
+        .bind(&subject.id)
+        .bind(&subject.kind)
+        .fetch_one(&mut *tx)
+        .await?;
         let observed = (
             subject.status.map(|s| s.as_str().to_owned()),
             subject.provider_status.clone(),
         );
-        let mut unchanged = (status.clone(), provider_status) == observed;
-        if !unchanged {
-            // A status the rules do not adopt (e.g. "in progress" after a
-            // terminal one) is recorded once, not at every poll.
-            let last_poll: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-                "SELECT status, provider_status FROM agreement_history
-                  WHERE provider = $1 AND agreement_id = $2 AND source = 'poll'
-                  ORDER BY id DESC LIMIT 1",
-            )
-            .bind(provider)
-            .bind(&subject.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            unchanged = last_poll.as_ref() == Some(&observed);
-        }
-        if !unchanged {
-            let current = status
-                .as_deref()
-                .and_then(AgreementStatus::parse)
-                .zip(status_at)
-                .map(|(status, at)| Current { status, at });
-            let moves = subject
-                .status
-                .filter(|incoming| agreement::transition(current, *incoming, observed_at));
+        let mut state = row.state();
+        let recorded = (state.status, &state.provider_status) == (subject.status, &subject.provider_status)
+            || last_poll(&mut tx, provider, &subject.id).await?.as_ref() == Some(&observed);
+        if !recorded {
             sqlx::query(
-                "WITH recorded AS (
-                     INSERT INTO agreement_history (provider, agreement_id, event_type, status, provider_status,
-                                                    occurred_at, source)
-                     VALUES ($1, $2, 'poll', $7, $4, $5, 'poll'))
-                 UPDATE agreements
-                    SET status = coalesce($3, status),
-                        provider_status = CASE WHEN $3 IS NULL THEN provider_status ELSE $4 END,
-                        status_at = CASE WHEN $3 IS NULL THEN status_at ELSE $5 END,
-                        name = coalesce($6, name),
-                        updated_at = now()
-                  WHERE provider = $1 AND agreement_id = $2",
+                "INSERT INTO agreement_history (provider, agreement_id, event_type, status, provider_status,
+                                                occurred_at, source)
+                 VALUES ($1, $2, 'poll', $3, $4, $5, 'poll')",
             )
             .bind(provider)
             .bind(&subject.id)
-            .bind(moves.map(AgreementStatus::as_str))
+            .bind(subject.status.map(AgreementStatus::as_str))
             .bind(&subject.provider_status)
             .bind(observed_at)
-            .bind(&subject.name)
-            .bind(subject.status.map(AgreementStatus::as_str))
             .execute(&mut *tx)
             .await?;
+            if state.apply(&subject.change(Source::Poll, observed_at)) {
+                write_states(&mut tx, &[(provider, subject.id.as_str(), &state)]).await?;
+            }
         }
+        // Committed either way: the poll may have created the agreement.
         tx.commit().await?;
-        Ok(!unchanged)
+        Ok(!recorded)
     }
 
-    pub async fn agreement(&self, provider: &str, agreement_id: &str) -> Result<Option<AgreementView>, StoreError> {
+    /// The agreement and its history, oldest first.
+    pub async fn get(&self, provider: &str, agreement_id: &str) -> Result<Option<AgreementView>, StoreError> {
         let Some(mut view): Option<AgreementView> = sqlx::query_as(
             "SELECT provider, agreement_id, resource_type, status, provider_status, name, last_event_at, updated_at,
                     webhook_id, watch_pending, last_polled_at, next_poll_at, poll_failures, last_poll_error
@@ -201,7 +195,7 @@ impl Store {
         )
         .bind(provider)
         .bind(agreement_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool)
         .await?
         else {
             return Ok(None);
@@ -213,7 +207,7 @@ impl Store {
         )
         .bind(provider)
         .bind(agreement_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
         Ok(Some(view))
     }
@@ -227,9 +221,9 @@ struct Applied<'a> {
     occurred_at: DateTime<Utc>,
 }
 
-/// An agreement row as the batch found it and leaves it.
+/// An agreement row as a batch or a poll finds it.
 #[derive(FromRow)]
-struct AgreementState {
+struct AgreementRow {
     provider: String,
     agreement_id: String,
     status: Option<String>,
@@ -237,33 +231,70 @@ struct AgreementState {
     provider_status: Option<String>,
     name: Option<String>,
     last_event_at: Option<DateTime<Utc>>,
-    #[sqlx(skip)]
-    changed: bool,
 }
 
-impl AgreementState {
-    /// Folds one newly recorded event in, with the same rules whatever order
-    /// events arrive in (see [`agreement::transition`]).
-    fn apply(&mut self, subject: &Subject, at: DateTime<Utc>) {
-        let current = self
-            .status
-            .as_deref()
-            .and_then(AgreementStatus::parse)
-            .zip(self.status_at)
-            .map(|(status, at)| Current { status, at });
-        if let Some(incoming) = subject.status.filter(|s| agreement::transition(current, *s, at)) {
-            self.status = Some(incoming.as_str().to_owned());
-            self.status_at = Some(at);
-            self.provider_status.clone_from(&subject.provider_status);
+impl AgreementRow {
+    fn state(self) -> AgreementState {
+        AgreementState {
+            status: self.status.as_deref().and_then(AgreementStatus::parse),
+            status_at: self.status_at,
+            provider_status: self.provider_status,
+            name: self.name,
+            last_event_at: self.last_event_at,
         }
-        // The name of the latest event wins; an older event only fills a gap.
-        let latest = self.last_event_at.map_or(true, |last| at >= last);
-        if (subject.name.is_some() && latest) || self.name.is_none() {
-            self.name = subject.name.clone().or(self.name.take());
-        }
-        self.last_event_at = Some(self.last_event_at.map_or(at, |last| last.max(at)));
-        self.changed = true;
     }
+}
+
+/// The status and provider status the last poll of an agreement recorded.
+/// A status the rules do not adopt (e.g. "in progress" after a terminal one)
+/// is recorded once, not at every poll.
+async fn last_poll(
+    tx: &mut PgConnection,
+    provider: &str,
+    agreement_id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT status, provider_status FROM agreement_history
+          WHERE provider = $1 AND agreement_id = $2 AND source = 'poll'
+          ORDER BY id DESC LIMIT 1",
+    )
+    .bind(provider)
+    .bind(agreement_id)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Writes the fold's result for each `(provider, agreement id, state)`.
+async fn write_states(tx: &mut PgConnection, states: &[(&str, &str, &AgreementState)]) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE agreements a
+            SET status = u.status, status_at = u.status_at, provider_status = u.provider_status,
+                name = u.name, last_event_at = u.last_event_at, updated_at = now()
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                       $7::timestamptz[]) AS u(provider, agreement_id, status, status_at, provider_status,
+                                               name, last_event_at)
+          WHERE a.provider = u.provider AND a.agreement_id = u.agreement_id",
+    )
+    .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(
+        states
+            .iter()
+            .map(|s| s.2.status.map(AgreementStatus::as_str))
+            .collect::<Vec<_>>(),
+    )
+    .bind(states.iter().map(|s| s.2.status_at).collect::<Vec<_>>())
+    .bind(
+        states
+            .iter()
+            .map(|s| s.2.provider_status.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(states.iter().map(|s| s.2.name.as_deref()).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.2.last_event_at).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The three statements of a batch with agreements; `applied` is sorted by
@@ -284,7 +315,7 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
         })
         .collect();
     keys.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
-    let rows: Vec<AgreementState> = sqlx::query_as(
+    let rows: Vec<AgreementRow> = sqlx::query_as(
         "INSERT INTO agreements (provider, agreement_id, resource_type)
          SELECT p, a, r FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(p, a, r, n) ORDER BY n
          ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
@@ -295,9 +326,10 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    let mut states: HashMap<(String, String), AgreementState> = rows
+    // Each agreement's state, and whether the batch changed it.
+    let mut states: HashMap<(String, String), (AgreementState, bool)> = rows
         .into_iter()
-        .map(|row| ((row.provider.clone(), row.agreement_id.clone()), row))
+        .map(|row| ((row.provider.clone(), row.agreement_id.clone()), (row.state(), false)))
         .collect();
 
     // 2. History, once per event: a replayed event's row is already there and
@@ -334,32 +366,40 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     .collect();
 
     // 3. Fold the new events into each agreement, in order, and write back
-    //    the agreements that moved.
+    //    the agreements that changed.
     for a in applied.iter().filter(|a| new.contains(&a.event.id)) {
         let key = (a.event.provider.clone(), a.subject.id.clone());
-        let state = states.get_mut(&key).ok_or(StoreError::Vanished)?;
-        state.apply(a.subject, a.occurred_at);
+        let (state, changed) = states.get_mut(&key).ok_or(StoreError::Vanished)?;
+        *changed |= state.apply(&a.subject.change(Source::Event, a.occurred_at));
     }
-    let changed: Vec<&AgreementState> = states.values().filter(|s| s.changed).collect();
+    let changed: Vec<(&str, &str, &AgreementState)> = states
+        .iter()
+        .filter(|(_, (_, changed))| *changed)
+        .map(|((provider, agreement_id), (state, _))| (provider.as_str(), agreement_id.as_str(), state))
+        .collect();
     if !changed.is_empty() {
-        sqlx::query(
-            "UPDATE agreements a
-                SET status = u.status, status_at = u.status_at, provider_status = u.provider_status,
-                    name = u.name, last_event_at = u.last_event_at, updated_at = now()
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                           $7::timestamptz[]) AS u(provider, agreement_id, status, status_at, provider_status,
-                                                   name, last_event_at)
-              WHERE a.provider = u.provider AND a.agreement_id = u.agreement_id",
-        )
-        .bind(changed.iter().map(|s| s.provider.as_str()).collect::<Vec<_>>())
-        .bind(changed.iter().map(|s| s.agreement_id.as_str()).collect::<Vec<_>>())
-        .bind(changed.iter().map(|s| s.status.as_deref()).collect::<Vec<_>>())
-        .bind(changed.iter().map(|s| s.status_at).collect::<Vec<_>>())
-        .bind(changed.iter().map(|s| s.provider_status.as_deref()).collect::<Vec<_>>())
-        .bind(changed.iter().map(|s| s.name.as_deref()).collect::<Vec<_>>())
-        .bind(changed.iter().map(|s| s.last_event_at).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
+        write_states(tx, &changed).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPEN;
+
+    /// The migration's partial index of open agreements was written with the
+    /// terminal statuses of its day; the generated SQL must stay the same
+    /// predicate, or the reconciler's claim stops using the index.
+    #[test]
+    fn open_is_the_predicate_of_the_open_agreements_index() {
+        let migration = include_str!("../../migrations/20261125000001_reconcile.sql");
+        let predicate = OPEN
+            .strip_prefix('(')
+            .and_then(|sql| sql.strip_suffix(')'))
+            .expect("OPEN is parenthesized");
+        assert!(
+            migration.contains(&format!("WHERE {predicate};")),
+            "{predicate} is not the index predicate"
+        );
+    }
 }

@@ -1,13 +1,22 @@
-//! PostgreSQL access. The events table is both the durable record of every
-//! notification and the work queue; agreements and their history are what the
-//! worker derives from it. Correctness rests on constraints (UNIQUE dedupe,
-//! `FOR UPDATE SKIP LOCKED` claims, row locks per agreement), never on
-//! read-then-write checks in Rust.
+//! PostgreSQL access. The events table is the durable record of every
+//! notification, the queue beside it the work still to do; agreements and
+//! their history are what the worker derives from them. Correctness rests on
+//! constraints (UNIQUE dedupe, `FOR UPDATE SKIP LOCKED` claims, row locks per
+//! agreement), never on read-then-write checks in Rust.
+//!
+//! [`Store`] holds the pool; its API is one small handle per table or use,
+//! each in its own file: [`Store::ingest`], [`Store::queue`],
+//! [`Store::agreements`], [`Store::polling`], [`Store::watches`],
+//! [`Store::activity`], [`Store::events`] and [`Store::counts`].
 
+mod activity;
 mod agreements;
+mod counts;
 mod events;
-mod reconcile;
-mod writer;
+mod ingest;
+mod polling;
+mod queue;
+mod watches;
 
 use std::{str::FromStr, time::Duration};
 
@@ -16,10 +25,14 @@ use sqlx::{
     ConnectOptions, Connection, PgConnection, PgPool,
 };
 
-pub use agreements::{AgreementView, HistoryEntry};
-pub use events::{Claim, ClaimedEvent, EventFilter, EventPage, EventRow, EventState, Receipt, StateCounts};
-pub use reconcile::{DueAgreement, PollRecord, ProviderActivity, ProviderCounts, WatchState};
-pub use writer::{BatchLimits, IngestWriter, NewEvent};
+pub use activity::{ProviderActivity, WebhookActivity};
+pub use agreements::{AgreementView, Agreements, HistoryEntry};
+pub use counts::{Counts, ProviderCounts, StateCounts};
+pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
+pub use ingest::{BatchLimits, Ingest, IngestWriter};
+pub use polling::{DueAgreement, PollRecord, Polling};
+pub use queue::{Claim, ClaimedEvent, Queue};
+pub use watches::{WatchState, Watches};
 
 use crate::config::Settings;
 
@@ -51,7 +64,7 @@ impl Store {
     /// Connects to `DATABASE_URL`, creating the database first when it does not
     /// exist (several replicas may race to do so; losing the race is fine).
     pub async fn connect(settings: &Settings) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(&settings.database_url)
+        let options = PgConnectOptions::from_str(&settings.database.url)
             .map_err(StoreError::InvalidUrl)?
             .log_statements(tracing::log::LevelFilter::Debug)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
@@ -60,12 +73,12 @@ impl Store {
             // transaction after the lease and the events go back to the queue.
             .options([(
                 "idle_in_transaction_session_timeout",
-                format!("{}s", settings.worker_lease_secs),
+                format!("{}s", settings.worker.lease_secs),
             )]);
         ensure_database(&options).await?;
         let pool = PgPoolOptions::new()
-            .max_connections(settings.db_max_connections)
-            .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(settings.database.acquire_timeout())
             // A broken connection fails its query and is replaced; testing every
             // checkout would cost a round trip per request.
             .test_before_acquire(false)
@@ -89,6 +102,46 @@ impl Store {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Storing notifications as they arrive (group commit).
+    pub fn ingest(&self) -> Ingest<'_> {
+        Ingest { pool: &self.pool }
+    }
+
+    /// The work queue: claiming events to apply, failures, replays.
+    pub fn queue(&self) -> Queue<'_> {
+        Queue { pool: &self.pool }
+    }
+
+    /// Agreements and their history: applying events and polls, reading one.
+    pub fn agreements(&self) -> Agreements<'_> {
+        Agreements { pool: &self.pool }
+    }
+
+    /// The reconciler's claims on agreements due for a poll.
+    pub fn polling(&self) -> Polling<'_> {
+        Polling { pool: &self.pool }
+    }
+
+    /// Per-agreement webhooks registered at the providers.
+    pub fn watches(&self) -> Watches<'_> {
+        Watches { pool: &self.pool }
+    }
+
+    /// Webhook activity per provider, for silence detection.
+    pub fn activity(&self) -> WebhookActivity<'_> {
+        WebhookActivity { pool: &self.pool }
+    }
+
+    /// Stored events as the admin API lists them.
+    pub fn events(&self) -> Events<'_> {
+        Events { pool: &self.pool }
+    }
+
+    /// Counts of events and agreements.
+    pub fn counts(&self) -> Counts<'_> {
+        Counts { pool: &self.pool }
     }
 }
 

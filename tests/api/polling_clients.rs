@@ -11,7 +11,7 @@ use std::{
 use signhook::{
     agreement::AgreementStatus,
     config::Config,
-    providers::{PollError, Provider, Providers},
+    providers::{CallError, PollError, Provider, Providers},
 };
 
 use crate::common::fake_provider::{
@@ -211,7 +211,7 @@ async fn server_errors_until_the_attempts_run_out_are_a_provider_error() {
     );
 
     match fusesign.poll("b1").await {
-        Err(PollError::Provider { status: 500, message }) => assert_eq!(message, "something broke"),
+        Err(PollError::Call(CallError::Status { status: 500, message })) => assert_eq!(message, "something broke"),
         other => panic!("expected a 500 provider error, got {other:?}"),
     }
     assert_eq!(fake.requests().len(), 3);
@@ -227,7 +227,7 @@ async fn a_client_error_is_not_retried() {
     );
 
     match boldsign.poll("d1").await {
-        Err(PollError::Provider { status: 401, message }) => assert_eq!(message, "Unauthorized"),
+        Err(PollError::Call(CallError::Status { status: 401, message })) => assert_eq!(message, "Unauthorized"),
         other => panic!("expected a 401 provider error, got {other:?}"),
     }
     assert_eq!(fake.requests().len(), 1);
@@ -251,7 +251,7 @@ async fn an_answer_slower_than_the_timeout_is_a_transport_error() {
 
     let started = Instant::now();
     match adobe.poll("a1").await {
-        Err(PollError::Transport(message)) => assert!(message.starts_with("timed out"), "{message}"),
+        Err(PollError::Call(CallError::Transport(message))) => assert!(message.starts_with("timed out"), "{message}"),
         other => panic!("expected a transport error, got {other:?}"),
     }
     assert!(
@@ -267,7 +267,9 @@ async fn an_unreachable_provider_is_a_transport_error() {
     let fake = FakeProvider::start().await;
     let providers = with_keys(&fake, &[("SIGNHOOK_BOLDSIGN_API_BASE", "http://127.0.0.1:1")]);
     match get(&providers, "boldsign").poll("d1").await {
-        Err(PollError::Transport(message)) => assert!(message.starts_with("could not connect"), "{message}"),
+        Err(PollError::Call(CallError::Transport(message))) => {
+            assert!(message.starts_with("could not connect"), "{message}")
+        }
         other => panic!("expected a transport error, got {other:?}"),
     }
 }
@@ -339,7 +341,7 @@ async fn a_token_refused_again_after_the_refresh_is_a_provider_error() {
     let adobe = adobe_with_oauth(&fake);
 
     match adobe.poll("a1").await {
-        Err(PollError::Provider { status: 401, .. }) => {}
+        Err(PollError::Call(CallError::Status { status: 401, .. })) => {}
         other => panic!("expected a 401 provider error, got {other:?}"),
     }
     assert_eq!(fake.token_requests(), 2, "one refresh for the poll, one after the 401");
@@ -358,7 +360,7 @@ async fn a_refused_refresh_token_is_a_provider_error() {
         ],
     );
     match get(&providers, "adobe-sign").poll("a1").await {
-        Err(PollError::Provider { status: 400, message }) => {
+        Err(PollError::Call(CallError::Status { status: 400, message })) => {
             assert_eq!(message, "OAuth token refresh: refresh token is invalid")
         }
         other => panic!("expected a 400 provider error, got {other:?}"),

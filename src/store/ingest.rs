@@ -12,27 +12,14 @@ use std::{
     sync::Arc,
 };
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{Receipt, Store, StoreError};
-use crate::{agreement::AgreementStatus, providers::Subject};
-
-/// A notification to store, owned so it can cross to a writer task.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub provider: &'static str,
-    pub event_id: String,
-    pub event_type: String,
-    /// What the event says about its agreement, as parsed on receipt; the
-    /// worker applies it from these columns without parsing the body again.
-    pub subject: Option<Subject>,
-    pub tenant: Option<String>,
-    pub occurred_at: Option<DateTime<Utc>>,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-}
+use super::{Store, StoreError};
+use crate::{
+    agreement::AgreementStatus,
+    event::{NewEvent, Receipt},
+};
 
 struct Job {
     event: NewEvent,
@@ -111,7 +98,7 @@ async fn write_batches(
             batch
         };
         let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|job| (job.event, job.reply)).unzip();
-        match store.insert_batch(&events).await {
+        match store.ingest().insert_batch(&events).await {
             Ok(receipts) => {
                 if receipts.iter().any(|r| !r.duplicate) {
                     on_commit();
@@ -131,7 +118,13 @@ async fn write_batches(
     }
 }
 
-impl Store {
+/// The events table as ingest writes it; see [`super::Store::ingest`].
+#[derive(Clone, Copy)]
+pub struct Ingest<'a> {
+    pub(super) pool: &'a PgPool,
+}
+
+impl Ingest<'_> {
     /// Inserts `events`, and queues the new ones, in one statement; returns
     /// one receipt per event, in order. An event already stored — earlier,
     /// by another replica, or by an earlier copy in this same batch — is a
@@ -174,7 +167,7 @@ impl Store {
             e.subject.as_ref().and_then(|s| s.provider_status.as_deref())
         }))
         .bind(column(|e| e.subject.as_ref().and_then(|s| s.name.as_deref())))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool)
         .await?;
 
         let fresh: HashSet<(String, String)> = inserted.iter().map(|(_, p, e)| (p.clone(), e.clone())).collect();
@@ -192,7 +185,7 @@ impl Store {
             )
             .bind(missing.iter().map(|e| e.provider).collect::<Vec<_>>())
             .bind(missing.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool)
             .await?;
             ids.extend(found.into_iter().map(|(id, p, e)| ((p, e), id)));
         }

@@ -1,0 +1,399 @@
+//! The service's own settings, one group per part of the flow. Each group
+//! reads its keys from the layered configuration with its own defaults (the
+//! one place they are written; `config/default.toml` is a commented copy,
+//! held to them by a test) and checks its values, naming the variable at
+//! fault. A key (its variable is `SIGNHOOK_` and the key uppercased) is the
+//! field's name, or its `rename` where the group's name is left out.
+
+use std::{net::SocketAddr, time::Duration};
+
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    invalid,
+    values::{http_url, mask, mask_url_password, optional_string, HumanDuration},
+    ConfigError, LogFormat,
+};
+
+/// The HTTP server: where it listens, what it accepts, how long it waits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    pub listen: String,
+    /// Bearer token of the admin API; unset, the admin API does not exist.
+    #[serde(deserialize_with = "optional_string")]
+    pub admin_token: Option<String>,
+    /// The public base URL providers reach this service at
+    /// (`https://hooks.example.com`); per-agreement webhooks point at
+    /// `<public_url>/webhooks/<provider>`. Unset: watching is refused.
+    #[serde(deserialize_with = "optional_string")]
+    pub public_url: Option<String>,
+    pub log_format: LogFormat,
+    /// Largest request body accepted; Adobe documents payloads up to 10 MB.
+    pub max_body_bytes: usize,
+    /// Server-side deadline for a webhook request. It must stay below the
+    /// providers' 10 s timeout so that a slow database yields a 503 (and a
+    /// retry) rather than a provider-side timeout.
+    pub request_timeout_ms: u64,
+    /// A connection that has not sent its request headers within this is
+    /// closed. hyper also counts a keep-alive connection's idle time against
+    /// it, so it doubles as the keep-alive idle timeout: keep it well above
+    /// what clients expect (their pools reuse idle connections).
+    pub header_read_timeout_ms: u64,
+    /// Webhook requests handled at once per replica; beyond it requests are
+    /// shed with an immediate 503 rather than queued past the deadline.
+    pub max_concurrent_requests: usize,
+    /// Request bodies held in memory at once per replica (bytes); beyond it
+    /// requests are shed with 503, so memory stays bounded under overload.
+    pub max_inflight_body_bytes: usize,
+    /// After SIGTERM, how long in-flight requests and the worker get to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            admin_token: None,
+            public_url: None,
+            log_format: LogFormat::Pretty,
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout_ms: 2_500,
+            header_read_timeout_ms: 30_000,
+            max_concurrent_requests: 256,
+            max_inflight_body_bytes: 128 * 1024 * 1024,
+            shutdown_grace_secs: 25,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|e| {
+            invalid(
+                "listen",
+                format!("`{}` is not a socket address like 0.0.0.0:8080 ({e})", self.listen),
+            )
+        })
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// `SIGNHOOK_PUBLIC_URL`, checked to be an absolute http(s) URL with a
+    /// host and no query.
+    pub fn public_base_url(&self) -> Result<Option<Url>, ConfigError> {
+        self.public_url
+            .as_deref()
+            .map(|raw| http_url(raw, "https://hooks.example.com").map_err(|message| invalid("public_url", message)))
+            .transpose()
+    }
+
+    /// Where `provider` must send webhooks: `<public URL>/webhooks/<provider>`;
+    /// `None` without `SIGNHOOK_PUBLIC_URL`.
+    pub fn webhook_url(&self, provider: &str) -> Option<String> {
+        let base = self.public_base_url().ok().flatten()?;
+        Some(format!("{}/webhooks/{provider}", base.as_str().trim_end_matches('/')))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        positive(&[
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("max_concurrent_requests", self.max_concurrent_requests as u64),
+        ])?;
+        if self.request_timeout_ms >= 10_000 {
+            return Err(invalid(
+                "request_timeout_ms",
+                "must be below 10000: providers give up after 10 s, and a late 200 counts as a failure",
+            ));
+        }
+        if self.max_inflight_body_bytes < self.max_body_bytes {
+            return Err(invalid(
+                "max_inflight_body_bytes",
+                "must be at least SIGNHOOK_MAX_BODY_BYTES, or the largest accepted body could never be read",
+            ));
+        }
+        self.public_base_url()?;
+        Ok(())
+    }
+}
+
+/// The PostgreSQL connection pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL`.
+    #[serde(rename = "database_url")]
+    pub url: String,
+    #[serde(rename = "db_max_connections")]
+    pub max_connections: u32,
+    #[serde(rename = "db_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/signhook".to_owned(),
+            max_connections: 16,
+            acquire_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.url.starts_with("postgres://") && !self.url.starts_with("postgresql://") {
+            return Err(invalid("database_url", "must be a postgres:// or postgresql:// URL"));
+        }
+        if self
+            .url
+            .rsplit_once('/')
+            .map_or(true, |(_, db)| db.split('?').next().unwrap_or("").is_empty())
+        {
+            return Err(invalid(
+                "database_url",
+                "must name a database, e.g. postgres://postgres@127.0.0.1:5432/signhook",
+            ));
+        }
+        positive(&[
+            ("db_max_connections", u64::from(self.max_connections)),
+            ("db_acquire_timeout_ms", self.acquire_timeout_ms),
+        ])
+    }
+}
+
+/// The group-commit writers that store webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestSettings {
+    /// Writer tasks per replica (each holds one connection while it commits
+    /// a batch).
+    #[serde(rename = "ingest_writers")]
+    pub writers: usize,
+    /// Most events in one group commit.
+    #[serde(rename = "ingest_batch_max_rows")]
+    pub batch_max_rows: usize,
+    /// Most body bytes in one group commit (a single larger body still goes alone).
+    #[serde(rename = "ingest_batch_max_bytes")]
+    pub batch_max_bytes: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            writers: 1,
+            batch_max_rows: 256,
+            batch_max_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl IngestSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            ("ingest_writers", self.writers as u64),
+            ("ingest_batch_max_rows", self.batch_max_rows as u64),
+            ("ingest_batch_max_bytes", self.batch_max_bytes as u64),
+        ])
+    }
+}
+
+/// The worker that applies stored events to their agreements.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerSettings {
+    /// Fallback poll of the queue; the worker is also woken after each commit.
+    #[serde(rename = "worker_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(rename = "worker_batch_size")]
+    pub batch_size: u32,
+    /// Body bytes a worker loads per batch (at least one event).
+    #[serde(rename = "worker_batch_max_bytes")]
+    pub batch_max_bytes: usize,
+    /// Worker loops per replica, each applying its own batch; 0 makes a
+    /// receive-only replica.
+    #[serde(rename = "worker_concurrency")]
+    pub concurrency: usize,
+    /// Events a replica applies between its VACUUMs of the queue table; 0
+    /// leaves it to autovacuum alone.
+    #[serde(rename = "worker_queue_vacuum_every")]
+    pub queue_vacuum_every: u64,
+    #[serde(rename = "worker_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(rename = "worker_retry_base_ms")]
+    pub retry_base_ms: u64,
+    #[serde(rename = "worker_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Longest a worker holds a claimed batch; a hung or cut-off replica's
+    /// claim is ended by PostgreSQL after this.
+    #[serde(rename = "worker_lease_secs")]
+    pub lease_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1_000,
+            batch_size: 1000,
+            batch_max_bytes: 16 * 1024 * 1024,
+            concurrency: 1,
+            queue_vacuum_every: 50_000,
+            max_attempts: 10,
+            retry_base_ms: 1_000,
+            retry_max_ms: 600_000,
+            lease_secs: 30,
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            ("worker_poll_interval_ms", self.poll_interval_ms),
+            ("worker_batch_size", u64::from(self.batch_size)),
+            ("worker_batch_max_bytes", self.batch_max_bytes as u64),
+            ("worker_max_attempts", u64::from(self.max_attempts)),
+            ("worker_retry_base_ms", self.retry_base_ms),
+            ("worker_lease_secs", self.lease_secs),
+        ])?;
+        if self.retry_max_ms < self.retry_base_ms {
+            return Err(invalid(
+                "worker_retry_max_ms",
+                "must not be below SIGNHOOK_WORKER_RETRY_BASE_MS",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The reconciler: polling stale agreements, and noticing silent providers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReconcileSettings {
+    /// How often the reconciler looks for agreements to poll.
+    #[serde(rename = "reconcile_interval")]
+    pub interval: HumanDuration,
+    /// An agreement with no event and no poll for this long is polled.
+    #[serde(rename = "reconcile_stale_after")]
+    pub stale_after: HumanDuration,
+    /// Poll period of agreements whose webhook registration failed.
+    #[serde(rename = "reconcile_fast_interval")]
+    pub fast_interval: HumanDuration,
+    /// Provider API calls the reconciler makes per minute, per replica.
+    #[serde(rename = "reconcile_max_per_minute")]
+    pub max_per_minute: u32,
+    /// Provider API calls the reconciler has in flight at once, per replica.
+    #[serde(rename = "reconcile_concurrency")]
+    pub concurrency: usize,
+    /// A provider with open agreements that sends no webhook for this long is
+    /// "silent": its open agreements are polled at once.
+    pub silence_after: HumanDuration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            interval: HumanDuration::from_secs(60),
+            stale_after: HumanDuration::from_secs(6 * 3600),
+            fast_interval: HumanDuration::from_secs(5 * 60),
+            max_per_minute: 120,
+            concurrency: 4,
+            silence_after: HumanDuration::from_secs(2 * 3600),
+        }
+    }
+}
+
+impl ReconcileSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            ("reconcile_max_per_minute", u64::from(self.max_per_minute)),
+            ("reconcile_concurrency", self.concurrency as u64),
+        ])?;
+        let durations = [
+            ("reconcile_interval", self.interval),
+            ("reconcile_stale_after", self.stale_after),
+            ("reconcile_fast_interval", self.fast_interval),
+            ("silence_after", self.silence_after),
+        ];
+        match durations.iter().find(|(_, d)| d.get().is_zero()) {
+            Some((key, _)) => Err(invalid(key, "must be longer than 0")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Settings of the service itself (each provider reads its own, see
+/// `providers/`). Shown flat, as the keys are written, by `check-config`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub server: ServerSettings,
+    #[serde(flatten)]
+    pub database: DatabaseSettings,
+    #[serde(flatten)]
+    pub ingest: IngestSettings,
+    #[serde(flatten)]
+    pub worker: WorkerSettings,
+    #[serde(flatten)]
+    pub reconcile: ReconcileSettings,
+}
+
+impl Settings {
+    /// The settings as `check-config` prints them: secrets masked.
+    pub fn masked(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("settings serialize to JSON");
+        value["admin_token"] = serde_json::json!(self.server.admin_token.as_deref().map(mask));
+        value["database_url"] = serde_json::json!(mask_url_password(&self.database.url));
+        value
+    }
+
+    /// Reads every group from `figment`, then checks them, group by group.
+    pub(super) fn extract(figment: &figment::Figment) -> Result<Self, ConfigError> {
+        let settings = Self {
+            server: super::extract(figment)?,
+            database: super::extract(figment)?,
+            ingest: super::extract(figment)?,
+            worker: super::extract(figment)?,
+            reconcile: super::extract(figment)?,
+        };
+        settings.server.validate()?;
+        settings.database.validate()?;
+        settings.ingest.validate()?;
+        settings.worker.validate()?;
+        settings.reconcile.validate()?;
+        Ok(settings)
+    }
+}
+
+/// The first of `settings` that is 0, as an error naming it.
+fn positive(settings: &[(&str, u64)]) -> Result<(), ConfigError> {
+    match settings.iter().find(|(_, value)| *value == 0) {
+        Some((key, _)) => Err(invalid(key, "must be greater than 0")),
+        None => Ok(()),
+    }
+}
