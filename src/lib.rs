@@ -7,6 +7,7 @@ pub mod agreement;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod ledger;
 pub mod providers;
 pub mod reconciler;
 pub mod silence;
@@ -62,6 +63,9 @@ impl Application {
         let addr = settings.server.listen_addr()?;
         let store = Store::connect(&settings).await?;
         store.migrate().await?;
+        // Every provider API call from now on draws from the budgets all
+        // replicas share.
+        providers.attach(Arc::new(store.clone()));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;

@@ -1,41 +1,92 @@
 //! The HTTP client behind [`Provider::poll`](super::Provider::poll) and
 //! [`Provider::watch`](super::Provider::watch), shared by every provider:
-//! timeouts, retries (429, 5xx and transport errors, with exponential backoff
-//! that honours `Retry-After`), the credential (a fixed header or an OAuth
-//! session, see `oauth.rs`), and turning an answer into JSON or a
-//! [`CallError`].
+//! timeouts, the credential (a fixed header or an OAuth session, see
+//! `oauth.rs`), the account's rate budget (`crate::ledger`, kept in
+//! PostgreSQL for every replica), and turning an answer into JSON or a
+//! [`CallError`] classified by what it means.
+//!
+//! What the providers asked for, built in here:
+//! - A 429, or a 503 with `Retry-After`, is never retried inside the call: it
+//!   pauses every call to that account, on every replica, for as long as the
+//!   provider asked (`Retry-After`, Adobe's `retryAfter`, BoldSign's
+//!   `X-RateLimit-Reset`), with no cap. Adobe throttles a retry inside the
+//!   interval again and resets it.
+//! - A `POST` is sent once: a lost answer may mean the provider acted, so the
+//!   caller decides (Adobe's watch looks for the webhook it may have made).
+//! - An identical GET inside the account's minimum interval (Adobe's minimum
+//!   object polling interval) is not sent; after it, the ETag of the last
+//!   answer goes out as `If-None-Match` and a 304 is answered from that body.
+//! - 5xx and transport errors of other GETs and of DELETEs are retried with
+//!   exponential backoff, each attempt drawing from the budget.
 //!
 //! Paths, headers and JSON fields of each provider stay in that provider's
-//! module; nothing here logs a secret or a response body.
+//! module (its [`Classify`] reads its error codes); nothing here logs a
+//! secret or a response body.
 
 use std::{
     hash::{BuildHasher, RandomState},
+    sync::{Arc, OnceLock, RwLock},
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use metrics::{counter, gauge};
 use reqwest::{
-    header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER},
+    header::{
+        HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH,
+        RETRY_AFTER,
+    },
     redirect, Method, Request, Response, StatusCode, Url,
 };
 use serde_json::Value;
 
 use super::{oauth::OAuthSession, settings::ClientSettings, PollError};
-use crate::config::{invalid, ConfigError};
+use crate::{
+    config::{invalid, ConfigError},
+    ledger::{Admission, Admitted, ApiLedger, ApiLimits, WaitReason},
+    telemetry::metric,
+};
 
 /// Longest provider message kept in a [`CallError::Status`].
 const MAX_MESSAGE_CHARS: usize = 200;
+/// Longest a call waits inside itself for the budget to refill; a longer
+/// wait is a [`CallError::Throttled`] for the caller to schedule.
+const MAX_BUDGET_WAIT: Duration = Duration::from_secs(5);
+/// How long an account is paused after a throttling answer that says
+/// nothing about how long to wait.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
+/// Largest answer kept for `If-None-Match` (an Adobe agreement without its
+/// documents is a few KB).
+const MAX_KEPT_BODY: usize = 256 * 1024;
 
 /// How one call to a provider's API failed, after its retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// The provider answered 404: it does not know what was asked for (or
-    /// this account cannot see it). Asking again will not help.
+    /// The provider does not know what was asked for. Asking again will not help.
     #[error("the provider does not know this agreement")]
     NotFound,
-    /// The provider answered an error, after retries for 429 and 5xx.
-    /// `message` is a short reason taken from the answer, never the whole
-    /// body. 401/403 mean the credentials are wrong or lack a permission.
+    /// The credentials cannot see or change this resource (Adobe's
+    /// `PERMISSION_DENIED`, answered as 403 or 404). The message names the
+    /// scope or user problem to fix.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The provider already has what a `POST` would create (Adobe's
+    /// `DUPLICATE_WEBHOOK_CONFIGURATION`).
+    #[error("the provider already has this webhook (DUPLICATE_WEBHOOK_CONFIGURATION)")]
+    Duplicate,
+    /// The API base is not this account's (Adobe's `INVALID_API_ACCESS_POINT`:
+    /// the account moved shard). A discovered base is discovered again.
+    #[error("the API base is not this account's access point (INVALID_API_ACCESS_POINT); unset SIGNHOOK_ADOBE_SIGN_API_BASE to discover it")]
+    WrongAccessPoint,
+    /// Not sent: the account is paused, its budget spent, or the same GET
+    /// was sent less than the minimum interval ago. `wait` is how long
+    /// until it may go.
+    #[error("{}", throttled_message(*wait, *reason))]
+    Throttled { wait: Duration, reason: WaitReason },
+    /// The provider answered an error. `message` is a short reason taken from
+    /// the answer, never the whole body. 401/403 mean the credentials are
+    /// wrong or lack a permission.
     #[error("the provider answered {status}: {message}")]
     Status { status: u16, message: String },
     /// No answer, after retries: timeout, connection refused, TLS or DNS error.
@@ -44,23 +95,134 @@ pub enum CallError {
     /// A 2xx answer that is not what the provider documents (not JSON, no status).
     #[error("unexpected answer from the provider: {0}")]
     InvalidResponse(String),
+    /// The shared budget could not be read (the database is down): nothing
+    /// was sent, so no replica can overspend.
+    #[error("{0}")]
+    Ledger(String),
 }
 
-/// One provider's API: where it is, how to authenticate, and the client that
-/// calls it.
+fn throttled_message(wait: Duration, reason: WaitReason) -> String {
+    let secs = wait.as_secs_f64().ceil() as u64;
+    match reason {
+        WaitReason::Paused => format!(
+            "the provider throttled this API account; every replica waits another {secs} s, as it asked, before calling it again"
+        ),
+        WaitReason::Budget => format!("this API account's request budget is spent; the next call may go in {secs} s"),
+        WaitReason::Interval => format!(
+            "the same request went to the provider less than the minimum polling interval ago; the next may go in {secs} s"
+        ),
+    }
+}
+
+/// Reads a provider's own error answers: `Some` for a status and body that
+/// mean something more precise than their status code.
+pub type Classify = fn(StatusCode, &Value) -> Option<CallError>;
+
+/// The generic reading of an error answer: nothing more than its status.
+pub fn no_classification(_: StatusCode, _: &Value) -> Option<CallError> {
+    None
+}
+
+/// Where a provider's API is.
+pub enum Base {
+    /// Configured.
+    Fixed(Url),
+    /// Asked of `discovery` (Adobe's `GET /baseUris`, whose answer names it in
+    /// `field`) or taken from the OAuth token answer, and asked again when
+    /// the provider says it is wrong.
+    Discovered {
+        discovery: Url,
+        field: &'static str,
+        found: RwLock<Option<Url>>,
+    },
+}
+
+impl Base {
+    fn current(&self) -> Option<Url> {
+        match self {
+            Self::Fixed(url) => Some(url.clone()),
+            Self::Discovered { found, .. } => found.read().expect("the base lock is never poisoned").clone(),
+        }
+    }
+
+    fn set(&self, url: Url) {
+        if let Self::Discovered { found, .. } = self {
+            *found.write().expect("the base lock is never poisoned") = Some(url);
+        }
+    }
+
+    fn forget(&self) {
+        if let Self::Discovered { found, .. } = self {
+            *found.write().expect("the base lock is never poisoned") = None;
+        }
+    }
+}
+
+/// A JSON answer and its ETag.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub json: Value,
+    pub etag: Option<String>,
+}
+
+/// One call: method, path below the base (each segment percent-encoded, so
+/// an id never leaves its segment), query pairs, body and `If-Match`.
+struct Call<'a> {
+    method: Method,
+    segments: &'a [&'a str],
+    query: &'a [(&'a str, &'a str)],
+    body: Option<&'a Value>,
+    if_match: Option<&'a str>,
+    /// Inside the minimum interval, answer from the last 2xx answer rather
+    /// than refuse (for what changes rarely: where the API is).
+    reuse_within_interval: bool,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, segments: &'a [&'a str]) -> Self {
+        Self {
+            method,
+            segments,
+            query: &[],
+            body: None,
+            if_match: None,
+            reuse_within_interval: false,
+        }
+    }
+}
+
+/// One provider's API: where it is, how to authenticate, its account's
+/// limits, and the client that calls it.
 pub struct Api {
     client: ApiClient,
-    base: Url,
+    base: Base,
     credential: Credential,
+    limits: ApiLimits,
+    classify: Classify,
+    /// The shared budget, once the service has a database (see
+    /// [`Api::attach`]); without one calls are admitted as they come.
+    ledger: OnceLock<Arc<dyn ApiLedger>>,
 }
 
 impl Api {
-    pub fn new(client: ApiClient, base: Url, credential: Credential) -> Self {
+    pub fn new(client: ApiClient, base: Base, credential: Credential, limits: ApiLimits, classify: Classify) -> Self {
         Self {
             client,
             base,
             credential,
+            limits,
+            classify,
+            ledger: OnceLock::new(),
         }
+    }
+
+    /// Draws every call from now on from `ledger`.
+    pub fn attach(&self, ledger: Arc<dyn ApiLedger>) {
+        let _ = self.ledger.set(ledger);
+    }
+
+    pub fn limits(&self) -> ApiLimits {
+        self.limits
     }
 
     /// For `check-config`: whether polling is configured, and how it authenticates.
@@ -69,57 +231,314 @@ impl Api {
             Credential::Header(..) => "api_key",
             Credential::OAuth(_) => "oauth_refresh_token",
         });
-        serde_json::json!({ "configured": api.is_some(), "auth": auth })
+        let limits = api.map(|api| {
+            serde_json::json!({
+                "requests_per_hour": api.limits.per_hour,
+                "min_interval_secs": api.limits.min_interval.as_secs(),
+            })
+        });
+        serde_json::json!({ "configured": api.is_some(), "auth": auth, "limits": limits })
     }
 
-    /// `base` followed by `segments`, each percent-encoded, so an agreement id
-    /// can never leave its path segment.
-    pub fn url(&self, segments: &[&str]) -> Url {
-        endpoint(&self.base, segments)
+    /// GETs `segments?query` and returns its JSON body.
+    pub async fn get_json(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Value, CallError> {
+        Ok(self.get(segments, query).await?.json)
     }
 
-    /// GETs `url` with the credential and returns its JSON body.
-    pub async fn get_json(&self, url: Url) -> Result<Value, CallError> {
-        read_json(self.send(Method::GET, url, None).await?).await
+    /// GETs `segments?query`; the answer with its ETag.
+    pub async fn get(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Answer, CallError> {
+        let mut call = Call::new(Method::GET, segments);
+        call.query = query;
+        self.execute(&call).await
     }
 
-    /// POSTs `body` as JSON to `url` and returns the JSON answer.
-    pub async fn post_json(&self, url: Url, body: &Value) -> Result<Value, CallError> {
-        read_json(self.send(Method::POST, url, Some(body)).await?).await
+    /// POSTs `body` as JSON, once (see the module doc), and returns the JSON answer.
+    pub async fn post_json(&self, segments: &[&str], body: &Value) -> Result<Value, CallError> {
+        let mut call = Call::new(Method::POST, segments);
+        call.body = Some(body);
+        Ok(self.execute(&call).await?.json)
     }
 
-    /// DELETEs `url`; any 2xx is success, whatever its body.
-    pub async fn delete(&self, url: Url) -> Result<(), CallError> {
-        let response = self.send(Method::DELETE, url, None).await?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
+    /// DELETEs `segments`, with `If-Match: if_match` when given; any 2xx is
+    /// success, whatever its body.
+    pub async fn delete(&self, segments: &[&str], if_match: Option<&str>) -> Result<(), CallError> {
+        let mut call = Call::new(Method::DELETE, segments);
+        call.if_match = if_match;
+        self.execute(&call).await.map(|_| ())
+    }
+
+    /// The call at the current base; once more at a rediscovered base when
+    /// the provider says the base is wrong.
+    async fn execute(&self, call: &Call<'_>) -> Result<Answer, CallError> {
+        let mut rediscovered = false;
+        loop {
+            let base = self.base().await?;
+            match self.execute_at(&base, call).await {
+                Err(CallError::WrongAccessPoint) if !rediscovered && matches!(self.base, Base::Discovered { .. }) => {
+                    tracing::warn!(
+                        provider = self.client.provider,
+                        "the provider says this is not the account's API access point; discovering it again"
+                    );
+                    self.base.forget();
+                    rediscovered = true;
+                }
+                other => return other,
+            }
         }
-        read_json(response).await.map(|_| ())
     }
 
-    /// Sends a request with the credential. On a 401 with an OAuth session,
-    /// the access token is replaced once and the request sent again (the
-    /// token was revoked, or the clocks disagree).
-    async fn send(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Response, CallError> {
-        let mut request = Request::new(method, url);
-        request
-            .headers_mut()
-            .insert(ACCEPT, HeaderValue::from_static("application/json"));
-        if let Some(body) = body {
-            request
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    /// The API base: configured, found before, from the OAuth token answer,
+    /// or asked of the discovery endpoint.
+    async fn base(&self) -> Result<Url, CallError> {
+        if let Some(base) = self.base.current() {
+            return Ok(base);
+        }
+        let Base::Discovered { discovery, field, .. } = &self.base else {
+            unreachable!("a fixed base is always current");
+        };
+        if let Credential::OAuth(session) = &self.credential {
+            session.access_token(&self.client, self.ledger.get()).await?;
+            if let Some(point) = session.api_access_point().await {
+                tracing::info!(provider = self.client.provider, api_access_point = %point, "API access point from the OAuth token answer");
+                self.base.set(point.clone());
+                return Ok(point);
+            }
+        }
+        let mut origin = discovery.clone();
+        origin.set_path("/");
+        let path: Vec<&str> = discovery.path_segments().map(|s| s.collect()).unwrap_or_default();
+        let mut call = Call::new(Method::GET, &path);
+        call.reuse_within_interval = true;
+        let answer = self.execute_at(&origin, &call).await?;
+        let point = answer
+            .json
+            .get(*field)
+            .and_then(Value::as_str)
+            .and_then(|point| super::settings::base_url("adobe_sign_api_base", point).ok())
+            .ok_or_else(|| CallError::InvalidResponse(format!("the base URI answer has no {field}")))?;
+        tracing::info!(provider = self.client.provider, api_access_point = %point, "API access point discovered");
+        self.base.set(point.clone());
+        Ok(point)
+    }
+
+    async fn execute_at(&self, base: &Url, call: &Call<'_>) -> Result<Answer, CallError> {
+        let mut url = endpoint(base, call.segments);
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(call.query);
+        }
+        let key = (call.method == Method::GET && !self.limits.min_interval.is_zero()).then(|| request_key(&url));
+        // A POST may have acted although its answer was lost; an identical
+        // GET may not go again inside the interval.
+        let attempts = match call.method == Method::POST || key.is_some() {
+            true => 1,
+            false => self.client.max_attempts,
+        };
+        let mut attempt = 1;
+        loop {
+            let admitted = self.admit(key.as_deref()).await?;
+            if let Some(reason) = admitted.reason {
+                if let (true, WaitReason::Interval, Some(body)) = (call.reuse_within_interval, reason, &admitted.body) {
+                    return Ok(Answer {
+                        json: parse_json(body, StatusCode::OK)?,
+                        etag: admitted.etag,
+                    });
+                }
+                return Err(CallError::Throttled {
+                    wait: admitted.wait,
+                    reason,
+                });
+            }
+            let request = self.request(call, url.clone(), admitted.etag.as_deref().filter(|_| admitted.body.is_some()))?;
+            let retry = |reason: &str| {
+                (attempt < attempts).then(|| {
+                    let wait = backoff(self.client.retry_base, attempt).min(self.client.retry_max);
+                    tracing::warn!(
+                        provider = self.client.provider,
+                        attempt,
+                        max_attempts = attempts,
+                        reason,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "provider API call failed; retrying"
+                    );
+                    wait
+                })
+            };
+            let (status, headers, body) = match self.send(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    match response.bytes().await {
+                        Ok(body) => (status, headers, body),
+                        Err(error) => match retry("answer cut off") {
+                            Some(wait) => {
+                                tokio::time::sleep(wait).await;
+                                attempt += 1;
+                                continue;
+                            }
+                            None => return Err(transport_error(error)),
+                        },
+                    }
+                }
+                Err(CallError::Transport(message)) => match retry("transport") {
+                    Some(wait) => {
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    None => return Err(CallError::Transport(message)),
+                },
+                Err(error) => return Err(error),
+            };
+            if let Some(wait) = throttled(status, &headers, &body, Utc::now()) {
+                return Err(self.pause(status, &body, wait).await);
+            }
+            if status.is_server_error() {
+                if let Some(wait) = retry(status.as_str()) {
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
+            if status == StatusCode::NOT_MODIFIED {
+                let body = admitted
+                    .body
+                    .ok_or_else(|| CallError::InvalidResponse("304 to a request sent without If-None-Match".to_owned()))?;
+                return Ok(Answer {
+                    json: parse_json(&body, StatusCode::OK)?,
+                    etag: admitted.etag,
+                });
+            }
+            return self.answer(status, &headers, body, key.as_deref()).await;
+        }
+    }
+
+    /// Waits for the budget when the wait is short; a paused account, a
+    /// longer wait or an identical GET too soon is answered at once.
+    async fn admit(&self, key: Option<&str>) -> Result<Admitted, CallError> {
+        let Some(ledger) = self.ledger.get() else {
+            return Ok(Admitted {
+                wait: Duration::ZERO,
+                reason: None,
+                etag: None,
+                body: None,
+            });
+        };
+        loop {
+            let admitted = ledger
+                .admit(Admission {
+                    account: self.client.provider,
+                    limits: self.limits,
+                    request: key,
+                })
+                .await
+                .map_err(|error| CallError::Ledger(error.to_string()))?;
+            match admitted.reason {
+                Some(WaitReason::Budget) if admitted.wait <= MAX_BUDGET_WAIT => tokio::time::sleep(admitted.wait).await,
+                _ => return Ok(admitted),
+            }
+        }
+    }
+
+    /// Records the provider's throttling for every replica and answers
+    /// [`CallError::Throttled`].
+    async fn pause(&self, status: StatusCode, body: &[u8], wait: Duration) -> CallError {
+        let provider = self.client.provider;
+        let reason = format!("{status}: {}", error_message(body, status));
+        counter!(metric::PROVIDER_API_THROTTLED, "provider" => provider).increment(1);
+        gauge!(metric::PROVIDER_API_PAUSED, "provider" => provider).set(1.0);
+        tracing::warn!(
+            provider,
+            status = status.as_u16(),
+            pause_secs = wait.as_secs(),
+            reason = %reason,
+            "the provider throttled its API account; every replica pauses all calls to it for as long as it asked"
+        );
+        if let Some(ledger) = self.ledger.get() {
+            if let Err(error) = ledger.pause(provider, wait, &reason).await {
+                tracing::warn!(provider, %error, "could not record the pause for the other replicas");
+            }
+        }
+        CallError::Throttled {
+            wait,
+            reason: WaitReason::Paused,
+        }
+    }
+
+    /// A final answer as JSON or a classified error; a GET's ETag and body
+    /// are kept for the next `If-None-Match`.
+    async fn answer(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Bytes,
+        key: Option<&str>,
+    ) -> Result<Answer, CallError> {
+        let etag = headers
+            .get(ETAG)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        if !status.is_success() {
+            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            return Err((self.classify)(status, &json).unwrap_or_else(|| match status {
+                StatusCode::NOT_FOUND => CallError::NotFound,
+                _ => CallError::Status {
+                    status: status.as_u16(),
+                    message: error_message(&body, status),
+                },
+            }));
+        }
+        let json = match body.is_empty() {
+            true => Value::Null,
+            false => parse_json(&body, status)?,
+        };
+        if let (Some(key), Some(etag), Some(ledger)) = (key, etag.as_deref(), self.ledger.get()) {
+            if body.len() <= MAX_KEPT_BODY {
+                if let Err(error) = ledger.remember(self.client.provider, key, etag, &body).await {
+                    tracing::warn!(provider = self.client.provider, %error, "could not keep the answer's ETag");
+                }
+            }
+        }
+        Ok(Answer { json, etag })
+    }
+
+    fn request(&self, call: &Call<'_>, url: Url, if_none_match: Option<&str>) -> Result<Request, CallError> {
+        let mut request = Request::new(call.method.clone(), url);
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let header = |value: &str| {
+            HeaderValue::from_str(value)
+                .map_err(|_| CallError::InvalidResponse("an ETag from the provider is not a valid header value".to_owned()))
+        };
+        if let Some(etag) = if_none_match {
+            headers.insert(IF_NONE_MATCH, header(etag)?);
+        }
+        if let Some(etag) = call.if_match {
+            headers.insert(IF_MATCH, header(etag)?);
+        }
+        if let Some(body) = call.body {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             *request.body_mut() = Some(serde_json::to_vec(body).expect("a JSON value serializes").into());
         }
+        Ok(request)
+    }
+
+    /// Sends a request once with the credential. On a 401 with an OAuth
+    /// session, the access token is replaced once and the request sent again
+    /// (the token was revoked, or the clocks disagree).
+    async fn send(&self, mut request: Request) -> Result<Response, CallError> {
+        let http = &self.client.http;
         match &self.credential {
             Credential::Header(name, value) => {
                 request.headers_mut().insert(name.clone(), value.clone());
-                self.client.send_with_retry(request).await
+                http.execute(request).await.map_err(transport_error)
             }
             Credential::OAuth(session) => {
-                let token = session.access_token(&self.client).await?;
-                let response = self.client.send_with_retry(with_bearer(&request, &token)?).await?;
+                let ledger = self.ledger.get();
+                let token = session.access_token(&self.client, ledger).await?;
+                let response = http
+                    .execute(with_bearer(&request, &token)?)
+                    .await
+                    .map_err(transport_error)?;
                 if response.status() != StatusCode::UNAUTHORIZED {
                     return Ok(response);
                 }
@@ -128,11 +547,59 @@ impl Api {
                     "access token refused before its expiry; refreshing it once"
                 );
                 session.invalidate(&token).await;
-                let token = session.access_token(&self.client).await?;
-                self.client.send_with_retry(with_bearer(&request, &token)?).await
+                let token = session.access_token(&self.client, ledger).await?;
+                http.execute(with_bearer(&request, &token)?)
+                    .await
+                    .map_err(transport_error)
             }
         }
     }
+}
+
+/// `GET <path>?<query>`: what makes two GETs identical.
+fn request_key(url: &Url) -> String {
+    match url.query() {
+        Some(query) => format!("GET {}?{query}", url.path()),
+        None => format!("GET {}", url.path()),
+    }
+}
+
+fn parse_json(body: &[u8], status: StatusCode) -> Result<Value, CallError> {
+    serde_json::from_slice(body).map_err(|e| CallError::InvalidResponse(format!("the {status} answer is not JSON: {e}")))
+}
+
+/// How long a throttling answer asks to wait: a 429, or a 503 with
+/// `Retry-After`. The wait is the `Retry-After` header, else the body's
+/// `retryAfter` seconds (Adobe), else `X-RateLimit-Reset` (BoldSign's unix
+/// time of the window's reset), else a minute. Never capped.
+fn throttled(status: StatusCode, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let retry_after = header(RETRY_AFTER.as_str()).and_then(|value| parse_retry_after(value, now));
+    let throttling = status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
+    if !throttling {
+        return None;
+    }
+    let from_body = || {
+        serde_json::from_slice::<Value>(body)
+            .ok()?
+            .get("retryAfter")
+            .and_then(|value| value.as_f64().or_else(|| value.as_str()?.trim().parse().ok()))
+            .filter(|secs| secs.is_finite() && *secs >= 0.0)
+            .map(|secs| Duration::from_secs_f64(secs.min(1e9)))
+    };
+    let reset = || {
+        let at: i64 = header("x-ratelimit-reset")?.trim().parse().ok()?;
+        let at = DateTime::from_timestamp(at, 0)?;
+        Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    };
+    Some(
+        retry_after
+            .or_else(from_body)
+            .or_else(reset)
+            .unwrap_or(DEFAULT_PAUSE)
+            .max(Duration::from_secs(1)),
+    )
 }
 
 /// The configured API (`T`) to ask about `agreement_id`:
@@ -208,9 +675,9 @@ impl ApiClient {
         })
     }
 
-    /// Sends `request`, again after a 429, a 5xx or a transport error, up to
-    /// the maximum number of attempts. Waits `Retry-After` when the answer has
-    /// one, else an exponential backoff with jitter, both capped. Returns the
+    /// Sends `request` (an OAuth token request), again after a 5xx or a
+    /// transport error, up to the maximum number of attempts, with an
+    /// exponential backoff with jitter. A 429 is not retried. Returns the
     /// last answer whatever its status; `Err` only when there was none.
     pub(super) async fn send_with_retry(&self, request: Request) -> Result<Response, CallError> {
         let mut attempt = 1;
@@ -219,31 +686,22 @@ impl ApiClient {
                 .try_clone()
                 .expect("provider API requests have in-memory bodies, which clone");
             let outcome = self.http.execute(this_try).await;
-            let (reason, wait) = match &outcome {
-                Ok(response) if retryable(response.status()) => {
-                    let asked = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| parse_retry_after(value, Utc::now()));
-                    (response.status().as_str().to_owned(), Some(asked))
-                }
-                Ok(_) => (String::new(), None),
-                Err(error) if error.is_builder() => (String::new(), None),
-                Err(error) => (transport_kind(error).to_owned(), Some(None)),
+            let reason = match &outcome {
+                Ok(response) if response.status().is_server_error() => Some(response.status().as_str().to_owned()),
+                Ok(_) => None,
+                Err(error) if error.is_builder() => None,
+                Err(error) => Some(transport_kind(error).to_owned()),
             };
-            match wait {
-                Some(asked) if attempt < self.max_attempts => {
-                    let wait = asked
-                        .unwrap_or_else(|| backoff(self.retry_base, attempt))
-                        .min(self.retry_max);
+            match reason {
+                Some(reason) if attempt < self.max_attempts => {
+                    let wait = backoff(self.retry_base, attempt).min(self.retry_max);
                     tracing::warn!(
                         provider = self.provider,
                         attempt,
                         max_attempts = self.max_attempts,
                         reason = %reason,
                         wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "provider API call failed; retrying"
+                        "provider token request failed; retrying"
                     );
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -252,10 +710,6 @@ impl ApiClient {
             }
         }
     }
-}
-
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
 /// The wait before attempt `attempt + 1`: `base` × 2^(attempt−1), half of it
@@ -406,6 +860,39 @@ mod tests {
                 expected.map(Duration::from_secs),
                 "{value:?}"
             );
+        }
+    }
+
+    /// Throttling answers as the providers document them: Adobe's 429 with
+    /// `Retry-After` and `retryAfter` (developer guide, API usage), its
+    /// high-load variant, BoldSign's 429 with `X-RateLimit-Reset` (support
+    /// KB "API calls quota exceeded"); 503 counts only with `Retry-After`.
+    #[test]
+    fn throttling_waits_as_long_as_the_provider_asked() {
+        let now = at("2026-11-20T09:41:27Z");
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_str(value).expect("valid"));
+            }
+            map
+        };
+        let adobe = json!({"code": "THROTTLING_TOO_MANY_REQUESTS", "message": "wait", "retryAfter": 1800}).to_string();
+        let secs = |n| Some(Duration::from_secs(n));
+        let cases = [
+            (429, headers(&[("retry-after", "1800")]), adobe.clone(), secs(1800)),
+            (429, headers(&[]), adobe.clone(), secs(1800)),
+            (429, headers(&[("retry-after", "7200")]), adobe, secs(7200)),
+            (429, headers(&[("x-ratelimit-reset", "1795168287")]), String::new(), secs(600)),
+            (429, headers(&[]), String::new(), secs(60)),
+            (503, headers(&[("retry-after", "120")]), String::new(), secs(120)),
+            (503, headers(&[]), String::new(), None),
+            (500, headers(&[("retry-after", "120")]), String::new(), None),
+            (400, headers(&[]), String::new(), None),
+        ];
+        for (status, headers, body, expected) in cases {
+            let status = StatusCode::from_u16(status).expect("valid status");
+            assert_eq!(throttled(status, &headers, body.as_bytes(), now), expected, "{status} {headers:?} {body}");
         }
     }
 
