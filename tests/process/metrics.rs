@@ -80,6 +80,9 @@ fn reconciling<'a>(fake: &'a FakeProvider, extra: &[(&'a str, &'a str)]) -> Vec<
         ("SIGNHOOK_RECONCILE_STALE_AFTER", "1h"),
         ("SIGNHOOK_RECONCILE_FAST_INTERVAL", "1h"),
         ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+        // Scheduling mechanics, not the provider's limits (tested on their own).
+        ("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0"),
+        ("SIGNHOOK_ADOBE_SIGN_API_REQUESTS_PER_HOUR", "1000000"),
     ];
     env.extend_from_slice(extra);
     env
