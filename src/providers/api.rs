@@ -272,7 +272,7 @@ impl Api {
     async fn execute(&self, call: &Call<'_>) -> Result<Answer, CallError> {
         let mut rediscovered = false;
         loop {
-            let base = self.base().await?;
+            let base = self.base(rediscovered).await?;
             match self.execute_at(&base, call).await {
                 Err(CallError::WrongAccessPoint) if !rediscovered && matches!(self.base, Base::Discovered { .. }) => {
                     tracing::warn!(
@@ -288,15 +288,16 @@ impl Api {
     }
 
     /// The API base: configured, found before, from the OAuth token answer,
-    /// or asked of the discovery endpoint.
-    async fn base(&self) -> Result<Url, CallError> {
+    /// or asked of the discovery endpoint (`again`: not from the kept answer,
+    /// which named the base just refused).
+    async fn base(&self, again: bool) -> Result<Url, CallError> {
         if let Some(base) = self.base.current() {
             return Ok(base);
         }
         let Base::Discovered { discovery, field, .. } = &self.base else {
             unreachable!("a fixed base is always current");
         };
-        if let Credential::OAuth(session) = &self.credential {
+        if let (Credential::OAuth(session), false) = (&self.credential, again) {
             session.access_token(&self.client, self.ledger.get()).await?;
             if let Some(point) = session.api_access_point().await {
                 tracing::info!(provider = self.client.provider, api_access_point = %point, "API access point from the OAuth token answer");
@@ -308,7 +309,7 @@ impl Api {
         origin.set_path("/");
         let path: Vec<&str> = discovery.path_segments().map(|s| s.collect()).unwrap_or_default();
         let mut call = Call::new(Method::GET, &path);
-        call.reuse_within_interval = true;
+        call.reuse_within_interval = !again;
         let answer = self.execute_at(&origin, &call).await?;
         let point = answer
             .json

@@ -74,6 +74,11 @@ pub struct SeenRequest {
     pub authenticated: bool,
     /// It carried an access token this fake issued, after that token expired.
     pub expired_token: bool,
+    /// Its `If-None-Match` and `If-Match` headers.
+    pub if_none_match: Option<String>,
+    pub if_match: Option<String>,
+    /// The HTTP status it was answered (recorded once answered).
+    pub status: Option<u16>,
 }
 
 impl SeenRequest {
@@ -343,16 +348,20 @@ async fn intercept(State(shared): State<Shared>, request: Request, next: Next) -
         let max = state.max_in_flight.entry(path.clone()).or_default();
         *max = (*max).max(now);
     }
-    let response = answer(&shared, request, next).await;
+    let (index, response) = answer(&shared, request, next).await;
     let mut state = shared.lock().expect("fake provider state lock");
     if let Some(n) = state.in_flight.get_mut(&path) {
         *n -= 1;
     }
+    if let Some(seen) = state.requests.get_mut(index) {
+        seen.status = Some(response.status().as_u16());
+    }
     response
 }
 
-async fn answer(state: &Shared, request: Request, next: Next) -> Response {
-    let (delay, failure) = {
+/// The answer, and the index of the request in the recorded requests.
+async fn answer(state: &Shared, request: Request, next: Next) -> (usize, Response) {
+    let (index, delay, failure) = {
         let mut state = state.lock().expect("fake provider state lock");
         let headers = request.headers();
         let expired_token = bearer(headers)
@@ -366,14 +375,17 @@ async fn answer(state: &Shared, request: Request, next: Next) -> Response {
                 .iter()
                 .any(|name| headers.contains_key(*name)),
             expired_token,
+            if_none_match: header_text(headers, header::IF_NONE_MATCH.as_str()),
+            if_match: header_text(headers, header::IF_MATCH.as_str()),
+            status: None,
         };
         state.requests.push(seen);
-        (state.delay, state.failures.pop_front())
+        (state.requests.len() - 1, state.delay, state.failures.pop_front())
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    match failure {
+    let response = match failure {
         Some(Failure::TooManyRequests { retry_after_secs }) => throttled(retry_after_secs),
         Some(Failure::HighSystemLoad { retry_after_secs }) => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -414,7 +426,8 @@ async fn answer(state: &Shared, request: Request, next: Next) -> Response {
             Some(refusal) => refusal,
             None => next.run(request).await,
         },
-    }
+    };
+    (index, response)
 }
 
 /// Adobe's throttling answer (developer guide, API usage): 429 with a
@@ -463,6 +476,10 @@ fn adobe_gate(state: &Shared, request: &Request) -> Option<Response> {
         Some(last) if now.duration_since(last) < interval => Some(throttled(interval.as_secs().max(1))),
         _ => None,
     }
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
