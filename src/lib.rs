@@ -58,6 +58,7 @@ impl Application {
         // replica whose reconciler has not looked yet.
         for name in Providers::names() {
             metrics::gauge!(telemetry::metric::PROVIDER_SILENT, "provider" => name).set(0.0);
+            metrics::gauge!(telemetry::metric::PROVIDER_API_PAUSED, "provider" => name).set(0.0);
         }
         let providers = Providers::from_config(&config)?;
         let addr = settings.server.listen_addr()?;
