@@ -454,3 +454,26 @@ async fn the_oauth_client_id_is_accepted_on_webhooks() {
     let (_, error) = error_of(refused).await;
     assert!(error["error"]["message"].as_str().unwrap().contains("UB7E5BXCXY"), "{error}");
 }
+
+/// With OAuth and no configured base, the token is refreshed on the
+/// discovery host and the access point its answer names is used: no
+/// `GET /baseUris` is needed.
+#[tokio::test]
+async fn adobes_access_point_can_come_from_the_oauth_answer() {
+    let fake = FakeProvider::start().await;
+    fake.name_access_point_in_token_answers();
+    fake.set_agreement("agr-1", "NDA", "SIGNED");
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_ADOBE_SIGN_API_DISCOVERY_URL", fake.base_url.as_str()),
+        ("SIGNHOOK_ADOBE_SIGN_OAUTH_CLIENT_ID", OAUTH_CLIENT_ID),
+        ("SIGNHOOK_ADOBE_SIGN_OAUTH_CLIENT_SECRET", OAUTH_CLIENT_SECRET),
+        ("SIGNHOOK_ADOBE_SIGN_OAUTH_REFRESH_TOKEN", OAUTH_REFRESH_TOKEN),
+        ("SIGNHOOK_RECONCILE_STALE_AFTER", "3650d"),
+    ])
+    .await;
+
+    let (status, _, view) = json(app.refresh("adobe-sign", "agr-1").await).await;
+    assert_eq!((status, view["status"].as_str()), (200, Some("completed")), "{view}");
+    let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/oauth/v2/refresh", "/shard-a/api/rest/v6/agreements/agr-1"]);
+}

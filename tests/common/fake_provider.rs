@@ -108,6 +108,8 @@ struct FakeState {
     /// refresh when `rotate_refresh_tokens`.
     refresh_token: String,
     rotate_refresh_tokens: bool,
+    /// Adobe's refresh answers name the account's access point.
+    oauth_access_point: bool,
     /// Webhook registrations still to be made and then answered 502 (the
     /// answer is lost between Adobe and us).
     webhook_answers_to_lose: usize,
@@ -241,6 +243,13 @@ impl FakeProvider {
     /// Each refresh answers a new refresh token and refuses the one used.
     pub fn rotate_refresh_tokens(&self) {
         self.state().rotate_refresh_tokens = true;
+    }
+
+    /// Adobe's token answers carry `api_access_point`, as its
+    /// authorization-code answer does (developer guide, getting started;
+    /// whether a refresh answer has it is unconfirmed, so off by default).
+    pub fn name_access_point_in_token_answers(&self) {
+        self.state().oauth_access_point = true;
     }
 
     /// The refresh token the token endpoints accept now.
@@ -660,13 +669,24 @@ fn invalid_grant() -> Response {
         .into_response()
 }
 
-/// Adobe: `expires_in` in seconds.
-async fn adobe_refresh(State(state): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
+/// Adobe: `expires_in` in seconds (developer guide, OAuth).
+async fn adobe_refresh(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     match grant(&state, &form) {
-        Some((token, lifetime)) => Json(json!({
-            "access_token": token, "token_type": "Bearer", "expires_in": lifetime.as_secs(),
-        }))
-        .into_response(),
+        Some((token, lifetime)) => {
+            let mut body = json!({
+                "access_token": token, "token_type": "Bearer", "expires_in": lifetime.as_secs(),
+            });
+            let state = state.lock().expect("fake provider state lock");
+            if state.oauth_access_point {
+                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                body["api_access_point"] = json!(format!("http://{host}/{}/", SHARDS[state.shard]));
+            }
+            Json(body).into_response()
+        }
         None => invalid_grant(),
     }
 }
