@@ -94,7 +94,8 @@ pub trait ApiLedger: Send + Sync + 'static {
 
     /// Pauses every call to `account` for `wait` (never shortening a longer
     /// pause already in force), because the provider said so.
-    fn pause<'a>(&'a self, account: &'a str, wait: Duration, reason: &'a str) -> BoxFuture<'a, Result<(), LedgerError>>;
+    fn pause<'a>(&'a self, account: &'a str, wait: Duration, reason: &'a str)
+        -> BoxFuture<'a, Result<(), LedgerError>>;
 
     /// Keeps the ETag and body of a GET's 2xx answer, for `If-None-Match`.
     fn remember<'a>(

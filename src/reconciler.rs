@@ -238,12 +238,12 @@ impl Reconciler {
                 error: error.to_string(),
                 retry_in: fast_interval,
             },
-            Err(WatchingError::Provider(WatchError::Api(PollError::Call(error @ CallError::Throttled { wait, .. })))) => {
-                PollRecord::Deferred {
-                    retry_in: wait,
-                    note: format!("webhook not removed yet: {error}"),
-                }
-            }
+            Err(WatchingError::Provider(WatchError::Api(PollError::Call(
+                error @ CallError::Throttled { wait, .. },
+            )))) => PollRecord::Deferred {
+                retry_in: wait,
+                note: format!("webhook not removed yet: {error}"),
+            },
             Err(error) => {
                 let retry_in = self.retry_in(due.poll_failures);
                 tracing::warn!(provider = name, agreement_id = %due.agreement_id, %error,

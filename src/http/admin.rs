@@ -391,9 +391,7 @@ async fn providers(State(state): State<AppState>) -> Result<Json<ProvidersView>,
                 api: provider.api_limits().map(|limits| ApiBudget {
                     requests_per_hour: limits.per_hour,
                     min_interval_secs: limits.min_interval.as_secs(),
-                    paused: budgets
-                        .iter()
-                        .any(|b| b.account == name && b.paused_until.is_some()),
+                    paused: budgets.iter().any(|b| b.account == name && b.paused_until.is_some()),
                     budget: budgets
                         .iter()
                         .position(|b| b.account == name)

@@ -203,12 +203,12 @@ impl ApiSettings {
         };
         let credential = match auth {
             Auth::Key(key) => Credential::bearer(key, "adobe_sign_api_token")?,
-            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(OAuthSession::new(
+            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(Box::new(OAuthSession::new(
                 api::endpoint(&token_base, &["oauth", "v2", "refresh"]),
                 client_id,
                 client_secret,
                 refresh_token,
-            )),
+            ))),
         };
         let limits = ApiLimits {
             per_hour: self.adobe_sign_api_requests_per_hour,
@@ -383,7 +383,11 @@ impl Provider for AdobeSign {
 
     /// Agreements only: a web form's (`widget`) or bulk send's (`megaSign`)
     /// id is not an agreement id (see [`Provider::poll_kinds`]).
-    fn poll_in<'a>(&'a self, agreement_id: &'a str, _tenant: Option<&'a str>) -> BoxFuture<'a, Result<Subject, PollError>> {
+    fn poll_in<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
             let agreement = api.get_json(&[API, REST, V6, "agreements", agreement_id], &[]).await?;
@@ -665,8 +669,14 @@ mod tests {
                 other => panic!("{status}: {other:?}"),
             }
         }
-        assert_eq!(answer(400, "DUPLICATE_WEBHOOK_CONFIGURATION"), Some(CallError::Duplicate));
-        assert_eq!(answer(401, "INVALID_API_ACCESS_POINT"), Some(CallError::WrongAccessPoint));
+        assert_eq!(
+            answer(400, "DUPLICATE_WEBHOOK_CONFIGURATION"),
+            Some(CallError::Duplicate)
+        );
+        assert_eq!(
+            answer(401, "INVALID_API_ACCESS_POINT"),
+            Some(CallError::WrongAccessPoint)
+        );
         assert_eq!(answer(404, "INVALID_AGREEMENT_ID"), None, "a plain not found");
         assert_eq!(answer(400, "MISSING_IF_MATCH_HEADER"), None);
     }

@@ -349,7 +349,11 @@ impl Api {
                     reason,
                 });
             }
-            let request = self.request(call, url.clone(), admitted.etag.as_deref().filter(|_| admitted.body.is_some()))?;
+            let request = self.request(
+                call,
+                url.clone(),
+                admitted.etag.as_deref().filter(|_| admitted.body.is_some()),
+            )?;
             let retry = |reason: &str| {
                 (attempt < attempts).then(|| {
                     let wait = backoff(self.client.retry_base, attempt).min(self.client.retry_max);
@@ -401,9 +405,9 @@ impl Api {
                 }
             }
             if status == StatusCode::NOT_MODIFIED {
-                let body = admitted
-                    .body
-                    .ok_or_else(|| CallError::InvalidResponse("304 to a request sent without If-None-Match".to_owned()))?;
+                let body = admitted.body.ok_or_else(|| {
+                    CallError::InvalidResponse("304 to a request sent without If-None-Match".to_owned())
+                })?;
                 return Ok(Answer {
                     json: parse_json(&body, StatusCode::OK)?,
                     etag: admitted.etag,
@@ -507,8 +511,9 @@ impl Api {
         let headers = request.headers_mut();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let header = |value: &str| {
-            HeaderValue::from_str(value)
-                .map_err(|_| CallError::InvalidResponse("an ETag from the provider is not a valid header value".to_owned()))
+            HeaderValue::from_str(value).map_err(|_| {
+                CallError::InvalidResponse("an ETag from the provider is not a valid header value".to_owned())
+            })
         };
         if let Some(etag) = if_none_match {
             headers.insert(IF_NONE_MATCH, header(etag)?);
@@ -566,7 +571,8 @@ fn request_key(url: &Url) -> String {
 }
 
 fn parse_json(body: &[u8], status: StatusCode) -> Result<Value, CallError> {
-    serde_json::from_slice(body).map_err(|e| CallError::InvalidResponse(format!("the {status} answer is not JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| CallError::InvalidResponse(format!("the {status} answer is not JSON: {e}")))
 }
 
 /// How long a throttling answer asks to wait: a 429, or a 503 with
@@ -576,8 +582,8 @@ fn parse_json(body: &[u8], status: StatusCode) -> Result<Value, CallError> {
 fn throttled(status: StatusCode, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let retry_after = header(RETRY_AFTER.as_str()).and_then(|value| parse_retry_after(value, now));
-    let throttling = status == StatusCode::TOO_MANY_REQUESTS
-        || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
+    let throttling =
+        status == StatusCode::TOO_MANY_REQUESTS || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
     if !throttling {
         return None;
     }
@@ -619,8 +625,8 @@ pub enum Credential {
     /// A fixed secret sent in one header (API key, integration key).
     Header(HeaderName, HeaderValue),
     /// A bearer access token obtained, and renewed before it expires, with an
-    /// OAuth refresh token.
-    OAuth(OAuthSession),
+    /// OAuth refresh token (boxed: a session is much larger than a header).
+    OAuth(Box<OAuthSession>),
 }
 
 impl Credential {
@@ -884,7 +890,12 @@ mod tests {
             (429, headers(&[("retry-after", "1800")]), adobe.clone(), secs(1800)),
             (429, headers(&[]), adobe.clone(), secs(1800)),
             (429, headers(&[("retry-after", "7200")]), adobe, secs(7200)),
-            (429, headers(&[("x-ratelimit-reset", "1795168287")]), String::new(), secs(600)),
+            (
+                429,
+                headers(&[("x-ratelimit-reset", "1795168287")]),
+                String::new(),
+                secs(600),
+            ),
             (429, headers(&[]), String::new(), secs(60)),
             (503, headers(&[("retry-after", "120")]), String::new(), secs(120)),
             (503, headers(&[]), String::new(), None),
@@ -893,7 +904,11 @@ mod tests {
         ];
         for (status, headers, body, expected) in cases {
             let status = StatusCode::from_u16(status).expect("valid status");
-            assert_eq!(throttled(status, &headers, body.as_bytes(), now), expected, "{status} {headers:?} {body}");
+            assert_eq!(
+                throttled(status, &headers, body.as_bytes(), now),
+                expected,
+                "{status} {headers:?} {body}"
+            );
         }
     }
 

@@ -366,7 +366,11 @@ impl Provider for BoldSign {
         self.api.is_some()
     }
 
-    fn poll_in<'a>(&'a self, agreement_id: &'a str, _tenant: Option<&'a str>) -> BoxFuture<'a, Result<Subject, PollError>> {
+    fn poll_in<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
             let document = api

@@ -132,12 +132,12 @@ impl ApiSettings {
         })?;
         let credential = match auth {
             Auth::Key(token) => Credential::header("x-api-token", token, "fusesign_api_token")?,
-            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(OAuthSession::new(
+            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(Box::new(OAuthSession::new(
                 api::endpoint(&base, &["api", "Session", "OAuthRefreshToken"]),
                 client_id,
                 client_secret,
                 refresh_token,
-            )),
+            ))),
         };
         if self.fusesign_api_requests_per_hour == 0 {
             return Err(invalid("fusesign_api_requests_per_hour", "must be greater than 0"));
@@ -268,7 +268,11 @@ impl Provider for FuseSign {
     }
 
     /// In the bundle's own tenant when its webhooks named one.
-    fn poll_in<'a>(&'a self, agreement_id: &'a str, tenant: Option<&'a str>) -> BoxFuture<'a, Result<Subject, PollError>> {
+    fn poll_in<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async move {
             let (api, configured) = api::for_agreement(self.api.as_ref(), agreement_id)?;
             let tenant = tenant.filter(|t| !t.trim().is_empty()).unwrap_or(configured);

@@ -205,7 +205,11 @@ pub trait Provider: Send + Sync + 'static {
 
     /// [`Provider::poll`] in the provider account's `tenant` (FuseSign: the
     /// `TenantId` the bundle's webhooks carried); `None` uses the configured one.
-    fn poll_in<'a>(&'a self, _agreement_id: &'a str, _tenant: Option<&'a str>) -> BoxFuture<'a, Result<Subject, PollError>> {
+    fn poll_in<'a>(
+        &'a self,
+        _agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async { Err(PollError::NotConfigured) })
     }
 

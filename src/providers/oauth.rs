@@ -115,8 +115,14 @@ impl OAuthSession {
         );
         if let Some(rotated) = token.refresh_token.filter(|rotated| *rotated != state.refresh_token) {
             if let Some(ledger) = ledger {
-                match ledger.rotate_refresh_token(client.provider, &self.configured, &rotated).await {
-                    Ok(()) => tracing::info!(provider = client.provider, "the provider rotated the OAuth refresh token; the new one is kept in the database"),
+                match ledger
+                    .rotate_refresh_token(client.provider, &self.configured, &rotated)
+                    .await
+                {
+                    Ok(()) => tracing::info!(
+                        provider = client.provider,
+                        "the provider rotated the OAuth refresh token; the new one is kept in the database"
+                    ),
                     Err(error) => tracing::warn!(provider = client.provider, %error,
                         "the provider rotated the OAuth refresh token and it could not be kept in the database; a restart falls back to the configured one"),
                 }

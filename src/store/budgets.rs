@@ -153,7 +153,12 @@ impl ApiLedger for Store {
         Box::pin(async move { self.budgets().admit(admission).await.map_err(ledger_error) })
     }
 
-    fn pause<'a>(&'a self, account: &'a str, wait: Duration, reason: &'a str) -> BoxFuture<'a, Result<(), LedgerError>> {
+    fn pause<'a>(
+        &'a self,
+        account: &'a str,
+        wait: Duration,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), LedgerError>> {
         Box::pin(async move { self.budgets().pause(account, wait, reason).await.map_err(ledger_error) })
     }
 

@@ -165,7 +165,11 @@ async fn an_agreement_the_provider_does_not_know_is_not_found_at_once() {
         }))
     );
     for name in ["adobe-sign", "boldsign", "fusesign"] {
-        assert_eq!(get(&providers, name).poll(" ").await, Err(PollError::NotFound), "{name}");
+        assert_eq!(
+            get(&providers, name).poll(" ").await,
+            Err(PollError::NotFound),
+            "{name}"
+        );
     }
     assert_eq!(fake.requests().len(), 3, "one request each, no retries");
 }
@@ -189,7 +193,11 @@ async fn permission_denied_is_a_permission_failure_whatever_its_status() {
             other => panic!("{status}: expected a permission failure, got {other:?}"),
         }
     }
-    assert_eq!(fake.request_count("/api/rest/v6/agreements/theirs-404"), 1, "not retried");
+    assert_eq!(
+        fake.request_count("/api/rest/v6/agreements/theirs-404"),
+        1,
+        "not retried"
+    );
 }
 
 /// A 429 is not retried inside the call, and its whole `Retry-After` is
@@ -222,7 +230,10 @@ async fn a_throttled_answer_is_not_retried_and_its_wait_is_not_capped() {
     fake.fail_next(1, Failure::QuotaExceeded { reset_in_secs: 1800 });
     match get(&providers, "boldsign").poll("d1").await {
         Err(PollError::Call(CallError::Throttled { wait, .. })) => {
-            assert!(wait > Duration::from_secs(1790) && wait <= Duration::from_secs(1800), "{wait:?}")
+            assert!(
+                wait > Duration::from_secs(1790) && wait <= Duration::from_secs(1800),
+                "{wait:?}"
+            )
         }
         other => panic!("expected a throttled call, got {other:?}"),
     }

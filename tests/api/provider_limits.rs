@@ -91,7 +91,11 @@ async fn a_429_pauses_every_call_to_the_account_on_every_replica_for_as_long_as_
 
     // The other replica sends nothing either, for another agreement too.
     let (status, _, view) = json(second.refresh("adobe-sign", "agr-2").await).await;
-    assert_eq!((status, view["refresh"]["reason"].as_str()), (200, Some("paused")), "{view}");
+    assert_eq!(
+        (status, view["refresh"]["reason"].as_str()),
+        (200, Some("paused")),
+        "{view}"
+    );
     assert_eq!(fake.api_requests().len(), 1, "only the throttled call reached Adobe");
 
     let shown = provider_view(&second, "adobe-sign").await;
@@ -124,7 +128,11 @@ async fn two_replicas_share_one_budget() {
     let second = spawn_app_on(&first.db_name, &vars).await;
 
     let (status, _, view) = json(first.refresh("boldsign", "doc-1").await).await;
-    assert_eq!((status, view["refresh"]["polled"].as_bool()), (200, Some(true)), "{view}");
+    assert_eq!(
+        (status, view["refresh"]["polled"].as_bool()),
+        (200, Some(true)),
+        "{view}"
+    );
 
     let response = second.refresh("boldsign", "doc-2").await;
     assert_eq!(response.status(), 429, "the budget is spent on every replica");
@@ -147,8 +155,15 @@ async fn boldsign_defaults_to_its_documented_limits() {
     let fake = FakeProvider::start().await;
     let live = spawn_app_with(&polling_vars(&fake, &[])).await;
     assert_eq!(provider_view(&live, "boldsign").await["api"]["requests_per_hour"], 2000);
-    let sandbox = spawn_app_with(&polling_vars(&fake, &[("SIGNHOOK_BOLDSIGN_API_ENVIRONMENT", "sandbox")])).await;
-    assert_eq!(provider_view(&sandbox, "boldsign").await["api"]["requests_per_hour"], 50);
+    let sandbox = spawn_app_with(&polling_vars(
+        &fake,
+        &[("SIGNHOOK_BOLDSIGN_API_ENVIRONMENT", "sandbox")],
+    ))
+    .await;
+    assert_eq!(
+        provider_view(&sandbox, "boldsign").await["api"]["requests_per_hour"],
+        50
+    );
     let adobe = provider_view(&sandbox, "adobe-sign").await;
     assert_eq!(adobe["api"]["min_interval_secs"], 600, "{adobe}");
 }
@@ -175,7 +190,10 @@ async fn a_refresh_inside_the_minimum_interval_answers_from_the_last_poll() {
         assert_eq!(view["refresh"]["polled"], false, "{view}");
         assert_eq!(view["refresh"]["reason"], "min_interval", "{view}");
         assert!(
-            view["refresh"]["message"].as_str().unwrap().contains("minimum polling interval"),
+            view["refresh"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("minimum polling interval"),
             "{view}"
         );
         assert_eq!(view["status"], "in_progress", "as last polled: {view}");
@@ -199,11 +217,18 @@ async fn adobes_polling_threshold_throttle_pauses_the_account() {
     fake.set_min_poll_interval(std::time::Duration::from_secs(600));
     fake.set_agreement("agr-1", "NDA", "OUT_FOR_SIGNATURE");
     fake.set_agreement("agr-2", "NDA", "OUT_FOR_SIGNATURE");
-    let app = spawn_app_with(&polling_vars(&fake, &[("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "20s")])).await;
+    let app = spawn_app_with(&polling_vars(
+        &fake,
+        &[("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "20s")],
+    ))
+    .await;
     created(&app, "agr-1", "OUT_FOR_SIGNATURE").await;
     created(&app, "agr-2", "OUT_FOR_SIGNATURE").await;
 
-    assert_eq!(json(app.refresh("adobe-sign", "agr-1").await).await.2["refresh"]["polled"], true);
+    assert_eq!(
+        json(app.refresh("adobe-sign", "agr-1").await).await.2["refresh"]["polled"],
+        true
+    );
     // Past signhook's 20 s, inside Adobe's 10 minutes: the next identical GET
     // is throttled by Adobe (moved back in the record, as if 21 s had passed).
     sqlx::query(
@@ -319,7 +344,11 @@ async fn only_what_can_move_is_polled() {
     })
     .await;
     for id in ["agr-draft", "wid-1"] {
-        assert_eq!(app.get_agreement("adobe-sign", id).await["last_polled_at"], Value::Null, "{id}");
+        assert_eq!(
+            app.get_agreement("adobe-sign", id).await["last_polled_at"],
+            Value::Null,
+            "{id}"
+        );
     }
     assert_eq!(fake.api_requests().len(), 1, "{:?}", fake.api_requests());
 
@@ -330,7 +359,10 @@ async fn only_what_can_move_is_polled() {
     );
     let (status, error) = error_of(app.refresh("adobe-sign", "wid-1").await).await;
     assert_eq!((status, error["error"]["code"].as_str()), (400, Some("not_pollable")));
-    assert!(error["error"]["message"].as_str().unwrap().contains("widget"), "{error}");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("widget"),
+        "{error}"
+    );
 }
 
 /// Without `SIGNHOOK_ADOBE_SIGN_API_BASE` the access point comes from
@@ -450,9 +482,16 @@ async fn the_oauth_client_id_is_accepted_on_webhooks() {
     assert_eq!(verified.status(), 200);
     assert_eq!(verified.headers()["x-adobesign-clientid"], OAUTH_CLIENT_ID);
     let refused = app.verify_adobe(Some("UB7E5BXCXY")).await;
-    assert_eq!(refused.status(), 403, "Adobe's UI client ID is not accepted unless listed");
+    assert_eq!(
+        refused.status(),
+        403,
+        "Adobe's UI client ID is not accepted unless listed"
+    );
     let (_, error) = error_of(refused).await;
-    assert!(error["error"]["message"].as_str().unwrap().contains("UB7E5BXCXY"), "{error}");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("UB7E5BXCXY"),
+        "{error}"
+    );
 }
 
 /// With OAuth and no configured base, the token is refreshed on the

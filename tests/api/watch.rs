@@ -122,7 +122,11 @@ async fn a_failed_registration_polls_fast_until_a_retry_succeeds() {
             .count()
     };
     assert_eq!(calls("POST"), 2, "the failed registration, then the retry that worked");
-    assert_eq!(calls("GET"), 1, "after the 500, Adobe's webhooks were searched for one it made anyway");
+    assert_eq!(
+        calls("GET"),
+        1,
+        "after the 500, Adobe's webhooks were searched for one it made anyway"
+    );
 }
 
 #[tokio::test]
@@ -297,7 +301,10 @@ async fn unwatch_deletes_with_if_match_and_a_refused_delete_is_not_done() {
     let (status, error) = error_of(app.unwatch("adobe-sign", "agr-r").await).await;
     assert_eq!(status, 502, "{error}");
     assert!(
-        error["error"]["message"].as_str().unwrap().contains("PERMISSION_DENIED"),
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PERMISSION_DENIED"),
         "{error}"
     );
     let kept = app.get_agreement("adobe-sign", "agr-r").await;

@@ -566,8 +566,9 @@ fn permission_denied(status: u16) -> Response {
 
 /// A stable hash for ETags.
 fn fxhash(text: &str) -> u64 {
-    text.bytes()
-        .fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    text.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// Adobe `GET /api/rest/v6/baseUris` (API definition, baseUris.json; the
@@ -682,7 +683,10 @@ async fn adobe_refresh(
             });
             let state = state.lock().expect("fake provider state lock");
             if state.oauth_access_point {
-                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
                 body["api_access_point"] = json!(format!("http://{host}/{}/", SHARDS[state.shard]));
             }
             Json(body).into_response()
@@ -740,9 +744,15 @@ async fn adobe_create_webhook(State(state): State<Shared>, headers: HeaderMap, J
             .into_response();
     }
     let same = |other: &Value| {
-        ["webhookSubscriptionEvents", "webhookUrlInfo", "scope", "resourceType", "resourceId"]
-            .iter()
-            .all(|field| other[field] == body[field])
+        [
+            "webhookSubscriptionEvents",
+            "webhookUrlInfo",
+            "scope",
+            "resourceType",
+            "resourceId",
+        ]
+        .iter()
+        .all(|field| other[field] == body[field])
     };
     if state.webhooks.values().any(same) {
         return (
@@ -780,7 +790,11 @@ async fn adobe_list_webhooks(
     let mut all: Vec<(&String, &Value)> = state
         .webhooks
         .iter()
-        .filter(|(_, hook)| query.get("resourceType").is_none_or(|t| hook["resourceType"] == t.as_str()))
+        .filter(|(_, hook)| {
+            query
+                .get("resourceType")
+                .map_or(true, |t| hook["resourceType"] == t.as_str())
+        })
         .collect();
     all.sort_by_key(|(id, _)| id.as_str().to_owned());
     let start: usize = query.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);

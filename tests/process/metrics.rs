@@ -145,7 +145,11 @@ async fn a_throttled_account_is_a_gauge_a_count_and_one_warning() {
     fake.fail_next(1, Failure::TooManyRequests { retry_after_secs: 3600 });
     let app = spawn_app_with(&reconciling(&fake, &[("SIGNHOOK_RECONCILE_CONCURRENCY", "1")])).await;
     let paused = r#"signhook_provider_api_paused{provider="adobe-sign"}"#;
-    assert_eq!(metric_sample(&app.metrics().await, paused), Some(0.0), "present from the start");
+    assert_eq!(
+        metric_sample(&app.metrics().await, paused),
+        Some(0.0),
+        "present from the start"
+    );
     post_created(&app, "agr-t").await;
     post_created(&app, "agr-u").await;
     let deferred_note = |view: Value| {
@@ -176,7 +180,11 @@ async fn a_throttled_account_is_a_gauge_a_count_and_one_warning() {
         assert_eq!(view["poll_failures"], 0, "not a failure: {view}");
         assert_eq!(view["last_polled_at"], Value::Null, "neither was polled: {view}");
     }
-    assert_eq!(fake.api_requests().len(), 1, "the other agreement waits out the pause too");
+    assert_eq!(
+        fake.api_requests().len(),
+        1,
+        "the other agreement waits out the pause too"
+    );
 }
 
 #[tokio::test]
