@@ -97,12 +97,14 @@ pub trait ApiLedger: Send + Sync + 'static {
     fn pause<'a>(&'a self, account: &'a str, wait: Duration, reason: &'a str)
         -> BoxFuture<'a, Result<(), LedgerError>>;
 
-    /// Keeps the ETag and body of a GET's 2xx answer, for `If-None-Match`.
+    /// Keeps the body of a GET's 2xx answer and its ETag, if it had one,
+    /// for `If-None-Match` (or, without an ETag, to answer a repeat inside
+    /// the interval of what rarely changes: where the API is).
     fn remember<'a>(
         &'a self,
         account: &'a str,
         request: &'a str,
-        etag: &'a str,
+        etag: Option<&'a str>,
         body: &'a [u8],
     ) -> BoxFuture<'a, Result<(), LedgerError>>;
 

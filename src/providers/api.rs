@@ -413,7 +413,9 @@ impl Api {
                     etag: admitted.etag,
                 });
             }
-            return self.answer(status, &headers, body, key.as_deref()).await;
+            return self
+                .answer(status, &headers, body, key.as_deref(), call.reuse_within_interval)
+                .await;
         }
     }
 
@@ -470,13 +472,15 @@ impl Api {
     }
 
     /// A final answer as JSON or a classified error; a GET's ETag and body
-    /// are kept for the next `If-None-Match`.
+    /// are kept for the next `If-None-Match` (the body of a reusable GET
+    /// even without an ETag).
     async fn answer(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
         body: Bytes,
         key: Option<&str>,
+        reuse_within_interval: bool,
     ) -> Result<Answer, CallError> {
         let etag = headers
             .get(ETAG)
@@ -496,10 +500,11 @@ impl Api {
             true => Value::Null,
             false => parse_json(&body, status)?,
         };
-        if let (Some(key), Some(etag), Some(ledger)) = (key, etag.as_deref(), self.ledger.get()) {
+        let keep = etag.is_some() || reuse_within_interval;
+        if let (Some(key), Some(ledger), true) = (key, self.ledger.get(), keep) {
             if body.len() <= MAX_KEPT_BODY {
-                if let Err(error) = ledger.remember(self.client.provider, key, etag, &body).await {
-                    tracing::warn!(provider = self.client.provider, %error, "could not keep the answer's ETag");
+                if let Err(error) = ledger.remember(self.client.provider, key, etag.as_deref(), &body).await {
+                    tracing::warn!(provider = self.client.provider, %error, "could not keep the answer");
                 }
             }
         }

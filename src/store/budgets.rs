@@ -103,7 +103,13 @@ impl Budgets<'_> {
         Ok(())
     }
 
-    pub async fn remember(&self, account: &str, request: &str, etag: &str, body: &[u8]) -> Result<(), StoreError> {
+    pub async fn remember(
+        &self,
+        account: &str,
+        request: &str,
+        etag: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE provider_requests SET etag = $3, body = $4 WHERE account = $1 AND request = $2")
             .bind(account)
             .bind(request)
@@ -166,7 +172,7 @@ impl ApiLedger for Store {
         &'a self,
         account: &'a str,
         request: &'a str,
-        etag: &'a str,
+        etag: Option<&'a str>,
         body: &'a [u8],
     ) -> BoxFuture<'a, Result<(), LedgerError>> {
         Box::pin(async move {

@@ -516,3 +516,29 @@ async fn adobes_access_point_can_come_from_the_oauth_answer() {
     let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, ["/oauth/v2/refresh", "/shard-a/api/rest/v6/agreements/agr-1"]);
 }
+
+/// `GET /baseUris` is a GET like any other under Adobe's minimum interval: a
+/// second replica discovering within it uses the answer the first one got,
+/// and does not ask again.
+#[tokio::test]
+async fn replicas_discovering_together_ask_for_the_base_uris_once() {
+    let fake = FakeProvider::start().await;
+    fake.set_min_poll_interval(std::time::Duration::from_secs(600));
+    fake.set_agreement("agr-1", "NDA", "OUT_FOR_SIGNATURE");
+    fake.set_agreement("agr-2", "NDA", "SIGNED");
+    let vars = polling_vars(
+        &fake,
+        &[
+            ("SIGNHOOK_ADOBE_SIGN_API_BASE", ""),
+            ("SIGNHOOK_ADOBE_SIGN_API_DISCOVERY_URL", fake.base_url.as_str()),
+        ],
+    );
+    let first = spawn_app_with(&vars).await;
+    let second = spawn_app_on(&first.db_name, &vars).await;
+
+    assert_eq!(first.refresh("adobe-sign", "agr-1").await.status(), 200);
+    let (status, _, view) = json(second.refresh("adobe-sign", "agr-2").await).await;
+    assert_eq!((status, view["status"].as_str()), (200, Some("completed")), "{view}");
+    assert_eq!(fake.request_count("/api/rest/v6/baseUris"), 1);
+    assert!(fake.api_requests().iter().all(|r| r.status == Some(200)), "{:?}", fake.api_requests());
+}
