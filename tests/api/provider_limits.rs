@@ -540,5 +540,9 @@ async fn replicas_discovering_together_ask_for_the_base_uris_once() {
     let (status, _, view) = json(second.refresh("adobe-sign", "agr-2").await).await;
     assert_eq!((status, view["status"].as_str()), (200, Some("completed")), "{view}");
     assert_eq!(fake.request_count("/api/rest/v6/baseUris"), 1);
-    assert!(fake.api_requests().iter().all(|r| r.status == Some(200)), "{:?}", fake.api_requests());
+    assert!(
+        fake.api_requests().iter().all(|r| r.status == Some(200)),
+        "{:?}",
+        fake.api_requests()
+    );
 }

@@ -187,6 +187,30 @@ async fn a_throttled_account_is_a_gauge_a_count_and_one_warning() {
     );
 }
 
+/// Adobe's `PERMISSION_DENIED` on every poll: counted `failed` each time,
+/// but one WARN naming the scope problem, not one per poll.
+#[tokio::test]
+async fn a_permission_failure_is_logged_once_however_often_it_repeats() {
+    let fake = FakeProvider::start().await;
+    fake.deny_agreement("agr-p", 403);
+    let app = spawn_app_with(&reconciling(&fake, &[("SIGNHOOK_RECONCILE_FAST_INTERVAL", "1s")])).await;
+    post_created(&app, "agr-p").await;
+    app.wait_until("three failed polls", || async {
+        app.get_agreement("adobe-sign", "agr-p").await["poll_failures"]
+            .as_i64()
+            .is_some_and(|n| n >= 3)
+    })
+    .await;
+
+    let warnings = app.log_entries("poll failed; backing off");
+    assert_eq!(warnings.len(), 1, "{}", app.logs());
+    let error = warnings[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("403 PERMISSION_DENIED"), "{}", warnings[0]);
+    assert!(error.contains("agreement_read:account"), "{}", warnings[0]);
+    let failed = r#"signhook_polls_total{provider="adobe-sign",outcome="failed"}"#;
+    assert!(metric_sample(&app.metrics().await, failed).is_some_and(|n| n >= 3.0));
+}
+
 #[tokio::test]
 async fn webhook_registrations_are_counted_and_a_failure_is_logged_once() {
     let fake = FakeProvider::start().await;
