@@ -29,7 +29,10 @@
 //! `webhook_write` (POST) and `webhook_retention` (DELETE), besides
 //! `agreement_read`.
 
-use std::sync::{Arc, RwLock};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
@@ -38,7 +41,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    api::{self, Api, ApiClient, Base, CallError, Credential},
+    api::{self, Api, ApiClient, Base, CallError, Credential, Dialect},
     credentials::{matches_any, CredentialHeader},
     oauth::OAuthSession,
     payload::{json_object_sparse, parse_time, str_at},
@@ -219,7 +222,10 @@ impl ApiSettings {
             base,
             credential,
             limits,
-            classify,
+            Dialect {
+                classify,
+                wait_hint: retry_after_in_body,
+            },
         )))
     }
 }
@@ -231,6 +237,15 @@ impl ApiSettings {
 /// `DUPLICATE_WEBHOOK_CONFIGURATION` means the webhook exists;
 /// `INVALID_API_ACCESS_POINT` means the account moved shard. Any other 404
 /// (`INVALID_AGREEMENT_ID`, `INVALID_WEBHOOK_ID`) is "not found".
+/// Adobe's throttling answers carry the wait in seconds in `retryAfter`
+/// besides the `Retry-After` header (developer guide, API usage; a 2022
+/// release note says some calls lacked it then).
+fn retry_after_in_body(_: &HeaderMap, body: &Value, _: DateTime<Utc>) -> Option<Duration> {
+    let secs = body.get("retryAfter")?;
+    let secs = secs.as_f64().or_else(|| secs.as_str()?.trim().parse().ok())?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)))
+}
+
 fn classify(status: StatusCode, body: &Value) -> Option<CallError> {
     let code = body.get("code").and_then(Value::as_str).unwrap_or_default();
     match (status.as_u16(), code) {
@@ -648,6 +663,17 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn throttling_answers_say_how_long_in_retry_after() {
+        let now = Utc::now();
+        let hint = |body: Value| retry_after_in_body(&HeaderMap::new(), &body, now);
+        let body = |retry: Value| json!({"code": "THROTTLING_TOO_MANY_REQUESTS", "message": "x", "retryAfter": retry});
+        assert_eq!(hint(body(json!(1800))), Some(Duration::from_secs(1800)));
+        assert_eq!(hint(body(json!("600"))), Some(Duration::from_secs(600)));
+        assert_eq!(hint(body(json!(-1))), None);
+        assert_eq!(hint(json!({"code": "THROTTLING_HIGH_SYSTEM_LOAD"})), None);
     }
 
     /// Error answers as Adobe's API definition (`agreements.json`,

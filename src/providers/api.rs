@@ -8,8 +8,8 @@
 //! What the providers asked for, built in here:
 //! - A 429, or a 503 with `Retry-After`, is never retried inside the call: it
 //!   pauses every call to that account, on every replica, for as long as the
-//!   provider asked (`Retry-After`, Adobe's `retryAfter`, BoldSign's
-//!   `X-RateLimit-Reset`), with no cap. Adobe throttles a retry inside the
+//!   provider asked (`Retry-After`, else the provider's own hint: Adobe's
+//!   `retryAfter`, BoldSign's `X-RateLimit-Reset`), with no cap. Adobe throttles a retry inside the
 //!   interval again and resets it.
 //! - A `POST` is sent once: a lost answer may mean the provider acted, so the
 //!   caller decides (Adobe's watch looks for the webhook it may have made).
@@ -20,8 +20,8 @@
 //!   exponential backoff, each attempt drawing from the budget.
 //!
 //! Paths, headers and JSON fields of each provider stay in that provider's
-//! module (its [`Classify`] reads its error codes); nothing here logs a
-//! secret or a response body.
+//! module (its [`Dialect`] reads its error codes and throttling hints);
+//! nothing here logs a secret or a response body.
 
 use std::{
     hash::{BuildHasher, RandomState},
@@ -114,13 +114,24 @@ fn throttled_message(wait: Duration, reason: WaitReason) -> String {
     }
 }
 
-/// Reads a provider's own error answers: `Some` for a status and body that
-/// mean something more precise than their status code.
-pub type Classify = fn(StatusCode, &Value) -> Option<CallError>;
+/// How a provider's error answers read, beyond their status code: its own
+/// error codes, and where it says how long to wait when it throttles.
+#[derive(Clone, Copy)]
+pub struct Dialect {
+    /// `Some` for a status and JSON body that mean something more precise
+    /// than the status code (Adobe's `PERMISSION_DENIED`).
+    pub classify: fn(StatusCode, &Value) -> Option<CallError>,
+    /// How long a throttling answer without `Retry-After` asks to wait, from
+    /// the provider's own headers or body, given the time now.
+    pub wait_hint: fn(&HeaderMap, &Value, DateTime<Utc>) -> Option<Duration>,
+}
 
-/// The generic reading of an error answer: nothing more than its status.
-pub fn no_classification(_: StatusCode, _: &Value) -> Option<CallError> {
-    None
+impl Dialect {
+    /// Nothing beyond HTTP: status codes and `Retry-After`.
+    pub const PLAIN: Dialect = Dialect {
+        classify: |_, _| None,
+        wait_hint: |_, _, _| None,
+    };
 }
 
 /// Where a provider's API is.
@@ -198,20 +209,20 @@ pub struct Api {
     base: Base,
     credential: Credential,
     limits: ApiLimits,
-    classify: Classify,
+    dialect: Dialect,
     /// The shared budget, once the service has a database (see
     /// [`Api::attach`]); without one calls are admitted as they come.
     ledger: OnceLock<Arc<dyn ApiLedger>>,
 }
 
 impl Api {
-    pub fn new(client: ApiClient, base: Base, credential: Credential, limits: ApiLimits, classify: Classify) -> Self {
+    pub fn new(client: ApiClient, base: Base, credential: Credential, limits: ApiLimits, dialect: Dialect) -> Self {
         Self {
             client,
             base,
             credential,
             limits,
-            classify,
+            dialect,
             ledger: OnceLock::new(),
         }
     }
@@ -394,7 +405,7 @@ impl Api {
                 },
                 Err(error) => return Err(error),
             };
-            if let Some(wait) = throttled(status, &headers, &body, Utc::now()) {
+            if let Some(wait) = throttled(status, &headers, &body, self.dialect, Utc::now()) {
                 return Err(self.pause(status, &body, wait).await);
             }
             if status.is_server_error() {
@@ -488,7 +499,7 @@ impl Api {
             .map(str::to_owned);
         if !status.is_success() {
             let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            return Err((self.classify)(status, &json).unwrap_or_else(|| match status {
+            return Err((self.dialect.classify)(status, &json).unwrap_or_else(|| match status {
                 StatusCode::NOT_FOUND => CallError::NotFound,
                 _ => CallError::Status {
                     status: status.as_u16(),
@@ -581,34 +592,28 @@ fn parse_json(body: &[u8], status: StatusCode) -> Result<Value, CallError> {
 }
 
 /// How long a throttling answer asks to wait: a 429, or a 503 with
-/// `Retry-After`. The wait is the `Retry-After` header, else the body's
-/// `retryAfter` seconds (Adobe), else `X-RateLimit-Reset` (BoldSign's unix
-/// time of the window's reset), else a minute. Never capped.
-fn throttled(status: StatusCode, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let retry_after = header(RETRY_AFTER.as_str()).and_then(|value| parse_retry_after(value, now));
+/// `Retry-After`. The wait is the `Retry-After` header, else what the
+/// provider's [`Dialect::wait_hint`] reads, else a minute. Never capped.
+fn throttled(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    dialect: Dialect,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, now));
     let throttling =
         status == StatusCode::TOO_MANY_REQUESTS || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
     if !throttling {
         return None;
     }
-    let from_body = || {
-        serde_json::from_slice::<Value>(body)
-            .ok()?
-            .get("retryAfter")
-            .and_then(|value| value.as_f64().or_else(|| value.as_str()?.trim().parse().ok()))
-            .filter(|secs| secs.is_finite() && *secs >= 0.0)
-            .map(|secs| Duration::from_secs_f64(secs.min(1e9)))
-    };
-    let reset = || {
-        let at: i64 = header("x-ratelimit-reset")?.trim().parse().ok()?;
-        let at = DateTime::from_timestamp(at, 0)?;
-        Some((at - now).to_std().unwrap_or(Duration::ZERO))
-    };
+    let hint = || (dialect.wait_hint)(headers, &serde_json::from_slice(body).unwrap_or(Value::Null), now);
     Some(
         retry_after
-            .or_else(from_body)
-            .or_else(reset)
+            .or_else(hint)
             .unwrap_or(DEFAULT_PAUSE)
             .max(Duration::from_secs(1)),
     )
@@ -875,10 +880,8 @@ mod tests {
         }
     }
 
-    /// Throttling answers as the providers document them: Adobe's 429 with
-    /// `Retry-After` and `retryAfter` (developer guide, API usage), its
-    /// high-load variant, BoldSign's 429 with `X-RateLimit-Reset` (support
-    /// KB "API calls quota exceeded"); 503 counts only with `Retry-After`.
+    /// Throttling is a 429, or a 503 only with `Retry-After`; the wait is
+    /// `Retry-After`, else the provider's own hint, else a minute.
     #[test]
     fn throttling_waits_as_long_as_the_provider_asked() {
         let now = at("2026-11-20T09:41:27Z");
@@ -889,28 +892,32 @@ mod tests {
             }
             map
         };
-        let adobe = json!({"code": "THROTTLING_TOO_MANY_REQUESTS", "message": "wait", "retryAfter": 1800}).to_string();
+        let hinted = Dialect {
+            classify: |_, _| None,
+            wait_hint: |_, body, _| body.get("wait").and_then(Value::as_u64).map(Duration::from_secs),
+        };
         let secs = |n| Some(Duration::from_secs(n));
         let cases = [
-            (429, headers(&[("retry-after", "1800")]), adobe.clone(), secs(1800)),
-            (429, headers(&[]), adobe.clone(), secs(1800)),
-            (429, headers(&[("retry-after", "7200")]), adobe, secs(7200)),
             (
                 429,
-                headers(&[("x-ratelimit-reset", "1795168287")]),
-                String::new(),
-                secs(600),
+                headers(&[("retry-after", "7200")]),
+                r#"{"wait": 5}"#,
+                hinted,
+                secs(7200),
             ),
-            (429, headers(&[]), String::new(), secs(60)),
-            (503, headers(&[("retry-after", "120")]), String::new(), secs(120)),
-            (503, headers(&[]), String::new(), None),
-            (500, headers(&[("retry-after", "120")]), String::new(), None),
-            (400, headers(&[]), String::new(), None),
+            (429, headers(&[]), r#"{"wait": 1800}"#, hinted, secs(1800)),
+            (429, headers(&[]), r#"{"wait": 1800}"#, Dialect::PLAIN, secs(60)),
+            (429, headers(&[]), "", hinted, secs(60)),
+            (429, headers(&[("retry-after", "0")]), "", Dialect::PLAIN, secs(1)),
+            (503, headers(&[("retry-after", "120")]), "", Dialect::PLAIN, secs(120)),
+            (503, headers(&[]), r#"{"wait": 5}"#, hinted, None),
+            (500, headers(&[("retry-after", "120")]), "", Dialect::PLAIN, None),
+            (400, headers(&[]), "", Dialect::PLAIN, None),
         ];
-        for (status, headers, body, expected) in cases {
+        for (status, headers, body, dialect, expected) in cases {
             let status = StatusCode::from_u16(status).expect("valid status");
             assert_eq!(
-                throttled(status, &headers, body.as_bytes(), now),
+                throttled(status, &headers, body.as_bytes(), dialect, now),
                 expected,
                 "{status} {headers:?} {body}"
             );

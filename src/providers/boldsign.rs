@@ -108,6 +108,15 @@ impl Environment {
     }
 }
 
+/// BoldSign's 429 says when the hourly window resets, in
+/// `X-RateLimit-Reset` (unix seconds; support KB "API calls quota
+/// exceeded"), not how long to wait.
+fn rate_limit_reset(headers: &HeaderMap, _: &Value, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    let at: i64 = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim().parse().ok()?;
+    let at = DateTime::from_timestamp(at, 0)?;
+    Some((at - now).to_std().unwrap_or_default())
+}
+
 /// BoldSign's answer for a document it does not know: 403
 /// `{"error":"Invalid Document ID"}` (API docs, document properties; the SDKs
 /// declare no 404). Other 403s are credential problems.
@@ -147,7 +156,10 @@ impl ApiSettings {
             api::Base::Fixed(base),
             credential,
             limits,
-            classify,
+            api::Dialect {
+                classify,
+                wait_hint: rate_limit_reset,
+            },
         )))
     }
 }
@@ -510,6 +522,36 @@ mod tests {
         mac.update(format!("{t}.").as_bytes());
         mac.update(body);
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// BoldSign's documented answers: 403 `{"error":"Invalid Document ID"}`
+    /// for an unknown document (API docs, document properties), and the
+    /// quota's reset time in `X-RateLimit-Reset` (support KB).
+    #[test]
+    fn unknown_documents_and_quota_resets_are_read_as_documented() {
+        let forbidden = axum::http::StatusCode::FORBIDDEN;
+        assert_eq!(
+            classify(forbidden, &json!({"error": "Invalid Document ID"})),
+            Some(CallError::NotFound)
+        );
+        assert_eq!(
+            classify(forbidden, &json!({"error": "Forbidden"})),
+            None,
+            "a credential problem"
+        );
+        assert_eq!(
+            classify(
+                axum::http::StatusCode::BAD_REQUEST,
+                &json!({"error": "Invalid Document ID"})
+            ),
+            None
+        );
+        let now = Utc::now();
+        let headers =
+            crate::providers::test_support::headers(&[("X-RateLimit-Reset", &(now.timestamp() + 600).to_string())]);
+        let wait = rate_limit_reset(&headers, &Value::Null, now).expect("a reset time");
+        assert!(wait > std::time::Duration::from_secs(598) && wait <= std::time::Duration::from_secs(600));
+        assert_eq!(rate_limit_reset(&HeaderMap::new(), &Value::Null, now), None);
     }
 
     #[test]

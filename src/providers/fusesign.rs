@@ -151,7 +151,7 @@ impl ApiSettings {
             api::Base::Fixed(base),
             credential,
             limits,
-            api::no_classification,
+            api::Dialect::PLAIN,
         );
         Ok(Some((api, tenant_id)))
     }
