@@ -257,8 +257,9 @@ impl Reconciler {
     }
 
     /// Opens a silence for each provider that has gone quiet (once, whichever
-    /// replica sees it first) and polls its open agreements at once; then
-    /// publishes every provider's silence and last webhook as gauges.
+    /// replica sees it first) and schedules its open agreements, spread over
+    /// its API budget; then publishes every provider's silence and API pause
+    /// as gauges.
     async fn check_silence(&self) {
         let silence_after = self.settings.reconcile.silence_after.get();
         for provider in self.providers.iter() {

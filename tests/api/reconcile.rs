@@ -1,7 +1,8 @@
 //! The reconciler: stale open agreements are polled from the provider's API
 //! (a fake the test starts) and brought up to date; finished ones are left
-//! alone; a silent provider's agreements are polled at once. (Its metrics and
-//! log lines: tests/process; replicas polling together: tests/process/faults.rs.)
+//! alone; a silent provider's agreements are polled soon, spread over its
+//! budget. (Its metrics and log lines: tests/process; replicas polling
+//! together: tests/process/faults.rs.)
 
 use serde_json::Value;
 
