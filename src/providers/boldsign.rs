@@ -6,10 +6,10 @@
 //!
 //! Polling reads `GET /v1/document/properties?documentId=…` with the account's
 //! API key in `X-API-KEY`, within the account's rate limit (2,000 requests an
-//! hour live, 50 in sandbox, shared with the account's own sending: BoldSign
-//! API docs, rate limit). An unknown document is 403
-//! `{"error":"Invalid Document ID"}` (BoldSign API docs, document
-//! properties), which is "not found", not a credential problem.
+//! hour live, 50 in sandbox, shared with the account's own sending: BoldSign's
+//! developer docs, API overview "rate limit"). An unknown document is 403
+//! `{"error":"Invalid Document ID"}` (developer docs, troubleshooting
+//! "integration errors"), which is "not found", not a credential problem.
 
 use std::sync::Arc;
 
@@ -99,7 +99,7 @@ enum Environment {
 }
 
 impl Environment {
-    /// Requests an hour per account (BoldSign API docs, rate limit).
+    /// Requests an hour per account (developers.boldsign.com, API overview: rate limit).
     fn documented_limit(self) -> u32 {
         match self {
             Self::Live => 2000,
@@ -118,7 +118,7 @@ fn rate_limit_reset(headers: &HeaderMap, _: &Value, now: DateTime<Utc>) -> Optio
 }
 
 /// BoldSign's answer for a document it does not know: 403
-/// `{"error":"Invalid Document ID"}` (API docs, document properties; the SDKs
+/// `{"error":"Invalid Document ID"}` (developer docs, troubleshooting: integration errors; the SDKs
 /// declare no 404). Other 403s are credential problems.
 fn classify(status: StatusCode, body: &Value) -> Option<CallError> {
     let unknown = status == StatusCode::FORBIDDEN
@@ -525,7 +525,8 @@ mod tests {
     }
 
     /// BoldSign's documented answers: 403 `{"error":"Invalid Document ID"}`
-    /// for an unknown document (API docs, document properties), and the
+    /// for an unknown document (developer docs, troubleshooting: integration
+    /// errors), and the
     /// quota's reset time in `X-RateLimit-Reset` (support KB).
     #[test]
     fn unknown_documents_and_quota_resets_are_read_as_documented() {

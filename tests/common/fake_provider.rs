@@ -607,7 +607,8 @@ async fn boldsign_document(
             "signerDetails": [{"signerEmail": "signer@example.com", "status": "NotCompleted"}],
         }))
         .into_response(),
-        // BoldSign API docs, document properties: an unknown (or not yet
+        // BoldSign developer docs, troubleshooting "integration errors"
+        // (GET /v1/document/properties): an unknown (or not yet
         // created) document is 403 with exactly this body.
         None => (StatusCode::FORBIDDEN, Json(json!({"error": "Invalid Document ID"}))).into_response(),
     }
