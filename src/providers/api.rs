@@ -309,7 +309,7 @@ impl Api {
             unreachable!("a fixed base is always current");
         };
         if let (Credential::OAuth(session), false) = (&self.credential, again) {
-            session.access_token(&self.client, self.ledger.get()).await?;
+            self.token(session).await?;
             if let Some(point) = session.api_access_point().await {
                 tracing::info!(provider = self.client.provider, api_access_point = %point, "API access point from the OAuth token answer");
                 self.base.set(point.clone());
@@ -406,7 +406,8 @@ impl Api {
                 Err(error) => return Err(error),
             };
             if let Some(wait) = throttled(status, &headers, &body, self.dialect, Utc::now()) {
-                return Err(self.pause(status, &body, wait).await);
+                let reason = format!("{status}: {}", error_message(&body, status));
+                return Err(self.pause(wait, reason).await);
             }
             if status.is_server_error() {
                 if let Some(wait) = retry(status.as_str()) {
@@ -459,14 +460,12 @@ impl Api {
 
     /// Records the provider's throttling for every replica and answers
     /// [`CallError::Throttled`].
-    async fn pause(&self, status: StatusCode, body: &[u8], wait: Duration) -> CallError {
+    async fn pause(&self, wait: Duration, reason: String) -> CallError {
         let provider = self.client.provider;
-        let reason = format!("{status}: {}", error_message(body, status));
         counter!(metric::PROVIDER_API_THROTTLED, "provider" => provider).increment(1);
         gauge!(metric::PROVIDER_API_PAUSED, "provider" => provider).set(1.0);
         tracing::warn!(
             provider,
-            status = status.as_u16(),
             pause_secs = wait.as_secs(),
             reason = %reason,
             "the provider throttled its API account; every replica pauses all calls to it for as long as it asked"
@@ -555,8 +554,7 @@ impl Api {
                 http.execute(request).await.map_err(transport_error)
             }
             Credential::OAuth(session) => {
-                let ledger = self.ledger.get();
-                let token = session.access_token(&self.client, ledger).await?;
+                let token = self.token(session).await?;
                 let response = http
                     .execute(with_bearer(&request, &token)?)
                     .await
@@ -569,11 +567,24 @@ impl Api {
                     "access token refused before its expiry; refreshing it once"
                 );
                 session.invalidate(&token).await;
-                let token = session.access_token(&self.client, ledger).await?;
+                let token = self.token(session).await?;
                 http.execute(with_bearer(&request, &token)?)
                     .await
                     .map_err(transport_error)
             }
+        }
+    }
+}
+
+impl Api {
+    /// An access token from the session; the token endpoint's throttling
+    /// pauses the account like any other.
+    async fn token(&self, session: &OAuthSession) -> Result<String, CallError> {
+        match session.access_token(&self.client, self.ledger.get()).await {
+            Err(CallError::Throttled { wait, .. }) => Err(self
+                .pause(wait, "the OAuth token endpoint throttled the refresh".to_owned())
+                .await),
+            other => other,
         }
     }
 }
@@ -751,11 +762,20 @@ fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// The JSON body of a 2xx answer; 404 is [`CallError::NotFound`]; any other
-/// status a [`CallError::Status`] with a short reason.
+/// The JSON body of a 2xx answer (of a token endpoint); throttling is
+/// [`CallError::Throttled`] (paused for `Retry-After`, see `Api::token`);
+/// 404 is [`CallError::NotFound`]; any other status a [`CallError::Status`]
+/// with a short reason.
 pub(super) async fn read_json(response: Response) -> Result<Value, CallError> {
     let status = response.status();
+    let headers = response.headers().clone();
     let body = response.bytes().await.map_err(transport_error)?;
+    if let Some(wait) = throttled(status, &headers, &body, Dialect::PLAIN, Utc::now()) {
+        return Err(CallError::Throttled {
+            wait,
+            reason: WaitReason::Paused,
+        });
+    }
     if status.is_success() {
         return serde_json::from_slice(&body)
             .map_err(|e| CallError::InvalidResponse(format!("the {status} answer is not JSON: {e}")));

@@ -245,6 +245,26 @@ async fn a_throttled_answer_is_not_retried_and_its_wait_is_not_capped() {
     assert_eq!(fake.requests().len(), 4, "one request each");
 }
 
+/// The token endpoint's 429 is throttling too: not retried, and the API
+/// call it was for is not sent.
+#[tokio::test]
+async fn a_throttled_token_refresh_is_throttling_too() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("a1", "NDA", "SIGNED");
+    let adobe = adobe_with_oauth(&fake);
+    fake.fail_next(1, Failure::TooManyRequests { retry_after_secs: 600 });
+    assert_eq!(
+        adobe.poll("a1").await,
+        Err(PollError::Call(CallError::Throttled {
+            wait: Duration::from_secs(600),
+            reason: WaitReason::Paused
+        }))
+    );
+    assert_eq!(fake.token_requests(), 0, "refused before the grant was looked at");
+    assert_eq!(fake.requests().len(), 1);
+    assert!(fake.api_requests().is_empty());
+}
+
 #[tokio::test]
 async fn server_errors_until_the_attempts_run_out_are_a_provider_error() {
     let fake = FakeProvider::start().await;
