@@ -9,7 +9,7 @@
 //! an OAuth 2 access token (`Authorization: Bearer`, "use this for most
 //! implementations"), renewed with a refresh token at
 //! `POST /api/Session/OAuthRefreshToken`, or a wholesale API token in
-//! `X-API-Token`. See [`bundle_subject`] for what is assumed about the answer.
+//! `X-API-Token`. See `bundle_subject` for what is assumed about the answer.
 
 use std::sync::Arc;
 

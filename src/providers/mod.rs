@@ -8,7 +8,7 @@
 //!    settings, and a `pub const REGISTRATION: Registration` naming it, its
 //!    `build` and its [`Traffic`] (a notification builder, the headers that
 //!    authenticate one, its lifecycles, and the simulator's credential flag);
-//! 2. add `<name>::REGISTRATION` to [`REGISTRY`].
+//! 2. add `<name>::REGISTRATION` to `REGISTRY` below.
 //!
 //! Everything else finds the provider through the registry: the routes
 //! `/webhooks/{name}` and `/api/agreements/{name}/…`, start-up checks, the
@@ -48,7 +48,7 @@ use crate::{
     event::{Notification, Receipt, Subject},
 };
 
-/// A provider's entry in [`REGISTRY`].
+/// A provider's entry in the registry (`REGISTRY`, below).
 #[derive(Debug)]
 pub struct Registration {
     /// The path name used in `/webhooks/{name}` and `/api/agreements/{name}/...`.

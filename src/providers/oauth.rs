@@ -20,7 +20,7 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// An OAuth 2 refresh-token grant: the access token is cached in memory and
-/// replaced shortly before it expires (see [`renew_after`]). The lock is held
+/// replaced shortly before it expires (see `renew_after`). The lock is held
 /// while refreshing, so concurrent polls share one refresh.
 pub struct OAuthSession {
     token_url: Url,
