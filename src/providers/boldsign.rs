@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{
-    api::{self, Api, ApiClient, CallError, Credential},
+    api::{self, Api, Credential},
+    client::{ApiClient, CallError},
     credentials::CredentialHeader,
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, ClientSettings},

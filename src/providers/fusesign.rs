@@ -20,7 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    api::{self, Api, ApiClient, CallError, Credential},
+    api::{self, Api, Credential},
+    client::{ApiClient, CallError},
     credentials::{matches_any, CredentialHeader},
     oauth::OAuthSession,
     payload::{json_object_sparse, parse_time, str_at},

@@ -17,17 +17,19 @@
 //!
 //! Besides receiving webhooks, a provider may read an agreement's current
 //! status from its REST API ([`Provider::poll`]) and register per-agreement
-//! webhooks ([`Provider::watch`]), through the shared client in [`api`]; that
-//! is the backup for lost webhooks and the manual refresh.
+//! webhooks ([`Provider::watch`]), through [`api`] and the shared client with
+//! its retries; that is the backup for lost webhooks and the manual refresh.
 //!
 //! What the providers share, one file per concern: reading payloads
-//! (`payload`), webhook credentials (`credentials`), the API client with its
-//! retries (`api`), OAuth sessions (`oauth`), the API settings (`settings`)
-//! and example traffic for the simulator and tests (`traffic`).
+//! (`payload`), webhook credentials (`credentials`), the HTTP client with its
+//! retries (`client`), OAuth sessions on it (`oauth`), authenticated API calls
+//! (`api`), the API settings (`settings`) and example traffic for the
+//! simulator and tests (`traffic`).
 
 pub mod adobe_sign;
 pub mod api;
 pub mod boldsign;
+pub mod client;
 pub mod credentials;
 pub mod fusesign;
 pub mod oauth;
@@ -42,7 +44,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-pub use self::{api::CallError, traffic::Traffic};
+pub use self::{client::CallError, traffic::Traffic};
 use crate::{
     config::{Config, ConfigError},
     event::{Notification, Receipt, Subject},

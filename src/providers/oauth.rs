@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{
-    api::{read_json, transport_error, ApiClient, CallError},
+    client::{read_json, transport_error, ApiClient, CallError},
     payload::parse_time,
 };
 
