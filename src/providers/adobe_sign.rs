@@ -27,7 +27,6 @@ use super::{
     api::{self, Api, Credential},
     client::{ApiClient, CallError},
     credentials::{matches_any, CredentialHeader},
-    oauth::OAuthSession,
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
     traffic::{CredentialFlag, Example, IdShape, Step, TimeFormat, Traffic},
@@ -160,12 +159,7 @@ impl ApiSettings {
         })?;
         let credential = match auth {
             Auth::Key(key) => Credential::bearer(key, "adobe_sign_api_token")?,
-            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(OAuthSession::new(
-                api::endpoint(&base, &["oauth", "v2", "refresh"]),
-                client_id,
-                client_secret,
-                refresh_token,
-            )),
+            Auth::OAuth(grant) => Credential::oauth(api::endpoint(&base, &["oauth", "v2", "refresh"]), grant),
         };
         Ok(Some(Api::new(
             ApiClient::new(&client_settings, NAME)?,

@@ -139,6 +139,12 @@ impl Credential {
         Ok(Self::Header(HeaderName::from_static(name), value))
     }
 
+    /// An OAuth session renewing its access token at `token_url` with the
+    /// grant `[client id, client secret, refresh token]`.
+    pub fn oauth(token_url: Url, [client_id, client_secret, refresh_token]: [&str; 3]) -> Self {
+        Self::OAuth(OAuthSession::new(token_url, client_id, client_secret, refresh_token))
+    }
+
     /// `Authorization: Bearer <token>`, `token` coming from the setting `key`.
     pub fn bearer(token: &str, key: &str) -> Result<Self, ConfigError> {
         let mut value = HeaderValue::from_str(&format!("Bearer {token}"))

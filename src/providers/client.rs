@@ -221,17 +221,12 @@ pub(super) fn transport_error(error: reqwest::Error) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::test_support::time;
     use serde_json::json;
-
-    fn at(rfc3339: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(rfc3339)
-            .expect("valid test time")
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn retry_after_table() {
-        let now = at("2026-11-20T09:41:27Z");
+        let now = time("2026-11-20T09:41:27Z");
         let cases = [
             ("5", Some(5)),
             (" 0 ", Some(0)),

@@ -23,7 +23,6 @@ use super::{
     api::{self, Api, Credential},
     client::{ApiClient, CallError},
     credentials::{matches_any, CredentialHeader},
-    oauth::OAuthSession,
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
     traffic::{CredentialFlag, Example, IdShape, Step, TimeFormat, Traffic},
@@ -123,12 +122,9 @@ impl ApiSettings {
         })?;
         let credential = match auth {
             Auth::Key(token) => Credential::header("x-api-token", token, "fusesign_api_token")?,
-            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(OAuthSession::new(
-                api::endpoint(&base, &["api", "Session", "OAuthRefreshToken"]),
-                client_id,
-                client_secret,
-                refresh_token,
-            )),
+            Auth::OAuth(grant) => {
+                Credential::oauth(api::endpoint(&base, &["api", "Session", "OAuthRefreshToken"]), grant)
+            }
         };
         let api = Api::new(ApiClient::new(&client_settings, NAME)?, base, credential);
         Ok(Some((api, tenant_id)))

@@ -280,8 +280,21 @@ impl Providers {
 #[cfg(test)]
 pub(crate) mod test_support {
     use axum::http::{HeaderMap, HeaderName, HeaderValue};
+    use chrono::{DateTime, Utc};
 
     use super::{ProviderError, Sender};
+
+    pub fn time(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .expect("valid test time")
+            .with_timezone(&Utc)
+    }
+
+    /// The instant example traffic is built at in tests, with nanoseconds so
+    /// that every time format has digits to drop.
+    pub fn example_time() -> DateTime<Utc> {
+        time("2026-11-20T09:41:27.123456789Z")
+    }
 
     pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

@@ -204,13 +204,10 @@ fn push_date_time(buf: &mut Vec<u8>, at: &DateTime<Utc>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Config, providers::Providers};
-
-    fn at() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-20T09:41:27.123456789Z")
-            .expect("valid test time")
-            .with_timezone(&Utc)
-    }
+    use crate::{
+        config::Config,
+        providers::{test_support::example_time as at, Providers},
+    };
 
     #[test]
     fn times_are_written_as_the_providers_write_them() {

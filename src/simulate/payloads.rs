@@ -338,13 +338,10 @@ fn filler(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Config, providers::Providers};
-
-    fn at() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-20T09:41:27.123456789Z")
-            .expect("valid test time")
-            .with_timezone(&Utc)
-    }
+    use crate::{
+        config::Config,
+        providers::{test_support::example_time as at, Providers},
+    };
 
     fn endpoint(name: &str) -> Url {
         Url::parse(&format!("https://hooks.example.com/webhooks/{name}")).expect("valid")
