@@ -21,7 +21,7 @@ pub struct Traffic {
     /// The headers that authenticate `body` with `credential` (what the
     /// server is configured with: a client ID, a signing secret...), as sent
     /// at `now`.
-    pub auth_headers: fn(credential: &str, body: &[u8], now: DateTime<Utc>) -> Result<HeaderMap, InvalidHeaderValue>,
+    pub auth_headers: AuthHeaders,
     /// How [`Traffic::notification`] writes [`Example::at`].
     pub time_format: TimeFormat,
     /// What the agreement ids of this provider look like.
@@ -34,6 +34,9 @@ pub struct Traffic {
     /// The credential the simulator sends, as its command line names it.
     pub credential: CredentialFlag,
 }
+
+/// See [`Traffic::auth_headers`].
+pub type AuthHeaders = fn(credential: &str, body: &[u8], now: DateTime<Utc>) -> Result<HeaderMap, InvalidHeaderValue>;
 
 impl Traffic {
     /// The steps of the lifecycle that ends in `ending`, if this provider has one.

@@ -231,7 +231,7 @@ impl Template {
         let mut rest = text;
         while let Some(start) = rest.find("@@") {
             let end = rest[start + 2..].find("@@").expect("every slot marker is closed") + start + 4;
-            parts.push(Part::Text(rest[..start].as_bytes().into()));
+            parts.push(Part::Text(rest.as_bytes()[..start].into()));
             parts.push(Part::Slot(Slot::named(&rest[start..end])));
             rest = &rest[end..];
         }
