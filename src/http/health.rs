@@ -8,19 +8,26 @@ use serde_json::{json, Value};
 
 use metrics::gauge;
 
-use super::{error::ApiError, AppState};
+use super::{
+    error::{ApiError, ErrorBody},
+    AppState,
+};
 use crate::telemetry::{self, metric};
 
 /// How long readiness waits for the database before calling it down.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// `GET /healthz`: the process is alive (even when the database is not, so an
-/// orchestrator does not restart us for someone else's outage).
+/// `GET /healthz`: the process is alive (200 even when the database is down,
+/// so an orchestrator does not restart us for someone else's outage).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Object)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 only when the database answers and the worker runs.
+/// `GET /readyz`: 200 only when the database answers and the worker runs;
+/// else 503 with a reason.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Object), (status = 503, body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let unavailable = |code, message: String| ApiError::Unavailable { code, message };
     match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
@@ -50,6 +57,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 
 /// `GET /metrics`: Prometheus text format. Queue gauges are read from the
 /// database at scrape time (skipped, not failed, when it does not answer).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> String {
     let refresh = async {
         let counts = state.store.counts().by_state().await?;

@@ -1,6 +1,6 @@
 //! `GET /api/openapi.json`: an OpenAPI 3.1 description of the HTTP surface —
-//! the admin API (documented on its handlers), the webhook endpoints and the
-//! health endpoints (documented here, so their handlers stay lean).
+//! the webhook endpoints, the health endpoints and the admin API, each
+//! documented once, on its handler; this file only lists them.
 //!
 //! The document holds no data, so it is served without the admin token; but
 //! like the rest of `/api` it does not exist (404) while the admin API is
@@ -12,17 +12,17 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, error::ApiError, AppState};
+use super::{admin, error::ApiError, health, webhooks, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "signhook", description = "Durable webhook receiver for Adobe Acrobat Sign, BoldSign and FuseSign"),
     paths(
-        receive_webhook,
-        verify_intent,
-        healthz,
-        readyz,
-        metrics,
+        webhooks::receive,
+        webhooks::verify_intent,
+        health::healthz,
+        health::readyz,
+        health::metrics,
         openapi_json,
         admin::agreement,
         admin::refresh,
@@ -72,47 +72,3 @@ pub async fn openapi_json(State(state): State<AppState>) -> Result<Json<utoipa::
         None => Err(ApiError::NotFound("no such resource".to_owned())),
     }
 }
-
-// The handlers below are never called: they carry the documentation of
-// routes whose handlers live in webhooks.rs and health.rs.
-
-/// A notification. 200 only once it is committed (duplicates included);
-/// 401/403 bad credentials, 400 not a notification, 413 too large, 503 +
-/// Retry-After when it could not be stored (the provider retries).
-#[utoipa::path(post, path = "/webhooks/{provider}", tag = "webhooks",
-    params(("provider" = String, Path, description = "adobe-sign, boldsign or fusesign")),
-    request_body(content = Object, content_type = "application/json", description = "the provider's payload, unchanged"),
-    responses((status = 200, description = "stored (durable)", body = Object),
-        (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody), (status = 413, body = super::error::ErrorBody),
-        (status = 503, body = super::error::ErrorBody)))]
-#[allow(dead_code)]
-async fn receive_webhook() {}
-
-/// Adobe Sign's verification of intent: the `X-AdobeSign-ClientId` is echoed
-/// for an allow-listed client ID.
-#[utoipa::path(get, path = "/webhooks/{provider}", tag = "webhooks",
-    params(("provider" = String, Path, description = "adobe-sign"),
-        ("X-AdobeSign-ClientId" = String, Header)),
-    responses((status = 200, description = "echoed", body = Object),
-        (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 405, description = "the provider has no GET handshake", body = super::error::ErrorBody)))]
-#[allow(dead_code)]
-async fn verify_intent() {}
-
-/// The process is alive (200 even when the database is down).
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Object)))]
-#[allow(dead_code)]
-async fn healthz() {}
-
-/// 200 when the database answers and the worker runs; else 503 with a reason.
-#[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, body = Object), (status = 503, body = super::error::ErrorBody)))]
-#[allow(dead_code)]
-async fn readyz() {}
-
-/// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, content_type = "text/plain", body = String)))]
-#[allow(dead_code)]
-async fn metrics() {}

@@ -14,15 +14,25 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use metrics::{counter, histogram};
 use std::time::Instant;
 
-use super::{error::ApiError, AppState};
+use super::{
+    error::{ApiError, ErrorBody},
+    AppState,
+};
 use crate::{
     event::{NewEvent, Receipt},
     providers::{Ack, Provider},
     telemetry::metric,
 };
 
-/// `GET /webhooks/{provider}`: the provider's URL-ownership check (Adobe's
-/// verification of intent).
+/// `GET /webhooks/{provider}`: the provider's URL-ownership check, Adobe
+/// Sign's verification of intent: the `X-AdobeSign-ClientId` is echoed for an
+/// allow-listed client ID.
+#[utoipa::path(get, path = "/webhooks/{provider}", tag = "webhooks",
+    params(("provider" = String, Path, description = "adobe-sign"),
+        ("X-AdobeSign-ClientId" = String, Header)),
+    responses((status = 200, description = "echoed", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 405, description = "the provider has no GET handshake", body = ErrorBody)))]
 pub async fn verify_intent(
     State(state): State<AppState>,
     provider: Result<Path<String>, PathRejection>,
@@ -32,7 +42,17 @@ pub async fn verify_intent(
     Ok(ack_response(provider.verify_intent(&headers)?))
 }
 
-/// `POST /webhooks/{provider}`: one notification.
+/// `POST /webhooks/{provider}`: one notification. 200 only once it is
+/// committed (duplicates included); 401/403 bad credentials, 400 not a
+/// notification, 413 too large, 503 + Retry-After when it could not be
+/// stored (the provider retries).
+#[utoipa::path(post, path = "/webhooks/{provider}", tag = "webhooks", operation_id = "receive_webhook",
+    params(("provider" = String, Path, description = "adobe-sign, boldsign or fusesign")),
+    request_body(content = Object, content_type = "application/json", description = "the provider's payload, unchanged"),
+    responses((status = 200, description = "stored (durable)", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn receive(
     State(state): State<AppState>,
     provider: Result<Path<String>, PathRejection>,

@@ -34,19 +34,20 @@ use std::{
     time::Duration,
 };
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header::InvalidHeaderValue, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    api::{self, Api, ApiClient, Base, CallError, Credential, Dialect},
+    api::{self, Api, Base, Credential},
+    client::{ApiClient, CallError, Dialect},
     credentials::{matches_any, CredentialHeader},
-    oauth::OAuthSession,
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
-    Ack, PollError, Provider, ProviderError, Sender, WatchError,
+    traffic::{CredentialFlag, Example, IdShape, Step, TimeFormat, Traffic},
+    Ack, PollError, Provider, ProviderError, Registration, Sender, WatchError,
 };
 use crate::{
     agreement::AgreementStatus,
@@ -56,6 +57,23 @@ use crate::{
 };
 
 pub const NAME: &str = "adobe-sign";
+pub const REGISTRATION: Registration = Registration {
+    name: NAME,
+    build,
+    traffic: Traffic {
+        notification,
+        auth_headers,
+        time_format: TimeFormat::Rfc3339Seconds,
+        id_shape: IdShape::PrefixedHex("CBJCHBCAABAA"),
+        lifecycles: LIFECYCLES,
+        credential: CredentialFlag {
+            flag: "adobe-client-id",
+            variable: "SIGNHOOK_ADOBE_SIGN_CLIENT_IDS",
+            what: "a client ID",
+            help: "Adobe Sign client ID to send; default: the first of the server's list",
+        },
+    },
+};
 const CLIENT_ID_HEADER: CredentialHeader = CredentialHeader {
     name: "X-AdobeSign-ClientId",
     missing_code: "missing_client_id",
@@ -206,12 +224,7 @@ impl ApiSettings {
         };
         let credential = match auth {
             Auth::Key(key) => Credential::bearer(key, "adobe_sign_api_token")?,
-            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(Box::new(OAuthSession::new(
-                api::endpoint(&token_base, &["oauth", "v2", "refresh"]),
-                client_id,
-                client_secret,
-                refresh_token,
-            ))),
+            Auth::OAuth(grant) => Credential::oauth(api::endpoint(&token_base, &["oauth", "v2", "refresh"]), grant),
         };
         let limits = ApiLimits {
             per_hour: self.adobe_sign_api_requests_per_hour,
@@ -589,6 +602,85 @@ fn resource_status_of(status: &str) -> AgreementStatus {
         "DRAFT" | "AUTHORING" | "PREFILL" | "DOCUMENTS_NOT_YET_PROCESSED" => Draft,
         _ => InProgress,
     }
+}
+
+/// How agreements go: several signers sign (`AGREEMENT_ACTION_COMPLETED`
+/// while the agreement is still out for signature) until the workflow
+/// completes, or it is rejected, recalled or expires. Adobe shows a rejected
+/// agreement as `CANCELLED`; the event says declined.
+const LIFECYCLES: &[(AgreementStatus, &[Step])] = {
+    const CREATED: Step = Step::new("AGREEMENT_CREATED", "OUT_FOR_SIGNATURE", "");
+    const SIGNER_DONE: Step = Step::new("AGREEMENT_ACTION_COMPLETED", "OUT_FOR_SIGNATURE", "");
+    const WORKFLOW_COMPLETED: Step = Step::new("AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", "");
+    const REJECTED: Step = Step::new("AGREEMENT_REJECTED", "CANCELLED", "");
+    const RECALLED: Step = Step::new("AGREEMENT_RECALLED", "CANCELLED", "");
+    const EXPIRED: Step = Step::new("AGREEMENT_EXPIRED", "EXPIRED", "");
+    &[
+        (
+            AgreementStatus::Completed,
+            &[CREATED, SIGNER_DONE, SIGNER_DONE, WORKFLOW_COMPLETED],
+        ),
+        (AgreementStatus::Declined, &[CREATED, SIGNER_DONE, REJECTED]),
+        (AgreementStatus::Cancelled, &[CREATED, RECALLED]),
+        (AgreementStatus::Expired, &[CREATED, SIGNER_DONE, EXPIRED]),
+    ]
+};
+
+/// An account-scope notification about an agreement, shaped like Adobe's
+/// documented `AGREEMENT_ACTION_COMPLETED` example (with the agreement's
+/// info, as when the webhook includes it); the padding goes in the
+/// agreement's message.
+pub fn notification(example: &Example<'_>) -> Value {
+    json!({
+        "webhookId": "CBJCHBCAABAAsignhookSimulateWebhookId",
+        "webhookName": "signhook simulate",
+        "webhookNotificationId": example.event_id,
+        "webhookUrlInfo": { "url": example.webhook_url },
+        "webhookScope": "ACCOUNT",
+        "webhookNotificationApplicableUsers": [{
+            "id": "CBJCHBCAABAAsenderUserId",
+            "email": "sender@example.com",
+            "role": "SENDER",
+            "payloadApplicable": true,
+        }],
+        "event": example.event_type,
+        "eventDate": TimeFormat::Rfc3339Seconds.value(example.at),
+        "eventResourceType": AGREEMENT,
+        "eventResourceParentType": "",
+        "eventResourceParentId": "",
+        "participantUserEmail": "signer@example.com",
+        "actingUserEmail": "signer@example.com",
+        "actingUserIpAddress": "203.0.113.10",
+        "initiatingUserEmail": "sender@example.com",
+        "agreement": {
+            "id": example.agreement_id,
+            "name": "Mutual NDA",
+            "signatureType": "ESIGN",
+            "status": example.status,
+            "createdDate": TimeFormat::Rfc3339Seconds.value(example.created),
+            "locale": "en_US",
+            "message": example.padding,
+            "senderEmail": "sender@example.com",
+            "documentVisibilityEnabled": false,
+            "participantSetsInfo": { "participantSets": [{
+                "memberInfos": [{
+                    "id": "CBJCHBCAABAAmemberId1",
+                    "email": "signer@example.com",
+                    "name": "Sam Signer",
+                    "status": "ACTIVE",
+                    "securityOption": { "authenticationMethod": "NONE" },
+                }],
+                "order": 1,
+                "role": "SIGNER",
+                "id": "CBJCHBCAABAAparticipantSet1",
+            }]},
+        },
+    })
+}
+
+/// `X-AdobeSign-ClientId: <client_id>`; Adobe sends the same on every request.
+pub fn auth_headers(client_id: &str, _body: &[u8], _now: DateTime<Utc>) -> Result<HeaderMap, InvalidHeaderValue> {
+    CLIENT_ID_HEADER.carrying(client_id)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header::InvalidHeaderValue, HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
@@ -22,11 +22,13 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{
-    api::{self, Api, ApiClient, CallError, Credential},
+    api::{self, Api, Credential},
+    client::{ApiClient, CallError, Dialect},
     credentials::CredentialHeader,
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, ClientSettings},
-    PollError, Provider, ProviderError, Sender,
+    traffic::{CredentialFlag, Example, IdShape, Step, TimeFormat, Traffic},
+    PollError, Provider, ProviderError, Registration, Sender,
 };
 use crate::{
     agreement::AgreementStatus,
@@ -36,6 +38,23 @@ use crate::{
 };
 
 pub const NAME: &str = "boldsign";
+pub const REGISTRATION: Registration = Registration {
+    name: NAME,
+    build,
+    traffic: Traffic {
+        notification,
+        auth_headers,
+        time_format: TimeFormat::UnixSeconds,
+        id_shape: IdShape::Uuid,
+        lifecycles: LIFECYCLES,
+        credential: CredentialFlag {
+            flag: "boldsign-secret",
+            variable: "SIGNHOOK_BOLDSIGN_SECRETS",
+            what: "a signing secret",
+            help: "BoldSign secret to sign with; default: the first of the server's list",
+        },
+    },
+};
 const SIGNATURE_HEADER: CredentialHeader = CredentialHeader {
     name: "X-BoldSign-Signature",
     missing_code: "missing_signature",
@@ -156,7 +175,7 @@ impl ApiSettings {
             api::Base::Fixed(base),
             credential,
             limits,
-            api::Dialect {
+            Dialect {
                 classify,
                 wait_hint: rate_limit_reset,
             },
@@ -243,16 +262,33 @@ fn is_signature_key(key: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The HMAC-SHA256 of `<timestamp>.<body>` under `secret`, ready to finalize
+/// or verify: what BoldSign signs, and what [`BoldSign::authenticate`] checks.
+fn signed_content(secret: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// The `X-BoldSign-Signature` value BoldSign sends for `body` signed with
+/// `secret` at `timestamp` (unix seconds): `t=<timestamp>, s0=<lowercase hex
+/// HMAC-SHA256 of "<timestamp>.<body>">`.
+pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let timestamp = timestamp.to_string();
+    let mac = signed_content(secret, &timestamp, body);
+    format!("t={timestamp}, s0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 impl BoldSign {
     /// Whether any signature in the header is the HMAC of `<t>.<body>` under
     /// any configured secret. Every pair is compared (in constant time), so
     /// timing does not tell which secret or signature matched.
     fn signed_by_us(&self, header: &SignatureHeader, body: &[u8]) -> bool {
+        let timestamp = header.timestamp.to_string();
         self.secrets.iter().fold(false, |found, secret| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
-            mac.update(header.timestamp.to_string().as_bytes());
-            mac.update(b".");
-            mac.update(body);
+            let mac = signed_content(secret, &timestamp, body);
             header.signatures.iter().fold(found, |found, signature| {
                 found | mac.clone().verify_slice(signature).is_ok()
             })
@@ -496,6 +532,74 @@ fn document_status_of(status: &str) -> Option<AgreementStatus> {
     }
 }
 
+/// How documents go: sent, viewed and signed until completed, or declined,
+/// revoked or expired. The event decides the status (see [`status_of`]); the
+/// document's own `status` is still in progress until it ends.
+const LIFECYCLES: &[(AgreementStatus, &[Step])] = {
+    const SENT: Step = Step::new("Sent", "InProgress", "");
+    const VIEWED: Step = Step::new("Viewed", "InProgress", "");
+    const SIGNED: Step = Step::new("Signed", "InProgress", "");
+    const COMPLETED: Step = Step::new("Completed", "Completed", "");
+    const DECLINED: Step = Step::new("Declined", "Declined", "");
+    const REVOKED: Step = Step::new("Revoked", "Revoked", "");
+    const EXPIRED: Step = Step::new("Expired", "Expired", "");
+    &[
+        (AgreementStatus::Completed, &[SENT, VIEWED, SIGNED, COMPLETED]),
+        (AgreementStatus::Declined, &[SENT, VIEWED, DECLINED]),
+        (AgreementStatus::Cancelled, &[SENT, VIEWED, REVOKED]),
+        (AgreementStatus::Expired, &[SENT, EXPIRED]),
+    ]
+};
+
+/// A document event shaped like BoldSign's documented webhook payload; the
+/// padding goes in the document's description. The document expires 30 days
+/// after it was created.
+pub fn notification(example: &Example<'_>) -> Value {
+    json!({
+        "event": {
+            "id": example.event_id,
+            "created": TimeFormat::UnixSeconds.value(example.at),
+            "eventType": example.event_type,
+            "clientId": null,
+            "environment": "Live",
+        },
+        "data": {
+            "object": "document",
+            "documentId": example.agreement_id,
+            "messageTitle": "Offer letter",
+            "documentDescription": example.padding,
+            "status": example.status,
+            "senderDetail": { "name": "HR", "emailAddress": "hr@example.com" },
+            "signerDetails": [{
+                "signerName": "Alex Signer",
+                "signerRole": "",
+                "signerEmail": "alex@example.com",
+                "status": "NotCompleted",
+                "enableAccessCode": false,
+                "isAuthenticationFailed": null,
+                "enableEmailOTP": false,
+                "isDeliveryFailed": false,
+                "isViewed": false,
+                "order": 1,
+                "signerType": "Signer",
+            }],
+            "ccDetails": [],
+            "onBehalfOf": null,
+            "createdDate": example.created.timestamp(),
+            "expiryDate": (example.created + chrono::Duration::days(30)).timestamp(),
+            "enableSigningOrder": false,
+            "disableEmails": false,
+        },
+        "document": null,
+    })
+}
+
+/// `X-BoldSign-Signature` for `body` signed with `secret` at `now`, as
+/// BoldSign signs a delivery.
+pub fn auth_headers(secret: &str, body: &[u8], now: DateTime<Utc>) -> Result<HeaderMap, InvalidHeaderValue> {
+    SIGNATURE_HEADER.carrying(&signature_header(secret, now.timestamp(), body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +621,8 @@ mod tests {
         DateTime::from_timestamp(NOW, 0).expect("valid test timestamp")
     }
 
+    /// The hex signature of `<t>.<body>`, computed independently of the code
+    /// under test (BoldSign's documented scheme, research/boldsign.md §2).
     fn sign(secret: &str, t: i64, body: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
         mac.update(format!("{t}.").as_bytes());
@@ -553,6 +659,20 @@ mod tests {
         let wait = rate_limit_reset(&headers, &Value::Null, now).expect("a reset time");
         assert!(wait > std::time::Duration::from_secs(598) && wait <= std::time::Duration::from_secs(600));
         assert_eq!(rate_limit_reset(&HeaderMap::new(), &Value::Null, now), None);
+    }
+
+    #[test]
+    fn signature_header_is_what_boldsign_sends() {
+        let header = signature_header("secret-1", 1_763_631_687, BODY);
+        assert_eq!(
+            header,
+            format!("t=1763631687, s0={}", sign("secret-1", 1_763_631_687, BODY))
+        );
+        let parsed = parse_signature_header(&header).expect("well-formed");
+        assert_eq!(parsed.timestamp, 1_763_631_687);
+        let provider = boldsign(&["secret-1"], 0);
+        let signed = headers(&[("X-BoldSign-Signature", &header)]);
+        assert_eq!(code(provider.authenticate(&signed, BODY, now())), "ok");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Webhook credentials: reading a provider's authentication header, and
 //! comparing secrets in constant time.
 
-use axum::http::HeaderMap;
+use axum::http::{header::InvalidHeaderValue, HeaderMap, HeaderName, HeaderValue};
 use subtle::ConstantTimeEq;
 
 use super::ProviderError;
@@ -39,6 +39,12 @@ impl CredentialHeader {
             });
         }
         Ok(value)
+    }
+
+    /// Headers carrying `value` in this header, as the provider sends it.
+    pub fn carrying(&self, value: &str) -> Result<HeaderMap, InvalidHeaderValue> {
+        let name = HeaderName::from_bytes(self.name.as_bytes()).expect("a provider's header name is a valid one");
+        Ok(HeaderMap::from_iter([(name, HeaderValue::from_str(value)?)]))
     }
 }
 

@@ -9,7 +9,7 @@
 //! an OAuth 2 access token (`Authorization: Bearer`, "use this for most
 //! implementations"), renewed with a refresh token at
 //! `POST /api/Session/OAuthRefreshToken`, or a wholesale API token in
-//! `X-API-Token`. See [`bundle_subject`] for what is assumed about the answer.
+//! `X-API-Token`. See `bundle_subject` for what is assumed about the answer.
 //! A poll names the bundle's own `TenantId` (the one its webhooks carried,
 //! recorded with every stored event), else the configured tenant. FuseSign's
 //! refresh answer carries a refresh token; the newest is kept in PostgreSQL
@@ -18,19 +18,20 @@
 
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
+use axum::http::{header::InvalidHeaderValue, HeaderMap};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    api::{self, Api, ApiClient, CallError, Credential},
+    api::{self, Api, Credential},
+    client::{ApiClient, CallError, Dialect},
     credentials::{matches_any, CredentialHeader},
-    oauth::OAuthSession,
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
-    PollError, Provider, ProviderError, Sender,
+    traffic::{CredentialFlag, Example, IdShape, Step, TimeFormat, Traffic},
+    PollError, Provider, ProviderError, Registration, Sender,
 };
 use crate::{
     agreement::AgreementStatus,
@@ -40,6 +41,23 @@ use crate::{
 };
 
 pub const NAME: &str = "fusesign";
+pub const REGISTRATION: Registration = Registration {
+    name: NAME,
+    build,
+    traffic: Traffic {
+        notification,
+        auth_headers,
+        time_format: TimeFormat::Rfc3339Ticks,
+        id_shape: IdShape::Uuid,
+        lifecycles: LIFECYCLES,
+        credential: CredentialFlag {
+            flag: "fusesign-signature",
+            variable: "SIGNHOOK_FUSESIGN_SIGNATURES",
+            what: "a Fuse-Signature value",
+            help: "Fuse-Signature value to send; default: the first of the server's list",
+        },
+    },
+};
 const SIGNATURE_HEADER: CredentialHeader = CredentialHeader {
     name: "Fuse-Signature",
     missing_code: "missing_signature",
@@ -132,12 +150,9 @@ impl ApiSettings {
         })?;
         let credential = match auth {
             Auth::Key(token) => Credential::header("x-api-token", token, "fusesign_api_token")?,
-            Auth::OAuth([client_id, client_secret, refresh_token]) => Credential::OAuth(Box::new(OAuthSession::new(
-                api::endpoint(&base, &["api", "Session", "OAuthRefreshToken"]),
-                client_id,
-                client_secret,
-                refresh_token,
-            ))),
+            Auth::OAuth(grant) => {
+                Credential::oauth(api::endpoint(&base, &["api", "Session", "OAuthRefreshToken"]), grant)
+            }
         };
         if self.fusesign_api_requests_per_hour == 0 {
             return Err(invalid("fusesign_api_requests_per_hour", "must be greater than 0"));
@@ -151,7 +166,7 @@ impl ApiSettings {
             api::Base::Fixed(base),
             credential,
             limits,
-            api::Dialect::PLAIN,
+            Dialect::PLAIN,
         );
         Ok(Some((api, tenant_id)))
     }
@@ -358,6 +373,55 @@ fn status_of(event_type: &str) -> Option<AgreementStatus> {
         other if other.starts_with("Customer") || other.starts_with("Document") => Some(InProgress),
         _ => None,
     }
+}
+
+/// How bundles go: created, a document signed, then finalised, or rejected
+/// by the customer or retracted. Bundles do not expire. The payload carries
+/// no status, only the action and its description.
+const LIFECYCLES: &[(AgreementStatus, &[Step])] = {
+    const CREATED: Step = Step::new("BundleCreated", "", "Bundle Created");
+    const SIGNED: Step = Step::new("CustomerDocumentSigned", "", "Document Signed: Engagement letter");
+    const FINALISED: Step = Step::new("BundleFinalised", "", "Bundle Finalised");
+    const REJECTED: Step = Step::new("CustomerBundleRejected", "", "Bundle Rejected by customer");
+    const RETRACTED: Step = Step::new("BundleRetracted", "", "Bundle Retracted");
+    &[
+        (AgreementStatus::Completed, &[CREATED, SIGNED, FINALISED]),
+        (AgreementStatus::Declined, &[CREATED, REJECTED]),
+        (AgreementStatus::Cancelled, &[CREATED, RETRACTED]),
+    ]
+};
+
+/// A bundle history event shaped like FuseSign's
+/// `TransactionalBundleWebhookPayload`; the padding goes after the
+/// description in the history event's notes.
+pub fn notification(example: &Example<'_>) -> Value {
+    let notes = match example.padding {
+        "" => example.description.to_owned(),
+        padding => format!("{}. {padding}", example.description),
+    };
+    json!({
+        "WebhookId": "dd7be5ec-1560-49b1-a1a7-02be393dc7fe",
+        "BundleId": example.agreement_id,
+        "EventType": example.event_type,
+        "BundleHistoryEvent": {
+            "Id": example.event_id,
+            "DateTime": TimeFormat::Rfc3339Ticks.value(example.at),
+            "BundleId": example.agreement_id,
+            "DocumentId": "5ec03200-1db1-40ec-a553-95b55e30bacc",
+            "CustomerId": "a960f86a-e9ba-49c8-ae1c-646a4ec76ac5",
+            "Action": example.event_type,
+            "ActionNotes": notes,
+            "IP": "203.0.113.10",
+        },
+        "ActionDescription": example.description,
+        "TenantId": "7ffcbae4-9f50-4136-8de6-edb6f796dc3f",
+    })
+}
+
+/// `Fuse-Signature: <signature>`, the value set when the webhook was
+/// registered; FuseSign sends the same on every request.
+pub fn auth_headers(signature: &str, _body: &[u8], _now: DateTime<Utc>) -> Result<HeaderMap, InvalidHeaderValue> {
+    SIGNATURE_HEADER.carrying(signature)
 }
 
 #[cfg(test)]

@@ -2,27 +2,41 @@
 //! BoldSign and FuseSign sits behind [`Provider`]. The HTTP handler, store and
 //! worker only see [`Notification`]s and normalized statuses.
 //!
-//! Adding a provider: write `providers/<name>.rs` implementing [`Provider`] with a
-//! `build(&Config)` constructor, and add one line to [`REGISTRY`].
+//! Adding a provider is one module and one line:
+//! 1. write `providers/<name>.rs` with the provider's knowledge only: a type
+//!    implementing [`Provider`], a `build(&Config)` constructor reading its own
+//!    settings, and a `pub const REGISTRATION: Registration` naming it, its
+//!    `build` and its [`Traffic`] (a notification builder, the headers that
+//!    authenticate one, its lifecycles, and the simulator's credential flag);
+//! 2. add `<name>::REGISTRATION` to `REGISTRY` below.
+//!
+//! Everything else finds the provider through the registry: the routes
+//! `/webhooks/{name}` and `/api/agreements/{name}/…`, start-up checks, the
+//! reconciler, `signhook simulate` (its `--provider` values and credential
+//! flags), and the tests in this directory that go over every provider.
 //!
 //! Besides receiving webhooks, a provider may read an agreement's current
 //! status from its REST API ([`Provider::poll`]) and register per-agreement
-//! webhooks ([`Provider::watch`]), through the shared client in [`api`]; that
-//! is the backup for lost webhooks and the manual refresh.
+//! webhooks ([`Provider::watch`]), through [`api`] and the shared client with
+//! its retries; that is the backup for lost webhooks and the manual refresh.
 //!
 //! What the providers share, one file per concern: reading payloads
-//! (`payload`), webhook credentials (`credentials`), the API client with its
-//! budget and retries (`api`), OAuth sessions (`oauth`) and the API settings
-//! (`settings`).
+//! (`payload`), webhook credentials (`credentials`), the HTTP client with its
+//! retries and the reading of answers (`client`), OAuth sessions on it
+//! (`oauth`), authenticated API calls within the account's budget (`api`),
+//! the API settings (`settings`) and example traffic for the simulator and
+//! tests (`traffic`).
 
 pub mod adobe_sign;
 pub mod api;
 pub mod boldsign;
+pub mod client;
 pub mod credentials;
 pub mod fusesign;
 pub mod oauth;
 pub mod payload;
 pub mod settings;
+pub mod traffic;
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
@@ -31,22 +45,27 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-pub use self::api::CallError;
+pub use self::{client::CallError, traffic::Traffic};
 use crate::{
     config::{Config, ConfigError},
     event::{Notification, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
 
-type Build = fn(&Config) -> Result<Arc<dyn Provider>, ConfigError>;
+/// A provider's entry in the registry (`REGISTRY`, below).
+#[derive(Debug)]
+pub struct Registration {
+    /// The path name used in `/webhooks/{name}` and `/api/agreements/{name}/...`.
+    pub name: &'static str,
+    /// Builds the provider from the configuration (its settings, secrets,
+    /// API client).
+    pub build: fn(&Config) -> Result<Arc<dyn Provider>, ConfigError>,
+    /// What its webhook traffic looks like, for the simulator and tests.
+    pub traffic: Traffic,
+}
 
-/// Every provider signhook knows, by the path name used in
-/// `/webhooks/{name}` and `/api/agreements/{name}/...`.
-const REGISTRY: &[(&str, Build)] = &[
-    (adobe_sign::NAME, adobe_sign::build),
-    (boldsign::NAME, boldsign::build),
-    (fusesign::NAME, fusesign::build),
-];
+/// Every provider signhook knows.
+const REGISTRY: &[Registration] = &[adobe_sign::REGISTRATION, boldsign::REGISTRATION, fusesign::REGISTRATION];
 
 /// Longest one provider API call ([`Provider::poll`], `watch`, `unwatch`)
 /// may take, its retries included.
@@ -263,8 +282,8 @@ pub struct Providers(Arc<BTreeMap<&'static str, Arc<dyn Provider>>>);
 impl Providers {
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let mut map = BTreeMap::new();
-        for (name, build) in REGISTRY {
-            map.insert(*name, build(config)?);
+        for registration in REGISTRY {
+            map.insert(registration.name, (registration.build)(config)?);
         }
         Ok(Self(Arc::new(map)))
     }
@@ -285,7 +304,12 @@ impl Providers {
     }
 
     pub fn names() -> impl Iterator<Item = &'static str> {
-        REGISTRY.iter().map(|(name, _)| *name)
+        REGISTRY.iter().map(|registration| registration.name)
+    }
+
+    /// Every provider's registry entry, in registry order.
+    pub fn registered() -> &'static [Registration] {
+        REGISTRY
     }
 }
 
@@ -293,8 +317,21 @@ impl Providers {
 #[cfg(test)]
 pub(crate) mod test_support {
     use axum::http::{HeaderMap, HeaderName, HeaderValue};
+    use chrono::{DateTime, Utc};
 
     use super::{ProviderError, Sender};
+
+    pub fn time(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .expect("valid test time")
+            .with_timezone(&Utc)
+    }
+
+    /// The instant example traffic is built at in tests, with nanoseconds so
+    /// that every time format has digits to drop.
+    pub fn example_time() -> DateTime<Utc> {
+        time("2026-11-20T09:41:27.123456789Z")
+    }
 
     pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -338,7 +375,6 @@ mod tests {
     mod properties {
         use super::*;
         use axum::http::HeaderValue;
-        use figment::{providers::Serialized, Figment};
         use proptest::prelude::*;
 
         const FIXTURES: [&[u8]; 3] = [
@@ -355,11 +391,12 @@ mod tests {
 
         /// Every registered provider, with credentials so authentication runs deep.
         fn providers() -> Providers {
-            let figment = Figment::from(Serialized::defaults(crate::config::Settings::default()))
-                .merge(Serialized::default("adobe_sign_client_ids", ["client-1"]))
-                .merge(Serialized::default("boldsign_secrets", ["secret-1", "secret-2"]))
-                .merge(Serialized::default("fusesign_signatures", ["fuse-1"]));
-            let config = Config::from_figment(figment).expect("test configuration is valid");
+            let config = Config::from_vars(
+                Providers::registered()
+                    .iter()
+                    .map(|registration| (registration.traffic.credential.variable, "credential-1, credential-2")),
+            )
+            .expect("test configuration is valid");
             Providers::from_config(&config).expect("providers build")
         }
 

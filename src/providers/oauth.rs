@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{
-    api::{read_json, transport_error, ApiClient, CallError},
+    client::{read_json, transport_error, ApiClient, CallError},
     payload::parse_time,
     settings::base_url,
 };
@@ -28,7 +28,7 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// An OAuth 2 refresh-token grant: the access token is cached in memory and
-/// replaced shortly before it expires (see [`renew_after`]). The lock is held
+/// replaced shortly before it expires (see `renew_after`). The lock is held
 /// while refreshing, so concurrent polls share one refresh.
 pub struct OAuthSession {
     token_url: Url,
@@ -242,13 +242,8 @@ fn renew_after(lifetime: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::test_support::time;
     use serde_json::json;
-
-    fn at(rfc3339: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(rfc3339)
-            .expect("valid test time")
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn tokens_are_renewed_a_minute_early_or_halfway_when_short_lived() {
@@ -262,7 +257,7 @@ mod tests {
 
     #[test]
     fn token_answers_state_lifetimes_in_seconds_or_as_an_expiry_time() {
-        let now = at("2026-11-20T09:41:27Z");
+        let now = time("2026-11-20T09:41:27Z");
         let lifetime = |expires_in: Value| {
             TokenAnswer::parse(&json!({"access_token": "a", "expires_in": expires_in}), now)
                 .expect("parses")

@@ -8,7 +8,6 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::{
-    payloads::Provider,
     report::{round3, Processing},
     target::{chain, Target},
     SimulateError,
@@ -92,8 +91,8 @@ impl Admin {
 
     /// The agreement's normalized status; `Ok(None)` when the server has not
     /// seen it (yet).
-    pub async fn agreement_status(&self, provider: Provider, agreement_id: &str) -> Result<Option<String>, String> {
-        let path = format!("/agreements/{}/{agreement_id}", provider.name());
+    pub async fn agreement_status(&self, provider: &str, agreement_id: &str) -> Result<Option<String>, String> {
+        let path = format!("/agreements/{provider}/{agreement_id}");
         let response = self.get(&path).await?;
         match response.status() {
             StatusCode::OK => response

@@ -4,7 +4,7 @@
 //! then checked through the admin API until each shows its expected status.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, HashSet},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -13,11 +13,12 @@ use futures::{stream, StreamExt};
 
 use super::{
     admin::{Admin, POLL_INTERVAL},
-    payloads::{assign, Ending, Event, Provider, Step},
+    payloads::{assign, Event},
     report::{AgreementCheck, AgreementSample, Attempt, Mismatch, Report, Tally},
     target::{Answer, Delivery, Explain, Target},
     LifecycleArgs, Setup, SimulateError,
 };
+use crate::{agreement::AgreementStatus, providers::traffic::Step};
 
 /// Sends of one event before giving up on an unavailable server; the waits
 /// between them double from [`FIRST_RETRY_WAIT`] (a provider retries too).
@@ -60,8 +61,12 @@ pub async fn run(args: LifecycleArgs) -> Result<Report, SimulateError> {
 
 /// One agreement: what happens to it, and in which order the server hears of it.
 struct Plan {
-    provider: Provider,
-    ending: Ending,
+    /// Index of the provider in the run's providers.
+    provider: usize,
+    /// The status the agreement ends in.
+    ending: AgreementStatus,
+    /// The provider's name.
+    provider_name: &'static str,
     seq: u64,
     id: String,
     steps: &'static [Step],
@@ -71,14 +76,14 @@ struct Plan {
 
 impl Plan {
     fn new(setup: &Setup, seq: u64, duplicate_ratio: f64, out_of_order_ratio: f64, rng: &mut fastrand::Rng) -> Self {
-        let (provider, ending) = assign(setup.providers, seq);
-        let steps = provider.lifecycle(ending);
+        let (provider, ending, steps) = assign(setup.providers, seq);
         let deliveries = delivery_order(steps.len(), duplicate_ratio, out_of_order_ratio, rng);
         Self {
             provider,
             ending,
+            provider_name: setup.providers[provider].name,
             seq,
-            id: setup.payloads.ids().agreement_id(provider, seq),
+            id: setup.payloads.agreement_id(provider, seq),
             steps,
             deliveries,
         }
@@ -181,7 +186,7 @@ async fn check(admin: &Admin, plans: &[Plan], deadline: Instant, connections: us
         let answers: Vec<(usize, Result<Option<String>, String>)> = stream::iter(waiting.iter().copied())
             .map(|index| async move {
                 let plan = &plans[index];
-                (index, admin.agreement_status(plan.provider, &plan.id).await)
+                (index, admin.agreement_status(plan.provider_name, &plan.id).await)
             })
             .buffer_unordered(connections)
             .collect()
@@ -191,7 +196,7 @@ async fn check(admin: &Admin, plans: &[Plan], deadline: Instant, connections: us
             if let Ok(status) = answer {
                 actual[index] = status;
             }
-            if actual[index].as_deref() != Some(plans[index].ending.status()) {
+            if actual[index].as_deref() != Some(plans[index].ending.as_str()) {
                 waiting.push(index);
             }
         }
@@ -203,15 +208,15 @@ async fn check(admin: &Admin, plans: &[Plan], deadline: Instant, connections: us
     waiting.sort_unstable();
 
     let mut expected = BTreeMap::new();
-    let mut seen = BTreeSet::new();
+    let mut seen = HashSet::new();
     let mut samples = Vec::new();
     for plan in plans {
-        *expected.entry(plan.ending.status()).or_default() += 1;
+        *expected.entry(plan.ending.as_str()).or_default() += 1;
         if seen.insert((plan.provider, plan.ending)) {
             samples.push(AgreementSample {
-                provider: plan.provider.name(),
+                provider: plan.provider_name,
                 agreement_id: plan.id.clone(),
-                expected: plan.ending.status(),
+                expected: plan.ending.as_str(),
                 events: plan.steps.len(),
             });
         }
@@ -219,9 +224,9 @@ async fn check(admin: &Admin, plans: &[Plan], deadline: Instant, connections: us
     let mismatches: Vec<Mismatch> = waiting
         .into_iter()
         .map(|index| Mismatch {
-            provider: plans[index].provider.name(),
+            provider: plans[index].provider_name,
             agreement_id: plans[index].id.clone(),
-            expected: plans[index].ending.status(),
+            expected: plans[index].ending.as_str(),
             actual: actual[index].take(),
         })
         .collect();

@@ -20,11 +20,12 @@ use std::{
 use chrono::{DateTime, Utc};
 
 use super::{
-    payloads::{assign, Event, Payloads, Provider},
+    payloads::{assign, Event, Payloads},
     report::{Attempt, Report, Tally},
     target::{Answer, Delivery, Target},
     LoadArgs, Setup, SimulateError,
 };
+use crate::providers::Registration;
 
 /// Each agreement gets this many events: the first steps of its lifecycle,
 /// then its terminal event.
@@ -106,7 +107,7 @@ fn send_from_thread(shared: &Shared, target: &Target, connections: usize, seed: 
 
 struct Shared {
     payloads: Arc<Payloads>,
-    providers: &'static [Provider],
+    providers: &'static [Registration],
     /// When this run's agreements were created.
     origin: DateTime<Utc>,
     next: AtomicU64,
@@ -134,8 +135,7 @@ impl Shared {
     fn event(&self, seq: u64) -> Event {
         let agreement = seq / EVENTS_PER_AGREEMENT;
         let position = seq % EVENTS_PER_AGREEMENT;
-        let (provider, ending) = assign(self.providers, agreement);
-        let steps = provider.lifecycle(ending);
+        let (provider, _, steps) = assign(self.providers, agreement);
         let step = match position {
             p if p == EVENTS_PER_AGREEMENT - 1 => &steps[steps.len() - 1],
             p => &steps[(p as usize).min(steps.len() - 2)],

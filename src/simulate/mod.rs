@@ -18,16 +18,19 @@ mod target;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use clap::{Args, Subcommand, ValueEnum};
-use hmac::{Hmac, Mac};
-use reqwest::{header::HeaderValue, Url};
+use clap::{
+    builder::{PossibleValuesParser, TypedValueParser},
+    Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Subcommand,
+};
+use reqwest::Url;
 
 pub use self::report::Report;
 use self::{
     admin::Admin,
-    payloads::{Ids, Payloads, Provider},
-    target::{Credentials, Target},
+    payloads::{Ids, Payloads},
+    target::Target,
 };
+use crate::providers::{adobe_sign, Providers, Registration};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -97,8 +100,8 @@ pub struct CommonArgs {
     /// under /webhooks/…, the admin API under /api/…).
     #[arg(long)]
     pub url: String,
-    /// Which provider's traffic to play; `mixed` takes turns between all three.
-    #[arg(long, value_enum, default_value_t = ProviderChoice::AdobeSign)]
+    /// Which provider's traffic to play; `mixed` takes turns between all of them.
+    #[arg(long, default_value = adobe_sign::NAME, value_parser = provider_choice())]
     pub provider: ProviderChoice,
     /// Fraction of acknowledged events delivered once more, as providers
     /// re-deliver; the server must store each only once.
@@ -113,42 +116,107 @@ pub struct CommonArgs {
     /// Bearer token of the admin API (as the server's SIGNHOOK_ADMIN_TOKEN).
     #[arg(long, env = "SIGNHOOK_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Adobe Sign client ID to send; default: the first of the server's list.
-    #[arg(long, env = "SIGNHOOK_ADOBE_SIGN_CLIENT_IDS", hide_env_values = true)]
-    pub adobe_client_id: Option<String>,
-    /// BoldSign secret to sign with; default: the first of the server's list.
-    #[arg(long, env = "SIGNHOOK_BOLDSIGN_SECRETS", hide_env_values = true)]
-    pub boldsign_secret: Option<String>,
-    /// Fuse-Signature value to send; default: the first of the server's list.
-    #[arg(long, env = "SIGNHOOK_FUSESIGN_SIGNATURES", hide_env_values = true)]
-    pub fusesign_signature: Option<String>,
+    /// Every provider's credential flag (`--adobe-client-id`, ...).
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProviderChoice {
-    AdobeSign,
-    #[value(name = "boldsign")]
-    BoldSign,
-    #[value(name = "fusesign")]
-    FuseSign,
-    Mixed,
+/// `--provider`: one registered provider, or `mixed` for all of them.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderChoice {
+    /// The provider's name, or `mixed`.
+    pub name: &'static str,
+    /// The providers the run plays, in registry order.
+    pub providers: &'static [Registration],
 }
 
-impl ProviderChoice {
-    fn providers(self) -> &'static [Provider] {
-        match self {
-            ProviderChoice::AdobeSign => &[Provider::AdobeSign],
-            ProviderChoice::BoldSign => &[Provider::BoldSign],
-            ProviderChoice::FuseSign => &[Provider::FuseSign],
-            ProviderChoice::Mixed => &Provider::ALL,
+const MIXED: &str = "mixed";
+
+/// Parses `--provider` from the registry's names and `mixed`.
+fn provider_choice() -> impl TypedValueParser<Value = ProviderChoice> {
+    PossibleValuesParser::new(Providers::names().chain([MIXED])).map(|name| {
+        let registered = Providers::registered();
+        match registered.iter().position(|registration| registration.name == name) {
+            Some(index) => ProviderChoice {
+                name: registered[index].name,
+                providers: &registered[index..=index],
+            },
+            None => ProviderChoice {
+                name: MIXED,
+                providers: registered,
+            },
         }
+    })
+}
+
+/// The credential flag of every registered provider, each also read from the
+/// variable the server reads it from (`providers::traffic::CredentialFlag`);
+/// a value is a list, as the server's, whose first entry is sent.
+#[derive(Clone, Default)]
+pub struct CredentialArgs {
+    /// By registry index.
+    values: Vec<Option<String>>,
+}
+
+impl std::fmt::Debug for CredentialArgs {
+    /// Which credentials are set, never their values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = Providers::registered()
+            .iter()
+            .zip(&self.values)
+            .filter(|(_, value)| value.is_some())
+            .map(|(registration, _)| registration.traffic.credential.flag);
+        f.debug_set().entries(set).finish()
+    }
+}
+
+impl CredentialArgs {
+    /// The value given for `registration`'s credential.
+    fn get(&self, registration: &Registration) -> Option<&str> {
+        let index = Providers::registered()
+            .iter()
+            .position(|registered| registered.name == registration.name)?;
+        self.values.get(index)?.as_deref()
+    }
+}
+
+impl FromArgMatches for CredentialArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            ProviderChoice::Mixed => "mixed",
-            single => single.providers()[0].name(),
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        let registered = Providers::registered();
+        self.values.resize(registered.len(), None);
+        for (value, registration) in self.values.iter_mut().zip(registered) {
+            if let Ok(Some(given)) = matches.try_get_one::<String>(registration.traffic.credential.flag) {
+                *value = Some(given.clone());
+            }
         }
+        Ok(())
+    }
+}
+
+impl Args for CredentialArgs {
+    fn augment_args(command: Command) -> Command {
+        Providers::registered().iter().fold(command, |command, registration| {
+            let credential = &registration.traffic.credential;
+            command.arg(
+                Arg::new(credential.flag)
+                    .long(credential.flag)
+                    .env(credential.variable)
+                    .hide_env_values(true)
+                    .action(ArgAction::Set)
+                    .value_parser(clap::value_parser!(String))
+                    .help(credential.help),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: Command) -> Command {
+        Self::augment_args(command)
     }
 }
 
@@ -195,7 +263,7 @@ struct Setup {
     target: Arc<Target>,
     admin: Option<Admin>,
     payloads: Arc<Payloads>,
-    providers: &'static [Provider],
+    providers: &'static [Registration],
     /// When the run's agreements were created; their events come after.
     origin: DateTime<Utc>,
     run_id: String,
@@ -212,21 +280,20 @@ impl Setup {
         body_bytes: usize,
         needs_admin: bool,
     ) -> Result<Self, SimulateError> {
-        let providers = common.provider.providers();
+        let providers = common.provider.providers;
         let credentials = credentials(common, providers)?;
         let token = match needs_admin {
             true => Some(admin_token(common)?),
             false => None,
         };
         let url = parse_url(&common.url)?;
-        let target = Target::new(&url, connections, credentials)?;
+        let target = Target::new(&url, connections, providers, credentials)?;
         target.check_reachable().await?;
         let admin = token.map(|token| Admin::new(&target, token));
         let ids = Ids::new(fastrand::u32(..));
         // Agreements were created an hour ago; their events follow.
         let origin = Utc::now() - chrono::Duration::hours(1);
-        let webhook_url = target.endpoint(providers[0]).to_string();
-        let payloads = Payloads::new(ids, body_bytes, origin, &webhook_url);
+        let payloads = Payloads::new(ids, body_bytes, origin, providers, target.endpoints());
         Ok(Self {
             target: Arc::new(target),
             admin,
@@ -235,7 +302,7 @@ impl Setup {
             origin,
             run_id: format!("{:08x}", ids.run()),
             url: url.as_str().trim_end_matches('/').to_owned(),
-            provider_name: common.provider.name(),
+            provider_name: common.provider.name,
         })
     }
 
@@ -270,60 +337,29 @@ fn first_entry(value: Option<&str>) -> Option<&str> {
     value?.split(',').map(str::trim).find(|entry| !entry.is_empty())
 }
 
-fn missing(provider: &str, what: &str, flag: &str, variable: &str) -> SimulateError {
-    SimulateError::Usage(format!(
-        "{provider} traffic needs {what}: pass {flag} or set {variable}"
-    ))
-}
-
-fn header_value(value: &str, flag: &str) -> Result<HeaderValue, SimulateError> {
-    HeaderValue::from_str(value)
-        .map_err(|_| SimulateError::Usage(format!("{flag} holds characters that cannot go in an HTTP header")))
-}
-
-/// The credential of every provider the run plays; a missing one is named
-/// with its flag and variable.
-fn credentials(common: &CommonArgs, providers: &[Provider]) -> Result<Credentials, SimulateError> {
-    let mut credentials = Credentials::default();
-    for provider in providers {
-        match provider {
-            Provider::AdobeSign => {
-                let id = first_entry(common.adobe_client_id.as_deref()).ok_or_else(|| {
-                    missing(
-                        "adobe-sign",
-                        "a client ID",
-                        "--adobe-client-id",
-                        "SIGNHOOK_ADOBE_SIGN_CLIENT_IDS",
-                    )
-                })?;
-                credentials.adobe_client_id = Some(header_value(id, "--adobe-client-id")?);
-            }
-            Provider::BoldSign => {
-                let secret = first_entry(common.boldsign_secret.as_deref()).ok_or_else(|| {
-                    missing(
-                        "boldsign",
-                        "a signing secret",
-                        "--boldsign-secret",
-                        "SIGNHOOK_BOLDSIGN_SECRETS",
-                    )
-                })?;
-                let key = Hmac::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
-                credentials.boldsign_key = Some(key);
-            }
-            Provider::FuseSign => {
-                let signature = first_entry(common.fusesign_signature.as_deref()).ok_or_else(|| {
-                    missing(
-                        "fusesign",
-                        "a Fuse-Signature value",
-                        "--fusesign-signature",
-                        "SIGNHOOK_FUSESIGN_SIGNATURES",
-                    )
-                })?;
-                credentials.fusesign_signature = Some(header_value(signature, "--fusesign-signature")?);
-            }
-        }
-    }
-    Ok(credentials)
+/// The credential of every provider the run plays, in its order: the first
+/// entry of the flag's (or variable's) list, checked to make valid headers.
+/// A missing one is named with its flag and variable.
+fn credentials(common: &CommonArgs, providers: &[Registration]) -> Result<Vec<String>, SimulateError> {
+    providers
+        .iter()
+        .map(|registration| {
+            let flag = &registration.traffic.credential;
+            let credential = first_entry(common.credentials.get(registration)).ok_or_else(|| {
+                SimulateError::Usage(format!(
+                    "{} traffic needs {}: pass --{} or set {}",
+                    registration.name, flag.what, flag.flag, flag.variable
+                ))
+            })?;
+            (registration.traffic.auth_headers)(credential, b"", Utc::now()).map_err(|_| {
+                SimulateError::Usage(format!(
+                    "--{} holds characters that cannot go in an HTTP header",
+                    flag.flag
+                ))
+            })?;
+            Ok(credential.to_owned())
+        })
+        .collect()
 }
 
 fn admin_token(common: &CommonArgs) -> Result<String, SimulateError> {

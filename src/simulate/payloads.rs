@@ -1,165 +1,40 @@
-//! Notification bodies shaped like each provider's documented payloads, and
-//! the lifecycles the simulator takes agreements through.
+//! Notification bodies for the simulator, rendered fast from each provider's
+//! own notification builder, and which agreement of a run goes which way.
 //!
-//! A body is rendered from a template built once per provider and run: static
-//! JSON text with slots for the few values that change per event, so one body
-//! costs a buffer and a handful of writes rather than a JSON serialization.
+//! A body is rendered from a template made once per provider and run: the
+//! provider's notification (`providers::traffic`) built with markers in place
+//! of the values that change per event, kept as static JSON text with slots,
+//! so one body costs a buffer and a handful of writes rather than a JSON
+//! serialization.
 
-use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use reqwest::Url;
 
-use crate::providers::{adobe_sign, boldsign, fusesign};
+use crate::{
+    agreement::AgreementStatus,
+    providers::{
+        traffic::{Example, IdShape, Step, TimeFormat},
+        Registration,
+    },
+};
 
-/// The providers the simulator can play.
-#[allow(clippy::enum_variant_names)] // their names all end in "Sign"
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Provider {
-    AdobeSign,
-    BoldSign,
-    FuseSign,
-}
-
-impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::AdobeSign, Provider::BoldSign, Provider::FuseSign];
-
-    /// The path name the server uses: `/webhooks/{name}`, `/api/agreements/{name}/…`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::AdobeSign => adobe_sign::NAME,
-            Provider::BoldSign => boldsign::NAME,
-            Provider::FuseSign => fusesign::NAME,
-        }
-    }
-
-    /// How this provider's agreements can end. FuseSign bundles do not expire.
-    pub fn endings(self) -> &'static [Ending] {
-        use Ending::*;
-        match self {
-            Provider::AdobeSign | Provider::BoldSign => &[Completed, Declined, Cancelled, Expired],
-            Provider::FuseSign => &[Completed, Declined, Cancelled],
-        }
-    }
-
-    /// The events of one agreement that ends in `ending` (one of
-    /// [`Provider::endings`]), in the order they happen; the last is terminal.
-    pub fn lifecycle(self, ending: Ending) -> &'static [Step] {
-        use Ending::*;
-        debug_assert!(self.endings().contains(&ending), "{self:?} has no {ending:?} ending");
-        match self {
-            Provider::AdobeSign => match ending {
-                Completed => &[
-                    adobe::CREATED,
-                    adobe::SIGNER_DONE,
-                    adobe::SIGNER_DONE,
-                    adobe::WORKFLOW_COMPLETED,
-                ],
-                Declined => &[adobe::CREATED, adobe::SIGNER_DONE, adobe::REJECTED],
-                Cancelled => &[adobe::CREATED, adobe::RECALLED],
-                Expired => &[adobe::CREATED, adobe::SIGNER_DONE, adobe::EXPIRED],
-            },
-            Provider::BoldSign => match ending {
-                Completed => &[bold::SENT, bold::VIEWED, bold::SIGNED, bold::COMPLETED],
-                Declined => &[bold::SENT, bold::VIEWED, bold::DECLINED],
-                Cancelled => &[bold::SENT, bold::VIEWED, bold::REVOKED],
-                Expired => &[bold::SENT, bold::EXPIRED],
-            },
-            Provider::FuseSign => match ending {
-                // No expiry (see `endings`): never asked for.
-                Completed | Expired => &[fuse::CREATED, fuse::SIGNED, fuse::FINALISED],
-                Declined => &[fuse::CREATED, fuse::REJECTED],
-                Cancelled => &[fuse::CREATED, fuse::RETRACTED],
-            },
-        }
-    }
-}
-
-/// Which provider plays agreement number `agreement` of a run, and how it
-/// ends: providers take turns, and each cycles through its endings, so every
+/// Which provider (an index into the run's providers) plays agreement number
+/// `agreement` of a run, how it ends and the steps it goes through:
+/// providers take turns, and each cycles through its lifecycles, so every
 /// combination comes up in a run of a dozen agreements.
-pub fn assign(providers: &[Provider], agreement: u64) -> (Provider, Ending) {
+pub fn assign(providers: &[Registration], agreement: u64) -> (usize, AgreementStatus, &'static [Step]) {
     let turns = providers.len() as u64;
-    let provider = providers[(agreement % turns) as usize];
-    let endings = provider.endings();
-    let ending = endings[((agreement / turns) % endings.len() as u64) as usize];
-    (provider, ending)
-}
-
-/// The terminal status an agreement's lifecycle ends in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Ending {
-    Completed,
-    Declined,
-    Cancelled,
-    Expired,
-}
-
-impl Ending {
-    /// The normalized status the server should end up showing.
-    pub fn status(self) -> &'static str {
-        match self {
-            Ending::Completed => "completed",
-            Ending::Declined => "declined",
-            Ending::Cancelled => "cancelled",
-            Ending::Expired => "expired",
-        }
-    }
-}
-
-/// One event of a lifecycle, in the provider's own words.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Step {
-    /// Adobe `event`, BoldSign `event.eventType`, FuseSign `EventType`.
-    pub event_type: &'static str,
-    /// Adobe `agreement.status`, BoldSign `data.status` (unused by FuseSign).
-    pub status: &'static str,
-    /// FuseSign's `ActionDescription` (unused by the others).
-    pub description: &'static str,
-}
-
-const fn step(event_type: &'static str, status: &'static str, description: &'static str) -> Step {
-    Step {
-        event_type,
-        status,
-        description,
-    }
-}
-
-mod adobe {
-    use super::{step, Step};
-    pub const CREATED: Step = step("AGREEMENT_CREATED", "OUT_FOR_SIGNATURE", "");
-    /// One signer of several has signed: the agreement is still out for signature.
-    pub const SIGNER_DONE: Step = step("AGREEMENT_ACTION_COMPLETED", "OUT_FOR_SIGNATURE", "");
-    pub const WORKFLOW_COMPLETED: Step = step("AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", "");
-    /// Adobe shows a rejected agreement as CANCELLED; the event says declined.
-    pub const REJECTED: Step = step("AGREEMENT_REJECTED", "CANCELLED", "");
-    pub const RECALLED: Step = step("AGREEMENT_RECALLED", "CANCELLED", "");
-    pub const EXPIRED: Step = step("AGREEMENT_EXPIRED", "EXPIRED", "");
-}
-
-mod bold {
-    use super::{step, Step};
-    pub const SENT: Step = step("Sent", "InProgress", "");
-    pub const VIEWED: Step = step("Viewed", "InProgress", "");
-    pub const SIGNED: Step = step("Signed", "InProgress", "");
-    pub const COMPLETED: Step = step("Completed", "Completed", "");
-    pub const DECLINED: Step = step("Declined", "Declined", "");
-    pub const REVOKED: Step = step("Revoked", "Revoked", "");
-    pub const EXPIRED: Step = step("Expired", "Expired", "");
-}
-
-mod fuse {
-    use super::{step, Step};
-    pub const CREATED: Step = step("BundleCreated", "", "Bundle Created");
-    pub const SIGNED: Step = step("CustomerDocumentSigned", "", "Document Signed: Engagement letter");
-    pub const FINALISED: Step = step("BundleFinalised", "", "Bundle Finalised");
-    pub const REJECTED: Step = step("CustomerBundleRejected", "", "Bundle Rejected by customer");
-    pub const RETRACTED: Step = step("BundleRetracted", "", "Bundle Retracted");
+    let provider = (agreement % turns) as usize;
+    let lifecycles = providers[provider].traffic.lifecycles;
+    let (ending, steps) = lifecycles[((agreement / turns) % lifecycles.len() as u64) as usize];
+    (provider, ending, steps)
 }
 
 /// What a body needs that changes from one event to the next.
 #[derive(Debug, Clone, Copy)]
 pub struct Event {
-    pub provider: Provider,
+    /// Index of the provider in the run's providers.
+    pub provider: usize,
     /// Sequence number of the event within the run; unique per run.
     pub seq: u64,
     /// Sequence number of its agreement within the run.
@@ -177,10 +52,10 @@ pub struct Ids {
     run: u32,
 }
 
-/// Tags that keep event ids and agreement ids of one run apart.
+/// Tags that keep event ids and agreement ids of one run apart; an
+/// agreement's tag also holds its provider's index in the run.
 const EVENT_TAG: u32 = 0x5e17_0e7e;
-const DOCUMENT_TAG: u32 = 0xd0c0_0000;
-const BUNDLE_TAG: u32 = 0xb0d1_e000;
+const AGREEMENT_TAG: u32 = 0xa9e0_0000;
 
 impl Ids {
     pub fn new(run: u32) -> Self {
@@ -210,21 +85,23 @@ impl Ids {
         self.write_uuid(buf, seq, EVENT_TAG);
     }
 
-    pub fn write_agreement_id(&self, buf: &mut Vec<u8>, provider: Provider, seq: u64) {
-        match provider {
-            Provider::AdobeSign => {
-                buf.extend_from_slice(b"CBJCHBCAABAA");
+    /// Agreement `seq` of the provider at `provider` in the run, shaped as
+    /// that provider's ids are.
+    pub fn write_agreement_id(&self, buf: &mut Vec<u8>, shape: IdShape, provider: usize, seq: u64) {
+        match shape {
+            IdShape::PrefixedHex(prefix) => {
+                buf.extend_from_slice(prefix.as_bytes());
                 push_hex(buf, u64::from(self.run), 8);
+                push_hex(buf, provider as u64, 2);
                 push_hex(buf, scramble(seq), 16);
             }
-            Provider::BoldSign => self.write_uuid(buf, seq, DOCUMENT_TAG),
-            Provider::FuseSign => self.write_uuid(buf, seq, BUNDLE_TAG),
+            IdShape::Uuid => self.write_uuid(buf, seq, AGREEMENT_TAG | provider as u32),
         }
     }
 
-    pub fn agreement_id(&self, provider: Provider, seq: u64) -> String {
+    pub fn agreement_id(&self, shape: IdShape, provider: usize, seq: u64) -> String {
         let mut buf = Vec::with_capacity(48);
-        self.write_agreement_id(&mut buf, provider, seq);
+        self.write_agreement_id(&mut buf, shape, provider, seq);
         String::from_utf8(buf).expect("ids are ASCII")
     }
 
@@ -254,28 +131,44 @@ enum Slot {
     EventType,
     Status,
     Description,
-    /// `2026-11-20T09:41:27Z` (Adobe).
-    Rfc3339,
-    /// `2020-09-14T03:54:07.2844251Z`, .NET's seven fractional digits (FuseSign).
-    Rfc3339Ticks,
-    /// Unix seconds as a JSON number (BoldSign); the template's quotes go.
-    UnixSeconds,
+    /// The event's time as a JSON token, in the provider's [`TimeFormat`].
+    Time,
 }
 
 impl Slot {
-    fn named(name: &str) -> Self {
-        match name {
-            "event_id" => Slot::EventId,
-            "agreement_id" => Slot::AgreementId,
-            "event_type" => Slot::EventType,
-            "status" => Slot::Status,
-            "description" => Slot::Description,
-            "rfc3339" => Slot::Rfc3339,
-            "rfc3339_ticks" => Slot::Rfc3339Ticks,
-            "unix_seconds" => Slot::UnixSeconds,
-            other => panic!("template slot `{other}` is not one of Slot's names"),
+    const ALL: [Slot; 6] = [
+        Slot::EventId,
+        Slot::AgreementId,
+        Slot::EventType,
+        Slot::Status,
+        Slot::Description,
+        Slot::Time,
+    ];
+
+    /// The text that stands for the slot in a template.
+    fn marker(self) -> &'static str {
+        match self {
+            Slot::EventId => "@@event_id@@",
+            Slot::AgreementId => "@@agreement_id@@",
+            Slot::EventType => "@@event_type@@",
+            Slot::Status => "@@status@@",
+            Slot::Description => "@@description@@",
+            Slot::Time => "@@time@@",
         }
     }
+
+    fn named(marker: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|slot| slot.marker() == marker)
+            .unwrap_or_else(|| panic!("template marker `{marker}` is not one of Slot's"))
+    }
+}
+
+/// The time a template is built with, recognizable in the built text: no
+/// run's events happen in 2001.
+fn time_marker() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_000_000_000, 123_456_700).expect("a valid instant")
 }
 
 #[derive(Debug)]
@@ -290,32 +183,60 @@ struct Template {
     parts: Vec<Part>,
     /// Size of a rendered body, for the buffer's capacity.
     size_hint: usize,
+    /// Which provider of the run, and how it writes ids and times.
+    provider: usize,
+    id_shape: IdShape,
+    time_format: TimeFormat,
 }
 
 impl Template {
-    /// Splits JSON text at `"@@name@@"` markers; a number slot also takes the
-    /// quotes around its marker.
-    fn parse(text: &str) -> Self {
+    /// The notification of the provider at `provider` in the run, built by
+    /// the provider with markers for the per-event values.
+    fn new(
+        registration: &Registration,
+        provider: usize,
+        created: DateTime<Utc>,
+        webhook_url: &str,
+        padding: &str,
+    ) -> Self {
+        let traffic = &registration.traffic;
+        let example = Example {
+            event_id: Slot::EventId.marker(),
+            agreement_id: Slot::AgreementId.marker(),
+            event_type: Slot::EventType.marker(),
+            status: Slot::Status.marker(),
+            description: Slot::Description.marker(),
+            at: time_marker(),
+            created,
+            webhook_url,
+            padding,
+        };
+        let text = (traffic.notification)(&example).to_string();
+        let mut time = Vec::new();
+        traffic.time_format.write_json(&mut time, &time_marker());
+        let time = std::str::from_utf8(&time).expect("a written time is ASCII");
+        let text = text.replace(time, Slot::Time.marker());
+        Self {
+            parts: Self::parts(&text),
+            size_hint: text.len() + 64,
+            provider,
+            id_shape: traffic.id_shape,
+            time_format: traffic.time_format,
+        }
+    }
+
+    /// Splits text at `@@name@@` markers.
+    fn parts(text: &str) -> Vec<Part> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("@@") {
-            let after = &rest[start + 2..];
-            let end = after.find("@@").expect("every slot marker is closed");
-            let slot = Slot::named(&after[..end]);
-            let mut before = &rest[..start];
-            rest = &after[end + 2..];
-            if slot == Slot::UnixSeconds {
-                before = before.strip_suffix('"').expect("a number slot is a quoted marker");
-                rest = rest.strip_prefix('"').expect("a number slot is a quoted marker");
-            }
-            parts.push(Part::Text(before.as_bytes().into()));
-            parts.push(Part::Slot(slot));
+            let end = rest[start + 2..].find("@@").expect("every slot marker is closed") + start + 4;
+            parts.push(Part::Text(rest.as_bytes()[..start].into()));
+            parts.push(Part::Slot(Slot::named(&rest[start..end])));
+            rest = &rest[end..];
         }
         parts.push(Part::Text(rest.as_bytes().into()));
-        Self {
-            parts,
-            size_hint: text.len() + 64,
-        }
+        parts
     }
 
     fn render(&self, ids: &Ids, event: &Event, buf: &mut Vec<u8>) {
@@ -324,32 +245,21 @@ impl Template {
             match part {
                 Part::Text(text) => buf.extend_from_slice(text),
                 Part::Slot(Slot::EventId) => ids.write_event_id(buf, event.seq),
-                Part::Slot(Slot::AgreementId) => ids.write_agreement_id(buf, event.provider, event.agreement),
+                Part::Slot(Slot::AgreementId) => {
+                    ids.write_agreement_id(buf, self.id_shape, self.provider, event.agreement)
+                }
                 Part::Slot(Slot::EventType) => buf.extend_from_slice(event.step.event_type.as_bytes()),
                 Part::Slot(Slot::Status) => buf.extend_from_slice(event.step.status.as_bytes()),
                 Part::Slot(Slot::Description) => buf.extend_from_slice(event.step.description.as_bytes()),
-                Part::Slot(Slot::Rfc3339) => {
-                    push_date_time(buf, &event.at);
-                    buf.push(b'Z');
-                }
-                Part::Slot(Slot::Rfc3339Ticks) => {
-                    push_date_time(buf, &event.at);
-                    buf.push(b'.');
-                    push_decimal(buf, u64::from(event.at.timestamp_subsec_nanos() / 100), 7);
-                    buf.push(b'Z');
-                }
-                Part::Slot(Slot::UnixSeconds) => {
-                    push_decimal(buf, u64::try_from(event.at.timestamp()).unwrap_or_default(), 1)
-                }
+                Part::Slot(Slot::Time) => self.time_format.write_json(buf, &event.at),
             }
         }
     }
 }
 
-// Hand-rolled formatting: bodies are rendered on the load generator's hot
-// path, where `format!` and strftime parsing showed up in profiles.
-
-/// The low `digits` hexadecimal digits of `value`.
+/// The low `digits` hexadecimal digits of `value`. Hand-rolled: ids are
+/// written on the load generator's hot path, where `format!` showed up in
+/// profiles.
 fn push_hex(buf: &mut Vec<u8>, value: u64, digits: u32) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for shift in (0..digits).rev() {
@@ -357,68 +267,62 @@ fn push_hex(buf: &mut Vec<u8>, value: u64, digits: u32) {
     }
 }
 
-/// `value` in decimal, zero-padded to at least `digits` (at most 20).
-fn push_decimal(buf: &mut Vec<u8>, mut value: u64, digits: usize) {
-    let mut reversed = [0u8; 20];
-    let mut len = 0;
-    while len < reversed.len() && (value > 0 || len < digits) {
-        reversed[len] = b'0' + (value % 10) as u8;
-        value /= 10;
-        len += 1;
-    }
-    buf.extend(reversed[..len].iter().rev());
-}
-
-/// `2026-11-20T09:41:27`.
-fn push_date_time(buf: &mut Vec<u8>, at: &DateTime<Utc>) {
-    push_decimal(buf, u64::try_from(at.year()).unwrap_or_default(), 4);
-    for (separator, value) in [
-        (b'-', at.month()),
-        (b'-', at.day()),
-        (b'T', at.hour()),
-        (b':', at.minute()),
-        (b':', at.second()),
-    ] {
-        buf.push(separator);
-        push_decimal(buf, u64::from(value), 2);
-    }
-}
-
-/// Renders bodies for every provider, padded to about the requested size.
+/// Renders bodies for every provider of a run, padded to about the
+/// requested size.
 #[derive(Debug)]
 pub struct Payloads {
     ids: Ids,
-    templates: [Template; 3],
+    /// One per provider of the run, in the run's order.
+    templates: Vec<Template>,
 }
 
 impl Payloads {
-    /// `origin` is when the simulated agreements were created; `webhook_url`
-    /// is where the providers were told to deliver (Adobe repeats it).
-    pub fn new(ids: Ids, body_bytes: usize, origin: DateTime<Utc>, webhook_url: &str) -> Self {
-        let templates = Provider::ALL.map(|provider| {
-            let sample = Event {
-                provider,
-                seq: 0,
-                agreement: 0,
-                step: &provider.lifecycle(Ending::Completed)[0],
-                at: origin,
-            };
-            let bare = Template::parse(&template_json(provider, ids, origin, webhook_url, ""));
-            let mut buf = Vec::new();
-            bare.render(&ids, &sample, &mut buf);
-            let padding = filler(body_bytes.saturating_sub(buf.len()));
-            Template::parse(&template_json(provider, ids, origin, webhook_url, &padding))
-        });
+    /// `origin` is when the simulated agreements were created; `endpoints`
+    /// are where each of `providers` was told to deliver (some payloads
+    /// repeat it).
+    pub fn new(
+        ids: Ids,
+        body_bytes: usize,
+        origin: DateTime<Utc>,
+        providers: &[Registration],
+        endpoints: &[Url],
+    ) -> Self {
+        let templates = providers
+            .iter()
+            .zip(endpoints)
+            .enumerate()
+            .map(|(index, (registration, endpoint))| {
+                let bare = Template::new(registration, index, origin, endpoint.as_str(), "");
+                let (_, steps) = registration.traffic.lifecycles[0];
+                let sample = Event {
+                    provider: index,
+                    seq: 0,
+                    agreement: 0,
+                    step: &steps[0],
+                    at: origin,
+                };
+                let mut buf = Vec::new();
+                bare.render(&ids, &sample, &mut buf);
+                let padding = filler(body_bytes.saturating_sub(buf.len()));
+                Template::new(registration, index, origin, endpoint.as_str(), &padding)
+            })
+            .collect();
         Self { ids, templates }
     }
 
-    pub fn ids(&self) -> &Ids {
+    #[cfg(test)]
+    fn ids(&self) -> &Ids {
         &self.ids
+    }
+
+    /// The id of agreement `seq` of the provider at `provider` in the run.
+    pub fn agreement_id(&self, provider: usize, seq: u64) -> String {
+        self.ids.agreement_id(self.templates[provider].id_shape, provider, seq)
     }
 
     /// A fresh buffer holding the event's body.
     pub fn render(&self, event: &Event) -> Vec<u8> {
-        let template = &self.templates[event.provider as usize];
+        let template = &self.templates[event.provider];
         let mut buf = Vec::with_capacity(template.size_hint);
         template.render(&self.ids, event, &mut buf);
         buf
@@ -431,198 +335,103 @@ fn filler(len: usize) -> String {
     TEXT.chars().cycle().take(len).collect()
 }
 
-/// The provider's payload with slot markers; `padding` goes into a free-text
-/// field the provider documents (agreement message, document description,
-/// history action notes).
-fn template_json(provider: Provider, ids: Ids, origin: DateTime<Utc>, webhook_url: &str, padding: &str) -> String {
-    let value: Value = match provider {
-        Provider::AdobeSign => json!({
-            "webhookId": "CBJCHBCAABAAsignhookSimulateWebhookId",
-            "webhookName": "signhook simulate",
-            "webhookNotificationId": "@@event_id@@",
-            "webhookUrlInfo": { "url": webhook_url },
-            "webhookScope": "ACCOUNT",
-            "webhookNotificationApplicableUsers": [{
-                "id": "CBJCHBCAABAAsenderUserId",
-                "email": "sender@example.com",
-                "role": "SENDER",
-                "payloadApplicable": true,
-            }],
-            "event": "@@event_type@@",
-            "eventDate": "@@rfc3339@@",
-            "eventResourceType": "agreement",
-            "eventResourceParentType": "",
-            "eventResourceParentId": "",
-            "participantUserEmail": "signer@example.com",
-            "actingUserEmail": "signer@example.com",
-            "actingUserIpAddress": "203.0.113.10",
-            "initiatingUserEmail": "sender@example.com",
-            "agreement": {
-                "id": "@@agreement_id@@",
-                "name": "Mutual NDA",
-                "signatureType": "ESIGN",
-                "status": "@@status@@",
-                "createdDate": origin.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                "locale": "en_US",
-                "message": padding,
-                "senderEmail": "sender@example.com",
-                "documentVisibilityEnabled": false,
-                "participantSetsInfo": { "participantSets": [{
-                    "memberInfos": [{
-                        "id": "CBJCHBCAABAAmemberId1",
-                        "email": "signer@example.com",
-                        "name": "Sam Signer",
-                        "status": "ACTIVE",
-                        "securityOption": { "authenticationMethod": "NONE" },
-                    }],
-                    "order": 1,
-                    "role": "SIGNER",
-                    "id": "CBJCHBCAABAAparticipantSet1",
-                }]},
-            },
-        }),
-        Provider::BoldSign => json!({
-            "event": {
-                "id": "@@event_id@@",
-                "created": "@@unix_seconds@@",
-                "eventType": "@@event_type@@",
-                "clientId": null,
-                "environment": "Live",
-            },
-            "data": {
-                "object": "document",
-                "documentId": "@@agreement_id@@",
-                "messageTitle": "Offer letter",
-                "documentDescription": padding,
-                "status": "@@status@@",
-                "senderDetail": { "name": "HR", "emailAddress": "hr@example.com" },
-                "signerDetails": [{
-                    "signerName": "Alex Signer",
-                    "signerRole": "",
-                    "signerEmail": "alex@example.com",
-                    "status": "NotCompleted",
-                    "enableAccessCode": false,
-                    "isAuthenticationFailed": null,
-                    "enableEmailOTP": false,
-                    "isDeliveryFailed": false,
-                    "isViewed": false,
-                    "order": 1,
-                    "signerType": "Signer",
-                }],
-                "ccDetails": [],
-                "onBehalfOf": null,
-                "createdDate": origin.timestamp(),
-                "expiryDate": (origin + Duration::days(30)).timestamp(),
-                "enableSigningOrder": false,
-                "disableEmails": false,
-            },
-            "document": null,
-        }),
-        Provider::FuseSign => {
-            let notes = match padding {
-                "" => "@@description@@".to_owned(),
-                padding => format!("@@description@@. {padding}"),
-            };
-            json!({
-                "WebhookId": format!("{:08x}-f05e-4b1d-8e00-00000000a0b0", ids.run()),
-                "BundleId": "@@agreement_id@@",
-                "EventType": "@@event_type@@",
-                "BundleHistoryEvent": {
-                    "Id": "@@event_id@@",
-                    "DateTime": "@@rfc3339_ticks@@",
-                    "BundleId": "@@agreement_id@@",
-                    "DocumentId": "5ec03200-1db1-40ec-a553-95b55e30bacc",
-                    "CustomerId": "a960f86a-e9ba-49c8-ae1c-646a4ec76ac5",
-                    "Action": "@@event_type@@",
-                    "ActionNotes": notes,
-                    "IP": "203.0.113.10",
-                },
-                "ActionDescription": "@@description@@",
-                "TenantId": "7ffcbae4-9f50-4136-8de6-edb6f796dc3f",
-            })
-        }
-    };
-    value.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        config::Config,
+        providers::{test_support::example_time as at, Providers},
+    };
 
-    fn at() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-20T09:41:27.123456789Z")
-            .expect("valid test time")
-            .with_timezone(&Utc)
+    fn endpoint(name: &str) -> Url {
+        Url::parse(&format!("https://hooks.example.com/webhooks/{name}")).expect("valid")
     }
 
-    fn render(provider: Provider, step: &'static Step, body_bytes: usize) -> (Vec<u8>, Value) {
-        let payloads = Payloads::new(Ids::new(0xabcd_0123), body_bytes, at(), "https://hooks.example.com/x");
-        let body = payloads.render(&Event {
+    fn payloads(body_bytes: usize) -> Payloads {
+        let endpoints: Vec<Url> = Providers::names().map(endpoint).collect();
+        Payloads::new(
+            Ids::new(0xabcd_0123),
+            body_bytes,
+            at(),
+            Providers::registered(),
+            &endpoints,
+        )
+    }
+
+    fn event(provider: usize, step: &'static Step) -> Event {
+        Event {
             provider,
             seq: 7,
             agreement: 3,
             step,
             at: at(),
-        });
-        let value = serde_json::from_slice(&body).expect("the body is JSON");
-        (body, value)
+        }
     }
 
+    /// Every step of every provider, rendered from its template, is the body
+    /// the provider's own builder makes for the same values, and parses back
+    /// into them.
     #[test]
-    fn bodies_carry_the_fields_each_provider_reads() {
-        let ids = Ids::new(0xabcd_0123);
-        let (_, adobe) = render(Provider::AdobeSign, &adobe::WORKFLOW_COMPLETED, 0);
-        assert_eq!(adobe["webhookNotificationId"], ids.event_id(7));
-        assert_eq!(adobe["event"], "AGREEMENT_WORKFLOW_COMPLETED");
-        assert_eq!(adobe["eventDate"], "2026-11-20T09:41:27Z");
-        assert_eq!(adobe["agreement"]["id"], ids.agreement_id(Provider::AdobeSign, 3));
-        assert_eq!(adobe["agreement"]["status"], "SIGNED");
-
-        let (_, bold) = render(Provider::BoldSign, &bold::DECLINED, 0);
-        assert_eq!(bold["event"]["id"], ids.event_id(7));
-        assert_eq!(bold["event"]["created"], at().timestamp());
-        assert_eq!(bold["event"]["eventType"], "Declined");
-        assert_eq!(bold["data"]["documentId"], ids.agreement_id(Provider::BoldSign, 3));
-        assert_eq!(bold["data"]["status"], "Declined");
-
-        let (_, fuse) = render(Provider::FuseSign, &fuse::SIGNED, 0);
-        assert_eq!(fuse["BundleHistoryEvent"]["Id"], ids.event_id(7));
-        assert_eq!(fuse["BundleHistoryEvent"]["DateTime"], "2026-11-20T09:41:27.1234567Z");
-        assert_eq!(fuse["BundleId"], ids.agreement_id(Provider::FuseSign, 3));
-        assert_eq!(fuse["EventType"], "CustomerDocumentSigned");
-        assert_eq!(fuse["ActionDescription"], "Document Signed: Engagement letter");
-    }
-
-    #[test]
-    fn bodies_are_padded_to_about_the_requested_size() {
-        for provider in Provider::ALL {
-            for ending in provider.endings() {
-                for step in provider.lifecycle(*ending) {
-                    let (natural, _) = render(provider, step, 0);
-                    assert!(natural.len() < 2048, "{provider:?} {step:?}: {}", natural.len());
-                    let (body, _) = render(provider, step, 2048);
-                    assert!(body.len().abs_diff(2048) < 80, "{provider:?} {step:?}: {}", body.len());
-                    let (big, _) = render(provider, step, 64 * 1024);
-                    assert!(big.len().abs_diff(64 * 1024) < 80, "{provider:?}: {}", big.len());
+    fn rendered_bodies_are_the_providers_own_notifications() {
+        let config = Config::from_vars([("SIGNHOOK_LOG_FORMAT", "json")]).expect("valid");
+        let providers = Providers::from_config(&config).expect("providers build");
+        let payloads = payloads(0);
+        let event_id = payloads.ids().event_id(7);
+        for (index, registration) in Providers::registered().iter().enumerate() {
+            let agreement_id = payloads.agreement_id(index, 3);
+            let endpoint = endpoint(registration.name);
+            for (_, steps) in registration.traffic.lifecycles {
+                for step in *steps {
+                    let what = format!("{} {}", registration.name, step.event_type);
+                    let body = payloads.render(&event(index, step));
+                    let example = Example {
+                        created: at(),
+                        webhook_url: endpoint.as_str(),
+                        ..Example::of(step, &event_id, &agreement_id, at())
+                    };
+                    let rendered: serde_json::Value = serde_json::from_slice(&body).expect("the body is JSON");
+                    assert_eq!(rendered, (registration.traffic.notification)(&example), "{what}");
+                    let parsed = providers
+                        .get(registration.name)
+                        .expect("built")
+                        .parse(&body)
+                        .expect(&what);
+                    assert_eq!(parsed.event_id, event_id, "{what}");
+                    assert_eq!(parsed.event_type, step.event_type, "{what}");
+                    assert_eq!(
+                        parsed.occurred_at.map(|t| t.timestamp()),
+                        Some(at().timestamp()),
+                        "{what}"
+                    );
+                    assert_eq!(parsed.subject.map(|s| s.id), Some(agreement_id.clone()), "{what}");
                 }
             }
         }
     }
 
     #[test]
-    fn hand_rolled_formatting_matches_the_standard_one() {
+    fn bodies_are_padded_to_about_the_requested_size() {
+        let (natural, requested, big) = (payloads(0), payloads(2048), payloads(64 * 1024));
+        for (index, registration) in Providers::registered().iter().enumerate() {
+            for (_, steps) in registration.traffic.lifecycles {
+                for step in *steps {
+                    let name = registration.name;
+                    let body = natural.render(&event(index, step));
+                    assert!(body.len() < 2048, "{name} {step:?}: {}", body.len());
+                    let body = requested.render(&event(index, step));
+                    assert!(body.len().abs_diff(2048) < 80, "{name} {step:?}: {}", body.len());
+                    let body = big.render(&event(index, step));
+                    assert!(body.len().abs_diff(64 * 1024) < 80, "{name} {step:?}: {}", body.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hand_rolled_hex_matches_the_standard_one() {
         let mut buf = Vec::new();
         push_hex(&mut buf, 0xabc, 8);
-        push_decimal(&mut buf, 0, 1);
-        push_decimal(&mut buf, 42, 4);
-        push_decimal(&mut buf, u64::MAX, 1);
-        assert_eq!(
-            String::from_utf8(buf).unwrap(),
-            format!("{:08x}0{:04}{}", 0xabc, 42, u64::MAX)
-        );
-        let mut buf = Vec::new();
-        push_date_time(&mut buf, &at());
-        assert_eq!(String::from_utf8(buf).unwrap(), "2026-11-20T09:41:27");
+        assert_eq!(String::from_utf8(buf).unwrap(), format!("{:08x}", 0xabc));
     }
 
     #[test]
@@ -632,39 +441,26 @@ mod tests {
             let ids = Ids::new(run);
             for seq in 0..1000 {
                 assert!(seen.insert(ids.event_id(seq)));
-                for provider in Provider::ALL {
-                    assert!(seen.insert(ids.agreement_id(provider, seq)));
+                for (index, registration) in Providers::registered().iter().enumerate() {
+                    assert!(seen.insert(ids.agreement_id(registration.traffic.id_shape, index, seq)));
                 }
             }
         }
         assert_eq!(Ids::new(9).event_id(5).len(), 36, "UUID-shaped");
+        assert_eq!(Ids::new(9).agreement_id(IdShape::Uuid, 1, 5).len(), 36, "UUID-shaped");
     }
 
     #[test]
-    fn every_lifecycle_ends_in_one_terminal_event() {
-        for provider in Provider::ALL {
-            for ending in provider.endings() {
-                let steps = provider.lifecycle(*ending);
-                assert!(steps.len() >= 2, "{provider:?} {ending:?}");
-                let terminal = |step: &Step| {
-                    matches!(
-                        step.event_type,
-                        "AGREEMENT_WORKFLOW_COMPLETED"
-                            | "AGREEMENT_REJECTED"
-                            | "AGREEMENT_RECALLED"
-                            | "AGREEMENT_EXPIRED"
-                            | "Completed"
-                            | "Declined"
-                            | "Revoked"
-                            | "Expired"
-                            | "BundleFinalised"
-                            | "CustomerBundleRejected"
-                            | "BundleRetracted"
-                    )
-                };
-                assert!(terminal(&steps[steps.len() - 1]));
-                assert!(!steps[..steps.len() - 1].iter().any(terminal));
-            }
+    fn providers_take_turns_and_every_lifecycle_comes_up() {
+        let providers = Providers::registered();
+        let mut seen = std::collections::HashSet::new();
+        for agreement in 0..64 {
+            let (provider, ending, steps) = assign(providers, agreement);
+            assert_eq!(provider, (agreement % providers.len() as u64) as usize);
+            assert_eq!(providers[provider].traffic.lifecycle(ending), Some(steps));
+            seen.insert((provider, ending));
         }
+        let all: usize = providers.iter().map(|r| r.traffic.lifecycles.len()).sum();
+        assert_eq!(seen.len(), all);
     }
 }

@@ -1,54 +1,47 @@
 //! The HTTP side of the simulator: one connection-pooling client for the whole
-//! run, the webhook endpoints, each provider's authentication header, and what
-//! an answer counts as.
+//! run, the webhook endpoints, deliveries authenticated with each provider's
+//! own headers (`providers::traffic`), and what an answer counts as.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
+use chrono::Utc;
 use reqwest::{
-    header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE},
+    header::{HeaderMap, HeaderValue, CONTENT_TYPE},
     Method, Url,
 };
-use sha2::Sha256;
 
-use super::{payloads::Provider, SimulateError};
+use super::SimulateError;
+use crate::providers::Registration;
 
 /// Deliveries wait this long for an answer: above the providers' own 10 s, so
 /// a slow server shows as slow rather than as errors.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-const ADOBE_CLIENT_ID: HeaderName = HeaderName::from_static("x-adobesign-clientid");
-const BOLDSIGN_SIGNATURE: HeaderName = HeaderName::from_static("x-boldsign-signature");
-const FUSE_SIGNATURE: HeaderName = HeaderName::from_static("fuse-signature");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// What the simulator authenticates with, per provider; `None` for providers
-/// the run does not play.
-#[derive(Clone, Default)]
-pub struct Credentials {
-    pub adobe_client_id: Option<HeaderValue>,
-    /// The BoldSign signing secret, already keyed: each signature clones it.
-    pub boldsign_key: Option<Hmac<Sha256>>,
-    pub fusesign_signature: Option<HeaderValue>,
-}
-
-/// A signhook deployment as the providers see it.
+/// A signhook deployment as the run's providers see it.
 pub struct Target {
     client: reqwest::Client,
     base: String,
-    endpoints: [Url; 3],
-    credentials: Credentials,
+    providers: &'static [Registration],
+    /// Per provider of the run, in its order.
+    endpoints: Vec<Url>,
+    /// What each provider of the run authenticates with, in the run's order;
+    /// checked to make valid headers before anything is sent.
+    credentials: Vec<String>,
 }
 
 /// One notification, ready to send and to send again (a duplicate is the
-/// same bytes with the same credential, as a provider's retry would be).
+/// same bytes with the same headers, as a provider's retry would be).
 #[derive(Clone)]
 pub struct Delivery {
-    pub provider: Provider,
+    /// Index of the provider in the run's providers.
+    pub provider: usize,
     body: Bytes,
-    credential: HeaderValue,
+    /// Content type and the provider's authentication.
+    headers: HeaderMap,
 }
 
 /// What a delivery counts as in the report.
@@ -79,16 +72,27 @@ impl Explain {
 
 impl Target {
     /// `base` is the deployment's URL (`http://host:port`, maybe with a path
-    /// prefix); webhooks are under `{base}/webhooks/{provider}`.
-    pub fn new(base: &Url, connections: usize, credentials: Credentials) -> Result<Self, SimulateError> {
+    /// prefix); webhooks are under `{base}/webhooks/{provider}`. `credentials`
+    /// are those of `providers`, in the same order.
+    pub fn new(
+        base: &Url,
+        connections: usize,
+        providers: &'static [Registration],
+        credentials: Vec<String>,
+    ) -> Result<Self, SimulateError> {
         let base = base.as_str().trim_end_matches('/').to_owned();
-        let endpoints = Provider::ALL.map(|provider| {
-            Url::parse(&format!("{base}/webhooks/{}", provider.name())).expect("a valid base URL plus a path is valid")
-        });
+        let endpoints = providers
+            .iter()
+            .map(|provider| {
+                Url::parse(&format!("{base}/webhooks/{}", provider.name))
+                    .expect("a valid base URL plus a path is valid")
+            })
+            .collect();
         let client = build_client(connections)?;
         Ok(Self {
             client,
             base,
+            providers,
             endpoints,
             credentials,
         })
@@ -100,6 +104,7 @@ impl Target {
         Ok(Self {
             client: build_client(connections)?,
             base: self.base.clone(),
+            providers: self.providers,
             endpoints: self.endpoints.clone(),
             credentials: self.credentials.clone(),
         })
@@ -114,8 +119,9 @@ impl Target {
         format!("{}{path}", self.base)
     }
 
-    pub fn endpoint(&self, provider: Provider) -> &Url {
-        &self.endpoints[provider as usize]
+    /// The webhook URL of each provider of the run, in its order.
+    pub fn endpoints(&self) -> &[Url] {
+        &self.endpoints
     }
 
     /// Fails fast, with the reason, when nothing answers at the URL at all.
@@ -132,37 +138,26 @@ impl Target {
         }
     }
 
-    /// Wraps a rendered body with the provider's authentication. A BoldSign
-    /// signature is made now (`t` is the sending time, as BoldSign's is).
-    pub fn delivery(&self, provider: Provider, body: Vec<u8>) -> Delivery {
-        const CHECKED: &str = "credentials are checked for every provider of the run before sending";
-        let credential = match provider {
-            Provider::AdobeSign => self.credentials.adobe_client_id.clone().expect(CHECKED),
-            Provider::FuseSign => self.credentials.fusesign_signature.clone().expect(CHECKED),
-            Provider::BoldSign => {
-                let key = self.credentials.boldsign_key.as_ref().expect(CHECKED);
-                boldsign_signature(key, unix_now(), &body)
-            }
-        };
+    /// Wraps a rendered body with the authentication of the provider at
+    /// `provider` in the run, made now (a signature's time is the sending
+    /// time, as BoldSign's is).
+    pub fn delivery(&self, provider: usize, body: Vec<u8>) -> Delivery {
+        let auth_headers = self.providers[provider].traffic.auth_headers;
+        let mut headers = auth_headers(&self.credentials[provider], &body, Utc::now())
+            .expect("credentials are checked for every provider of the run before sending");
+        headers.insert(CONTENT_TYPE, JSON);
         Delivery {
             provider,
             body: Bytes::from(body),
-            credential,
+            headers,
         }
     }
 
     /// Sends once; the latency is until the answer's head arrived. An error
     /// answer's body is read into its detail only as `explain` asks.
     pub async fn send(&self, delivery: &Delivery, explain: Explain) -> (Answer, Duration) {
-        let mut request = reqwest::Request::new(Method::POST, self.endpoint(delivery.provider).clone());
-        let headers: &mut HeaderMap = request.headers_mut();
-        headers.insert(CONTENT_TYPE, JSON);
-        let name = match delivery.provider {
-            Provider::AdobeSign => ADOBE_CLIENT_ID,
-            Provider::BoldSign => BOLDSIGN_SIGNATURE,
-            Provider::FuseSign => FUSE_SIGNATURE,
-        };
-        headers.insert(name, delivery.credential.clone());
+        let mut request = reqwest::Request::new(Method::POST, self.endpoints[delivery.provider].clone());
+        *request.headers_mut() = delivery.headers.clone();
         *request.body_mut() = Some(delivery.body.clone().into());
 
         let started = Instant::now();
@@ -220,23 +215,6 @@ fn build_client(connections: usize) -> Result<reqwest::Client, SimulateError> {
         .map_err(|error| SimulateError::Failed(format!("cannot build the HTTP client: {}", chain(&error))))
 }
 
-/// `X-BoldSign-Signature: t=<unix seconds>, s0=<hex HMAC-SHA256 of "<t>.<body>">`.
-fn boldsign_signature(key: &Hmac<Sha256>, t: u64, body: &[u8]) -> HeaderValue {
-    let mut mac = key.clone();
-    let t = t.to_string();
-    mac.update(t.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let value = format!("t={t}, s0={}", hex::encode(mac.finalize().into_bytes()));
-    HeaderValue::from_str(&value).expect("digits and hex are a valid header value")
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 /// `401 invalid_signature: the X-BoldSign-Signature does not match…` from
 /// signhook's error shape, else the start of whatever the body was.
 fn describe_error(status: u16, body: String) -> String {
@@ -270,18 +248,6 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::boldsign::parse_signature_header;
-
-    #[test]
-    fn boldsign_signature_is_the_hmac_of_time_dot_body() {
-        let key = Hmac::<Sha256>::new_from_slice(b"secret").expect("any key length");
-        let header = boldsign_signature(&key, 1_763_631_687, b"{\"a\":1}");
-        let parsed = parse_signature_header(header.to_str().expect("ASCII")).expect("well-formed");
-        assert_eq!(parsed.timestamp, 1_763_631_687);
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").expect("any key length");
-        mac.update(b"1763631687.{\"a\":1}");
-        assert_eq!(parsed.signatures, vec![mac.finalize().into_bytes().to_vec()]);
-    }
 
     #[test]
     fn error_bodies_are_summarised() {
