@@ -506,3 +506,18 @@ async fn tenant_is_the_client_id_or_else_the_environment() {
         ]
     );
 }
+
+/// The signing code the tests, the simulator and the server share, checked
+/// against the scheme as BoldSign documents it (research/boldsign.md §2:
+/// HMAC-SHA256 keyed with the secret's bytes over `<t>.<raw body>`, lowercase
+/// hex), computed here independently of signhook's code.
+#[test]
+fn signature_matches_an_independent_hmac() {
+    use hmac::{Hmac, Mac};
+    let body = br#"{"event":{"id":"e-1","eventType":"Completed"}}"#;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(BOLDSIGN_SECRET.as_bytes()).unwrap();
+    mac.update(b"1668693823.");
+    mac.update(body);
+    let expected = format!("t=1668693823, s0={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(boldsign_signature(BOLDSIGN_SECRET, 1_668_693_823, body), expected);
+}

@@ -13,9 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use sqlx::{postgres::PgPoolOptions, PgPool};
 
 pub const ADOBE_CLIENT_ID: &str = "CBJCHBCAABAAtestClientId";
@@ -96,19 +94,12 @@ pub fn test_vars(database_url: &str, overrides: &[(&str, &str)]) -> Vec<(String,
     vars
 }
 
-/// An `X-BoldSign-Signature` value: `t=<t>, s0=<hex HMAC-SHA256 of "<t>.<body>">`,
-/// as BoldSign's webhook documentation specifies it (research/boldsign.md §2:
-/// key = the secret's bytes, lowercase hex). The one place tests sign BoldSign
-/// requests. TODO(issue 12): call the provider module's own
-/// `signhook::providers::boldsign::signature_header(secret, timestamp, body)`
-/// once the src restructure lands, so tests and simulator sign with the
-/// server's code; until then this is the test's independent statement of
-/// the scheme.
+/// An `X-BoldSign-Signature` value, made by the provider module's own signing
+/// code (the one the server verifies with and the simulator signs with). The
+/// scheme itself is pinned independently by a unit test in
+/// `src/providers/boldsign.rs` and by `boldsign::signature_matches_an_independent_hmac`.
 pub fn boldsign_signature(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    format!("t={t}, s0={}", hex::encode(mac.finalize().into_bytes()))
+    signhook::providers::boldsign::signature_header(secret, t, body)
 }
 
 /// An Adobe Sign notification shaped like the documented example.
