@@ -7,6 +7,7 @@ pub mod agreement;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod ledger;
 pub mod providers;
 pub mod reconciler;
 pub mod silence;
@@ -57,11 +58,15 @@ impl Application {
         // replica whose reconciler has not looked yet.
         for name in Providers::names() {
             metrics::gauge!(telemetry::metric::PROVIDER_SILENT, "provider" => name).set(0.0);
+            metrics::gauge!(telemetry::metric::PROVIDER_API_PAUSED, "provider" => name).set(0.0);
         }
         let providers = Providers::from_config(&config)?;
         let addr = settings.server.listen_addr()?;
         let store = Store::connect(&settings).await?;
         store.migrate().await?;
+        // Every provider API call from now on draws from the budgets all
+        // replicas share.
+        providers.attach(Arc::new(store.clone()));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;

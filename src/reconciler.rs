@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
-    providers::{within_deadline, PollError, Provider, Providers, CALL_DEADLINE},
+    ledger::ApiLimits,
+    providers::{within_deadline, CallError, PollError, Provider, Providers, WatchError, CALL_DEADLINE},
     store::{DueAgreement, PollRecord, Store},
     telemetry::metric,
     watching::{self, WatchingError},
@@ -57,18 +58,10 @@ impl Reconciler {
     /// Runs until `shutdown`. Claims not yet worked on then are given back;
     /// calls in flight are abandoned (their claims lapse after the lease).
     pub async fn run(self, shutdown: CancellationToken) {
-        let pollable: Vec<&'static str> = self
-            .providers
-            .iter()
-            .filter(|p| p.can_poll())
-            .map(|p| p.name())
-            .collect();
         let interval = self.settings.reconcile.interval.get();
         while !shutdown.is_cancelled() {
             self.check_silence().await;
-            if !pollable.is_empty() {
-                self.reconcile(&pollable, &shutdown).await;
-            }
+            self.reconcile(&shutdown).await;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(interval) => {}
@@ -77,52 +70,82 @@ impl Reconciler {
         tracing::info!("reconciler stopped");
     }
 
-    /// Works through the due agreements, `concurrency` at a time, up to one
-    /// minute's worth of calls per tick so silence checks keep running.
-    async fn reconcile(&self, pollable: &[&str], shutdown: &CancellationToken) {
-        let batch_size = self.settings.reconcile.concurrency;
+    /// The providers that poll, with their accounts' limits.
+    fn pollable(&self) -> Vec<(&dyn Provider, ApiLimits)> {
+        self.providers
+            .iter()
+            .filter(|p| p.can_poll())
+            .filter_map(|p| Some((p.as_ref(), p.api_limits()?)))
+            .collect()
+    }
+
+    /// Works through each provider's due agreements, `concurrency` at a
+    /// time, up to one minute's worth of calls per tick (so silence checks
+    /// keep running) and never more than the shared budget holds.
+    async fn reconcile(&self, shutdown: &CancellationToken) {
         let mut budget = self.settings.reconcile.max_per_minute as usize;
-        while budget > 0 && !shutdown.is_cancelled() {
-            let limit = batch_size.min(budget);
-            let claimed = self
-                .store
-                .polling()
-                .claim_due(
-                    pollable,
-                    self.settings.reconcile.stale_after.get(),
-                    limit as i64,
-                    CLAIM_LEASE,
-                )
-                .await;
-            let batch = match claimed {
-                Ok(batch) if batch.is_empty() => return,
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::warn!(%error, "reconciler cannot claim agreements; trying again next interval");
-                    return;
-                }
-            };
-            budget = budget.saturating_sub(batch.len());
-            let work = futures::future::join_all(batch.iter().map(|due| self.handle(due)));
-            tokio::select! {
-                _ = work => {}
-                _ = shutdown.cancelled() => {
-                    if let Err(error) = self.store.polling().release(&batch).await {
-                        tracing::warn!(%error, "could not give back claimed agreements; their claims lapse after the lease");
+        for (provider, limits) in self.pollable() {
+            while budget > 0 && !shutdown.is_cancelled() {
+                let available = match self.available(provider.name(), limits).await {
+                    Some(available) => available,
+                    None => break,
+                };
+                let limit = self.settings.reconcile.concurrency.min(budget).min(available.max(1));
+                let claimed = self
+                    .store
+                    .polling()
+                    .claim_due(
+                        provider.name(),
+                        provider.poll_kinds(),
+                        self.settings.reconcile.stale_after.get(),
+                        limit as i64,
+                        CLAIM_LEASE,
+                    )
+                    .await;
+                let batch = match claimed {
+                    Ok(batch) if batch.is_empty() => break,
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::warn!(%error, "reconciler cannot claim agreements; trying again next interval");
+                        return;
                     }
-                    return;
+                };
+                budget = budget.saturating_sub(batch.len());
+                let work = futures::future::join_all(batch.iter().map(|due| self.handle(provider, limits, due)));
+                tokio::select! {
+                    _ = work => {}
+                    _ = shutdown.cancelled() => {
+                        if let Err(error) = self.store.polling().release(&batch).await {
+                            tracing::warn!(%error, "could not give back claimed agreements; their claims lapse after the lease");
+                        }
+                        return;
+                    }
                 }
             }
         }
     }
 
-    async fn handle(&self, due: &DueAgreement) {
-        let Some(provider) = self.providers.get(&due.provider) else {
-            return;
-        };
+    /// Calls the provider account's shared budget allows now (at least one
+    /// while it is not empty, so a call that waits a moment for it still
+    /// goes); `None` while the account is paused, the budget is spent or it
+    /// cannot be read.
+    async fn available(&self, name: &str, limits: ApiLimits) -> Option<usize> {
+        match self.store.budgets().all(&[(name, limits)]).await {
+            Ok(rows) => {
+                let row = rows.into_iter().next()?;
+                (row.paused_until.is_none() && row.available >= 1.0).then_some(row.available.floor() as usize)
+            }
+            Err(error) => {
+                tracing::warn!(%error, provider = name, "cannot read the provider's API budget; not polling it this interval");
+                None
+            }
+        }
+    }
+
+    async fn handle(&self, provider: &dyn Provider, limits: ApiLimits, due: &DueAgreement) {
         let record = match due.is_terminal() {
-            true => self.remove_webhook(provider.as_ref(), due).await,
-            false => self.poll(provider.as_ref(), due).await,
+            true => self.remove_webhook(provider, limits, due).await,
+            false => self.poll(provider, limits, due).await,
         };
         if let Err(error) = self.store.polling().record(due, &record).await {
             tracing::warn!(%error, provider = %due.provider, agreement_id = %due.agreement_id,
@@ -130,13 +153,22 @@ impl Reconciler {
         }
     }
 
-    async fn poll(&self, provider: &dyn Provider, due: &DueAgreement) -> PollRecord {
+    async fn poll(&self, provider: &dyn Provider, limits: ApiLimits, due: &DueAgreement) -> PollRecord {
         let name = provider.name();
         let id = due.agreement_id.as_str();
+        let fast_interval = self.fast_interval(limits);
         self.pace.wait().await;
-        let polled = within_deadline(provider.poll(id)).await;
+        let polled = within_deadline(provider.poll_in(id, due.tenant.as_deref())).await;
         let subject = match polled {
             Ok(subject) => subject,
+            Err(PollError::Call(error @ CallError::Throttled { wait, .. })) => {
+                counter!(metric::POLLS, "provider" => name, "outcome" => "deferred").increment(1);
+                tracing::info!(provider = name, agreement_id = id, reason = %error, "poll deferred");
+                return PollRecord::Deferred {
+                    retry_in: wait,
+                    note: format!("not polled yet: {error}"),
+                };
+            }
             Err(PollError::NotFound) => {
                 counter!(metric::POLLS, "provider" => name, "outcome" => "not_found").increment(1);
                 tracing::warn!(
@@ -164,36 +196,39 @@ impl Reconciler {
             if let Some(url) = self.settings.server.webhook_url(name) {
                 self.pace.wait().await;
                 // Outcome counted and logged inside; a failure keeps the flag.
-                let _ = watching::register(&self.store, provider, id, &url, self.fast_interval()).await;
+                let _ = watching::register(&self.store, provider, id, &url, fast_interval).await;
             }
         }
-        PollRecord::Done {
-            fast_interval: self.fast_interval(),
-        }
+        PollRecord::Done { fast_interval }
     }
 
-    /// Counted, logged once for this attempt (the error never holds a
-    /// secret: see `PollError`), and backed off.
+    /// Counted, logged (the error never holds a secret: see `PollError`) —
+    /// at WARN once for a run of the same error, then at DEBUG — and backed
+    /// off.
     fn poll_failed(&self, provider: &'static str, due: &DueAgreement, error: String) -> PollRecord {
         let retry_in = self.retry_in(due.poll_failures);
         counter!(metric::POLLS, "provider" => provider, "outcome" => "failed").increment(1);
-        tracing::warn!(
-            provider,
-            agreement_id = %due.agreement_id,
-            %error,
-            failures = due.poll_failures + 1,
-            retry_in_secs = retry_in.as_secs(),
-            "poll failed; backing off"
-        );
+        if due.last_poll_error.as_deref() == Some(error.as_str()) {
+            tracing::debug!(provider, agreement_id = %due.agreement_id, %error, failures = due.poll_failures + 1,
+                retry_in_secs = retry_in.as_secs(), "poll failed again; backing off");
+        } else {
+            tracing::warn!(
+                provider,
+                agreement_id = %due.agreement_id,
+                %error,
+                failures = due.poll_failures + 1,
+                retry_in_secs = retry_in.as_secs(),
+                "poll failed; backing off"
+            );
+        }
         PollRecord::Failed { error, retry_in }
     }
 
     /// The agreement is finished: its webhook has nothing left to tell.
-    async fn remove_webhook(&self, provider: &dyn Provider, due: &DueAgreement) -> PollRecord {
+    async fn remove_webhook(&self, provider: &dyn Provider, limits: ApiLimits, due: &DueAgreement) -> PollRecord {
         let name = provider.name();
-        let done = PollRecord::Done {
-            fast_interval: self.fast_interval(),
-        };
+        let fast_interval = self.fast_interval(limits);
+        let done = PollRecord::Done { fast_interval };
         if due.webhook_id.is_some() {
             self.pace.wait().await;
         }
@@ -201,7 +236,13 @@ impl Reconciler {
             Ok(()) => done,
             Err(WatchingError::Store(error)) => PollRecord::Failed {
                 error: error.to_string(),
-                retry_in: self.fast_interval(),
+                retry_in: fast_interval,
+            },
+            Err(WatchingError::Provider(WatchError::Api(PollError::Call(
+                error @ CallError::Throttled { wait, .. },
+            )))) => PollRecord::Deferred {
+                retry_in: wait,
+                note: format!("webhook not removed yet: {error}"),
             },
             Err(error) => {
                 let retry_in = self.retry_in(due.poll_failures);
@@ -216,27 +257,33 @@ impl Reconciler {
     }
 
     /// Opens a silence for each provider that has gone quiet (once, whichever
-    /// replica sees it first) and polls its open agreements at once; then
-    /// publishes every provider's silence and last webhook as gauges.
+    /// replica sees it first) and schedules its open agreements, spread over
+    /// its API budget; then publishes every provider's silence and API pause
+    /// as gauges.
     async fn check_silence(&self) {
         let silence_after = self.settings.reconcile.silence_after.get();
         for provider in self.providers.iter() {
             let name = provider.name();
             match self.store.activity().begin_silence(name, silence_after).await {
                 Ok(Some(since)) => {
-                    let polled = match provider.can_poll() {
-                        true => self.store.polling().poll_all_now(name).await.unwrap_or_else(|error| {
-                            tracing::warn!(%error, provider = name, "could not schedule the silent provider's agreements");
-                            0
-                        }),
-                        false => 0,
+                    let polled = match provider.api_limits().filter(|_| provider.can_poll()) {
+                        Some(limits) => self
+                            .store
+                            .polling()
+                            .poll_all_soon(name, provider.poll_kinds(), limits.spacing(), limits.min_interval)
+                            .await
+                            .unwrap_or_else(|error| {
+                                tracing::warn!(%error, provider = name, "could not schedule the silent provider's agreements");
+                                0
+                            }),
+                        None => 0,
                     };
                     tracing::warn!(
                         provider = name,
                         quiet_since = %since,
                         polling = provider.can_poll(),
-                        agreements_polled_now = polled,
-                        "provider has sent no webhook for SIGNHOOK_SILENCE_AFTER while it has open agreements; its webhook may be disabled"
+                        agreements_polled_soon = polled,
+                        "provider has sent no webhook for SIGNHOOK_SILENCE_AFTER while it has open agreements; its webhook may be disabled (its agreements are polled, spread over its API budget)"
                     );
                 }
                 Ok(None) => {}
@@ -257,18 +304,33 @@ impl Reconciler {
             }
             Err(error) => tracing::warn!(%error, "could not read provider activity"),
         }
+        let pollable = self.pollable();
+        let limits: Vec<(&str, ApiLimits)> = pollable.iter().map(|(p, l)| (p.name(), *l)).collect();
+        match self.store.budgets().all(&limits).await {
+            Ok(rows) => {
+                for row in rows {
+                    let paused = if row.paused_until.is_some() { 1.0 } else { 0.0 };
+                    if let Some((provider, _)) = pollable.iter().find(|(p, _)| p.name() == row.account) {
+                        gauge!(metric::PROVIDER_API_PAUSED, "provider" => provider.name()).set(paused);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read the provider API budgets"),
+        }
     }
 
-    fn fast_interval(&self) -> Duration {
-        self.settings.reconcile.fast_interval.get()
+    /// The fast polling period, never below the account's minimum interval.
+    fn fast_interval(&self, limits: ApiLimits) -> Duration {
+        watching::fast_interval(self.settings.reconcile.fast_interval.get(), Some(limits))
     }
 
     /// After `failures` failures in a row: the fast interval, doubling, at
     /// most the stale period.
     fn retry_in(&self, failures: i32) -> Duration {
+        let fast = self.settings.reconcile.fast_interval.get();
         let factor = 2u32.saturating_pow(failures.clamp(0, 20) as u32);
-        let cap = self.settings.reconcile.stale_after.get().max(self.fast_interval());
-        self.fast_interval().saturating_mul(factor).min(cap)
+        let cap = self.settings.reconcile.stale_after.get().max(fast);
+        fast.saturating_mul(factor).min(cap)
     }
 }
 

@@ -72,6 +72,13 @@ pub mod metric {
     /// Gauge (0/1), label `provider`: the provider has open agreements and
     /// sent no webhook for `SIGNHOOK_SILENCE_AFTER`.
     pub const PROVIDER_SILENT: &str = "signhook_provider_silent";
+    /// Gauge (0/1), label `provider`: every call to the provider's API
+    /// account is paused because it throttled us (read from the database:
+    /// all replicas agree).
+    pub const PROVIDER_API_PAUSED: &str = "signhook_provider_api_paused";
+    /// Counter, label `provider`: throttling answers (429, or 503 with
+    /// `Retry-After`) this replica received.
+    pub const PROVIDER_API_THROTTLED: &str = "signhook_provider_api_throttled_total";
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -120,5 +127,13 @@ fn describe() {
     describe_gauge!(
         metric::PROVIDER_SILENT,
         "1 while a provider with open agreements sends no webhooks"
+    );
+    describe_gauge!(
+        metric::PROVIDER_API_PAUSED,
+        "1 while every call to the provider's API account waits out its Retry-After"
+    );
+    describe_counter!(
+        metric::PROVIDER_API_THROTTLED,
+        "Throttling answers (429, 503 with Retry-After) from the provider's API"
     );
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use metrics::counter;
 
 use crate::{
+    ledger::ApiLimits,
     providers::{within_deadline, PollError, Provider, WatchError},
     store::{Store, StoreError},
     telemetry::metric,
@@ -29,6 +30,13 @@ pub enum WatchingError {
     Provider(#[from] WatchError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The period of fast polling while a registration is pending: the
+/// configured one, but never below the account's minimum interval between
+/// identical GETs (Adobe's 10 minutes), which would only be refused.
+pub fn fast_interval(configured: Duration, limits: Option<ApiLimits>) -> Duration {
+    configured.max(limits.map_or(Duration::ZERO, |l| l.min_interval))
 }
 
 /// Watches an open agreement (creating it without a status if never seen):

@@ -23,8 +23,9 @@ use super::{
     AppState,
 };
 use crate::{
-    providers::{credentials::matches_any, PollError, Provider, Providers, WatchError},
-    store::{AgreementView, EventFilter, EventPage, EventState},
+    ledger::ApiLimits,
+    providers::{credentials::matches_any, CallError, PollError, Provider, Providers, WatchError},
+    store::{AgreementView, BudgetView, EventFilter, EventPage, EventState},
     watching::{self, WatchingError},
 };
 
@@ -97,40 +98,128 @@ async fn agreement(
 }
 
 /// `POST /api/agreements/{provider}/{agreement_id}/refresh`: reads the
-/// agreement's status from the provider's API now, applies it with the same
-/// rules as webhooks, and returns the agreement.
+/// agreement's status from the provider's API now (drafts too), applies it
+/// with the same rules as webhooks, and returns the agreement with
+/// `refresh.polled: true`.
+///
+/// A refresh never gets the account throttled: when the provider's API may
+/// not be called yet (the account is paused after a 429, its budget is
+/// spent, or the same request went out less than the minimum interval ago —
+/// Adobe's 10 minutes), it answers 200 from the last poll with
+/// `refresh.polled: false`, the reason and `retry_after_secs` (and a
+/// `Retry-After` header); 429 with `Retry-After` when the agreement has never
+/// been seen, so there is nothing to answer from.
 #[utoipa::path(post, path = "/api/agreements/{provider}/{agreement_id}/refresh", tag = "agreements",
     params(("provider" = String, Path, description = "adobe-sign, boldsign or fusesign"), ("agreement_id" = String, Path)),
-    responses((status = 200, description = "the agreement after applying the provider's status", body = AgreementView),
+    responses((status = 200, description = "the agreement after applying the provider's status, or as last polled when the API may not be called yet", body = RefreshView),
+        (status = 400, description = "a resource the provider's API is not polled for (Adobe web forms and bulk sends)", body = ErrorBody),
         (status = 404, description = "the provider does not know it", body = ErrorBody),
         (status = 409, description = "no API credentials for this provider", body = ErrorBody),
-        (status = 502, description = "the provider failed", body = ErrorBody)),
+        (status = 429, description = "the API may not be called yet and the agreement was never seen; see Retry-After", body = ErrorBody),
+        (status = 502, description = "the provider failed, or refused for lack of permission", body = ErrorBody)),
     security(("admin_token" = [])))]
 async fn refresh(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<AgreementView>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path((name, agreement_id)) = path?;
     let provider = state.provider(&name)?;
-    let subject = tokio::time::timeout(REFRESH_DEADLINE, provider.poll(&agreement_id))
+    let known = state.store.agreements().get(provider.name(), &agreement_id).await?;
+    if let Some(known) = known.as_ref().filter(|_| provider.can_poll()) {
+        if !provider.poll_kinds().contains(&known.resource_type.as_str()) {
+            return Err(ApiError::BadRequest {
+                code: "not_pollable",
+                message: format!(
+                    "{name} `{agreement_id}` is a {}, which is not polled (only {}): the agreements made from it have their own ids",
+                    known.resource_type,
+                    provider.poll_kinds().join(", ")
+                ),
+            });
+        }
+    }
+    let tenant = state.store.polling().tenant(provider.name(), &agreement_id).await?;
+    let polled = tokio::time::timeout(REFRESH_DEADLINE, provider.poll_in(&agreement_id, tenant.as_deref()))
         .await
         .map_err(|_| ApiError::ProviderFailed {
             code: "provider_timeout",
             message: format!("{name} did not answer within {} s", REFRESH_DEADLINE.as_secs()),
-        })?
-        .map_err(|error| provider_failed(&name, &agreement_id, error))?;
+        })?;
+    let subject = match polled {
+        Ok(subject) => subject,
+        Err(PollError::Call(error @ CallError::Throttled { wait, reason })) => {
+            let retry_after_secs = wait.as_secs_f64().ceil() as u64;
+            let Some(agreement) = known else {
+                return Err(ApiError::Throttled {
+                    message: format!("{name}: {error}"),
+                    retry_after_secs,
+                });
+            };
+            let note = RefreshNote {
+                polled: false,
+                reason: Some(reason.as_str()),
+                message: Some(format!(
+                    "not polled: {error}; this is the agreement as last known (last polled {})",
+                    agreement
+                        .last_polled_at
+                        .map_or_else(|| "never".to_owned(), |at| at.to_rfc3339())
+                )),
+                retry_after_secs: Some(retry_after_secs),
+            };
+            let mut response = Json(RefreshView {
+                agreement,
+                refresh: note,
+            })
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_secs));
+            return Ok(response);
+        }
+        Err(error) => return Err(provider_failed(&name, &agreement_id, error)),
+    };
     state
         .store
         .agreements()
         .apply_poll(provider.name(), &subject, chrono::Utc::now())
         .await?;
-    state
+    let agreement = state
         .store
         .agreements()
         .get(provider.name(), &subject.id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no {name} agreement `{agreement_id}`")))
+        .ok_or_else(|| ApiError::NotFound(format!("no {name} agreement `{agreement_id}`")))?;
+    Ok(Json(RefreshView {
+        agreement,
+        refresh: RefreshNote {
+            polled: true,
+            reason: None,
+            message: None,
+            retry_after_secs: None,
+        },
+    })
+    .into_response())
+}
+
+/// What `POST .../refresh` answers: the agreement, and whether it was read
+/// from the provider just now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefreshView {
+    #[serde(flatten)]
+    pub agreement: AgreementView,
+    pub refresh: RefreshNote,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefreshNote {
+    /// The provider's API was read just now.
+    pub polled: bool,
+    /// Why not: `paused` (the provider throttled the account), `budget`
+    /// (the account's request budget is spent) or `min_interval` (the same
+    /// request went out less than the minimum polling interval ago).
+    pub reason: Option<&'static str>,
+    pub message: Option<String>,
+    /// When the API may be called again.
+    pub retry_after_secs: Option<u64>,
 }
 
 /// A failed provider API call as the admin API reports it.
@@ -141,6 +230,14 @@ fn provider_failed(name: &str, agreement_id: &str, error: PollError) -> ApiError
             message: format!("no API credentials are configured for {name}; see the README's configuration"),
         },
         PollError::NotFound => ApiError::NotFound(format!("{name} does not know agreement `{agreement_id}`")),
+        PollError::Call(error @ CallError::PermissionDenied(_)) => ApiError::ProviderFailed {
+            code: "provider_permission_denied",
+            message: format!("{name}: {error}"),
+        },
+        PollError::Call(error @ CallError::Throttled { wait, .. }) => ApiError::Throttled {
+            message: format!("{name}: {error}"),
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
+        },
         other => ApiError::ProviderFailed {
             code: "provider_error",
             message: format!("{name}: {other}"),
@@ -203,8 +300,9 @@ async fn watch(
             message: "SIGNHOOK_PUBLIC_URL is not set: the provider needs the public https URL to deliver to".to_owned(),
         });
     };
-    let fast = state.settings.reconcile.fast_interval;
-    watching::watch(&state.store, provider.as_ref(), &agreement_id, &url, fast.get())
+    let fast = watching::fast_interval(state.settings.reconcile.fast_interval.get(), provider.api_limits());
+    let fast_text = crate::config::HumanDuration::from_secs(fast.as_secs());
+    watching::watch(&state.store, provider.as_ref(), &agreement_id, &url, fast)
         .await
         .map_err(|error| match error {
             WatchingError::Provider(WatchError::Unsupported) => ApiError::BadRequest {
@@ -216,7 +314,9 @@ async fn watch(
             }
             WatchingError::Provider(WatchError::Api(error)) => ApiError::ProviderFailed {
                 code: "webhook_registration_failed",
-                message: format!("{name}: {error}; the agreement is polled every {fast} and the registration retried"),
+                message: format!(
+                    "{name}: {error}; the agreement is polled every {fast_text} and the registration retried"
+                ),
             },
             error => watching_failed(&name, &agreement_id, error),
         })?;
@@ -269,6 +369,12 @@ fn watching_failed(name: &str, agreement_id: &str, error: WatchingError) -> ApiE
 async fn providers(State(state): State<AppState>) -> Result<Json<ProvidersView>, ApiError> {
     let activity = state.store.activity().all().await?;
     let mut counts = state.store.counts().per_provider().await?;
+    let limits: Vec<(&str, ApiLimits)> = state
+        .providers
+        .iter()
+        .filter_map(|p| Some((p.name(), p.api_limits()?)))
+        .collect();
+    let mut budgets = state.store.budgets().all(&limits).await?;
     let providers = state
         .providers
         .iter()
@@ -282,6 +388,15 @@ async fn providers(State(state): State<AppState>) -> Result<Json<ProvidersView>,
                     kind: provider.webhook_auth(),
                 },
                 polling: provider.can_poll(),
+                api: provider.api_limits().map(|limits| ApiBudget {
+                    requests_per_hour: limits.per_hour,
+                    min_interval_secs: limits.min_interval.as_secs(),
+                    paused: budgets.iter().any(|b| b.account == name && b.paused_until.is_some()),
+                    budget: budgets
+                        .iter()
+                        .position(|b| b.account == name)
+                        .map(|i| budgets.swap_remove(i)),
+                }),
                 watch_supported: provider.can_watch(),
                 last_webhook_at: row.and_then(|r| r.last_webhook_at).max(state.activity.last(name)),
                 silent: row.is_some_and(|r| r.silent_since.is_some()),
@@ -307,6 +422,9 @@ pub struct ProviderView {
     pub webhook_auth: WebhookAuth,
     /// API credentials are configured: agreements are polled.
     pub polling: bool,
+    /// The API account's budget, shared by every replica; `null` without
+    /// API credentials.
+    pub api: Option<ApiBudget>,
     /// `POST /api/agreements/{name}/{id}/watch` is available.
     pub watch_supported: bool,
     /// The last webhook any replica accepted (to within a second).
@@ -318,6 +436,21 @@ pub struct ProviderView {
     pub agreements: BTreeMap<String, i64>,
     /// Stored events by state.
     pub events: BTreeMap<String, i64>,
+}
+
+/// A provider API account's limits and what is left of them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiBudget {
+    /// Requests an hour for every replica together
+    /// (`SIGNHOOK_<PROVIDER>_API_REQUESTS_PER_HOUR`).
+    pub requests_per_hour: u32,
+    /// Shortest time between two identical GETs (Adobe Sign's minimum
+    /// polling interval, `SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL`); 0: none.
+    pub min_interval_secs: u64,
+    /// The provider throttled the account: no replica calls it before
+    /// `budget.paused_until`.
+    pub paused: bool,
+    pub budget: Option<BudgetView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

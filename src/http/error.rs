@@ -50,6 +50,11 @@ pub enum ApiError {
     /// refresh for a provider without API credentials).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 429 + Retry-After: the provider's API may not be called yet (the
+    /// account is paused, its budget spent, or the same request went out
+    /// within the minimum interval) and there is nothing to answer from.
+    #[error("{message}")]
+    Throttled { message: String, retry_after_secs: u64 },
     /// 502: the provider's API failed; the message names its answer.
     #[error("{message}")]
     ProviderFailed { code: &'static str, message: String },
@@ -90,6 +95,7 @@ impl ApiError {
             | Self::Store(_)
             | Self::Unavailable { .. }
             | Self::ProviderFailed { .. }
+            | Self::Throttled { .. }
             | Self::Internal => "unavailable",
         }
     }
@@ -104,6 +110,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::ProviderFailed { code, .. } => (StatusCode::BAD_GATEWAY, code),
+            Self::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "provider_throttled"),
             Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "deadline_exceeded"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
@@ -129,6 +136,11 @@ impl IntoResponse for ApiError {
             },
         });
         let mut response = (status, body).into_response();
+        if let Self::Throttled { retry_after_secs, .. } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -7,25 +7,42 @@
 //!
 //! Polling reads `GET /api/rest/v6/agreements/{id}` at the account's
 //! `apiAccessPoint`, authenticated with an integration key or an OAuth refresh
-//! token (renewed at `POST /oauth/v2/refresh` on the same access point).
+//! token (renewed at `POST /oauth/v2/refresh` on the same access point). The
+//! access point is configured, or discovered: the OAuth answer's
+//! `api_access_point`, else `GET /api/rest/v6/baseUris` on the non-shard host
+//! (`apiAccessPoint`, with a trailing slash), and discovered again on
+//! `INVALID_API_ACCESS_POINT` (developer guide, best practices). Only
+//! agreements are polled: web forms (`widget`) and bulk sends (`megaSign`)
+//! are not (their agreements, each with its own id, are). An identical GET
+//! goes at most once per minimum object polling interval (10 minutes below
+//! Enterprise, 3 a minute on Enterprise/Global: developer guide, API usage)
+//! and carries the last ETag (`If-None-Match`; 304 = unchanged).
 //!
 //! Watching one agreement registers a `RESOURCE`-scope webhook for it with
 //! `POST /api/rest/v6/webhooks` (a `WebhookInfo`, answered with
-//! `WebhookCreationResponse {id}`) and removes it with
-//! `DELETE /api/rest/v6/webhooks/{webhookId}`; this needs the `webhook_write`
-//! scope besides `agreement_read`.
+//! `WebhookCreationResponse {id}`), sent once: on 400
+//! `DUPLICATE_WEBHOOK_CONFIGURATION` or a lost answer the agreement's
+//! existing webhook is found with `GET /api/rest/v6/webhooks` and adopted.
+//! It is removed with `DELETE /api/rest/v6/webhooks/{webhookId}` carrying
+//! `If-Match` with the ETag of `GET /api/rest/v6/webhooks/{webhookId}` (the
+//! API definition marks it required). Scopes: `webhook_read` (the GETs),
+//! `webhook_write` (POST) and `webhook_retention` (DELETE), besides
+//! `agreement_read`.
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
-use axum::http::{header::InvalidHeaderValue, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header::InvalidHeaderValue, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    api::{self, Api, Credential},
-    client::{ApiClient, CallError},
+    api::{self, Api, Base, Credential},
+    client::{ApiClient, CallError, Dialect},
     credentials::{matches_any, CredentialHeader},
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
@@ -34,8 +51,9 @@ use super::{
 };
 use crate::{
     agreement::AgreementStatus,
-    config::{invalid, mask, optional_string, string_list, Config, ConfigError},
+    config::{invalid, mask, optional_string, string_list, Config, ConfigError, HumanDuration},
     event::{Notification, Receipt, Subject},
+    ledger::{ApiLedger, ApiLimits},
 };
 
 pub const NAME: &str = "adobe-sign";
@@ -105,14 +123,39 @@ impl Settings {
     }
 }
 
+/// Default of `SIGNHOOK_ADOBE_SIGN_API_DISCOVERY_URL`: Adobe's non-shard
+/// host, where `GET /api/rest/v6/baseUris` answers for any account.
+const DEFAULT_DISCOVERY_URL: &str = "https://api.echosign.com";
+/// Default of `SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL`: Adobe's minimum object
+/// polling interval below Enterprise tier (1 identical GET per 10 minutes).
+const DEFAULT_MIN_POLL_INTERVAL: HumanDuration = HumanDuration::from_secs(600);
+/// Default of `SIGNHOOK_ADOBE_SIGN_API_REQUESTS_PER_HOUR`. Adobe publishes no
+/// number for the account as a whole (its limits are per endpoint and plan);
+/// its 429s pause the account whatever this says.
+const DEFAULT_REQUESTS_PER_HOUR: u32 = 3600;
+/// Adobe's fixed client ID for webhooks created in its web UI (third-party
+/// sourced, see the README); only mentioned in messages.
+const UI_CLIENT_ID: &str = "UB7E5BXCXY";
+
 /// Settings of the REST API client, for polling. Not `Debug`: it holds secrets.
-#[derive(Default, Deserialize)]
+#[derive(Deserialize)]
 #[serde(default)]
 struct ApiSettings {
     /// `SIGNHOOK_ADOBE_SIGN_API_BASE`: the account's `apiAccessPoint`, e.g.
-    /// `https://api.na1.adobesign.com` (it differs per account and shard).
+    /// `https://api.na1.adobesign.com` (it differs per account and shard);
+    /// unset: discovered.
     #[serde(deserialize_with = "optional_string")]
     adobe_sign_api_base: Option<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_API_DISCOVERY_URL`: where the access point is
+    /// asked (`/api/rest/v6/baseUris`) and, while it is unknown, OAuth
+    /// tokens refreshed (`/oauth/v2/refresh`).
+    adobe_sign_api_discovery_url: String,
+    /// `SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL`: shortest time between two
+    /// identical GETs; `10m` below Enterprise tier, `20s` on Enterprise/Global.
+    adobe_sign_min_poll_interval: HumanDuration,
+    /// `SIGNHOOK_ADOBE_SIGN_API_REQUESTS_PER_HOUR`: the account's budget, for
+    /// every replica together.
+    adobe_sign_api_requests_per_hour: u32,
     /// `SIGNHOOK_ADOBE_SIGN_API_TOKEN`: an integration key, sent as a bearer token.
     #[serde(deserialize_with = "optional_string")]
     adobe_sign_api_token: Option<String>,
@@ -125,6 +168,21 @@ struct ApiSettings {
     adobe_sign_oauth_client_secret: Option<String>,
     #[serde(deserialize_with = "optional_string")]
     adobe_sign_oauth_refresh_token: Option<String>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            adobe_sign_api_base: None,
+            adobe_sign_api_discovery_url: DEFAULT_DISCOVERY_URL.to_owned(),
+            adobe_sign_min_poll_interval: DEFAULT_MIN_POLL_INTERVAL,
+            adobe_sign_api_requests_per_hour: DEFAULT_REQUESTS_PER_HOUR,
+            adobe_sign_api_token: None,
+            adobe_sign_oauth_client_id: None,
+            adobe_sign_oauth_client_secret: None,
+            adobe_sign_oauth_refresh_token: None,
+        }
+    }
 }
 
 impl ApiSettings {
@@ -151,21 +209,69 @@ impl ApiSettings {
             ],
         )?;
         let Some(auth) = auth else { return Ok(None) };
-        let base = base.ok_or_else(|| {
-            invalid(
-                "adobe_sign_api_base",
-                "is required with API credentials: the account's apiAccessPoint, e.g. https://api.na1.adobesign.com",
-            )
-        })?;
+        if self.adobe_sign_api_requests_per_hour == 0 {
+            return Err(invalid("adobe_sign_api_requests_per_hour", "must be greater than 0"));
+        }
+        let discovery = base_url("adobe_sign_api_discovery_url", &self.adobe_sign_api_discovery_url)?;
+        let token_base = base.clone().unwrap_or_else(|| discovery.clone());
+        let base = match base {
+            Some(base) => Base::Fixed(base),
+            None => Base::Discovered {
+                discovery: api::endpoint(&discovery, &["api", "rest", "v6", "baseUris"]),
+                field: "apiAccessPoint",
+                found: RwLock::new(None),
+            },
+        };
         let credential = match auth {
             Auth::Key(key) => Credential::bearer(key, "adobe_sign_api_token")?,
-            Auth::OAuth(grant) => Credential::oauth(api::endpoint(&base, &["oauth", "v2", "refresh"]), grant),
+            Auth::OAuth(grant) => Credential::oauth(api::endpoint(&token_base, &["oauth", "v2", "refresh"]), grant),
+        };
+        let limits = ApiLimits {
+            per_hour: self.adobe_sign_api_requests_per_hour,
+            min_interval: self.adobe_sign_min_poll_interval.get(),
         };
         Ok(Some(Api::new(
             ApiClient::new(&client_settings, NAME)?,
             base,
             credential,
+            limits,
+            Dialect {
+                classify,
+                wait_hint: retry_after_in_body,
+            },
         )))
+    }
+}
+
+/// What Adobe's error codes mean (API definition `agreements.json`,
+/// `webhooks.json`; developer guide, webhook APIs and best practices):
+/// `PERMISSION_DENIED` (403 in the API definition, 404 in the webhook
+/// guide's table) is a credential problem, not an unknown agreement;
+/// `DUPLICATE_WEBHOOK_CONFIGURATION` means the webhook exists;
+/// `INVALID_API_ACCESS_POINT` means the account moved shard. Any other 404
+/// (`INVALID_AGREEMENT_ID`, `INVALID_WEBHOOK_ID`) is "not found".
+/// Adobe's throttling answers carry the wait in seconds in `retryAfter`
+/// besides the `Retry-After` header (developer guide, API usage; a 2022
+/// release note says some calls lacked it then).
+fn retry_after_in_body(_: &HeaderMap, body: &Value, _: DateTime<Utc>) -> Option<Duration> {
+    let secs = body.get("retryAfter")?;
+    let secs = secs.as_f64().or_else(|| secs.as_str()?.trim().parse().ok())?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)))
+}
+
+fn classify(status: StatusCode, body: &Value) -> Option<CallError> {
+    let code = body.get("code").and_then(Value::as_str).unwrap_or_default();
+    match (status.as_u16(), code) {
+        (403 | 404, "PERMISSION_DENIED") => Some(CallError::PermissionDenied(format!(
+            "Adobe Sign answered {} PERMISSION_DENIED: the API user cannot see or change this resource. \
+             Give the OAuth grant the scope modifier that reaches its owner (agreement_read:account or :group \
+             for other users' agreements; webhook_read, webhook_write and webhook_retention for webhooks), \
+             or use the credentials of the user who sent or shares it",
+            status.as_u16()
+        ))),
+        (400, "DUPLICATE_WEBHOOK_CONFIGURATION") => Some(CallError::Duplicate),
+        (_, "INVALID_API_ACCESS_POINT") => Some(CallError::WrongAccessPoint),
+        _ => None,
     }
 }
 
@@ -180,9 +286,17 @@ pub struct AdobeSign {
 pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     let settings: Settings = config.extract()?;
     let api_settings: ApiSettings = config.extract()?;
+    let mut client_ids = settings.adobe_sign_client_ids.clone();
+    // The webhooks that watch registers are notified with the OAuth
+    // application's client ID: it is accepted without being listed.
+    if let Some(oauth_client_id) = &api_settings.adobe_sign_oauth_client_id {
+        if !client_ids.contains(oauth_client_id) {
+            client_ids.push(oauth_client_id.clone());
+        }
+    }
     Ok(Arc::new(AdobeSign {
         webhook_events: settings.webhook_events()?,
-        client_ids: settings.adobe_sign_client_ids,
+        client_ids,
         api: api_settings.api(config)?,
         api_settings,
     }))
@@ -194,7 +308,9 @@ impl AdobeSign {
         if !matches_any(client_id.as_bytes(), &self.client_ids) {
             return Err(ProviderError::Forbidden {
                 code: "unknown_client_id",
-                message: "this X-AdobeSign-ClientId is not in SIGNHOOK_ADOBE_SIGN_CLIENT_IDS".to_owned(),
+                message: format!(
+                    "this X-AdobeSign-ClientId is not in SIGNHOOK_ADOBE_SIGN_CLIENT_IDS (webhooks created in Adobe's web UI use {UI_CLIENT_ID})"
+                ),
             });
         }
         Ok(client_id.to_owned())
@@ -278,6 +394,9 @@ impl Provider for AdobeSign {
             "adobe_sign_client_ids": self.client_ids,
             "adobe_sign_webhook_events": self.webhook_events,
             "adobe_sign_api_base": api.adobe_sign_api_base,
+            "adobe_sign_api_discovery_url": api.adobe_sign_api_discovery_url,
+            "adobe_sign_min_poll_interval": api.adobe_sign_min_poll_interval.get().as_secs(),
+            "adobe_sign_api_requests_per_hour": api.adobe_sign_api_requests_per_hour,
             "adobe_sign_api_token": api.adobe_sign_api_token.as_deref().map(mask),
             "adobe_sign_oauth_client_id": api.adobe_sign_oauth_client_id,
             "adobe_sign_oauth_client_secret": api.adobe_sign_oauth_client_secret.as_deref().map(mask),
@@ -291,15 +410,31 @@ impl Provider for AdobeSign {
     }
 
     /// Agreements only: a web form's (`widget`) or bulk send's (`megaSign`)
-    /// id is not an agreement id and gets [`PollError::NotFound`].
-    fn poll<'a>(&'a self, agreement_id: &'a str) -> BoxFuture<'a, Result<Subject, PollError>> {
+    /// id is not an agreement id (see [`Provider::poll_kinds`]).
+    fn poll_in<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
-            let agreement = api
-                .get_json(api.url(&["api", "rest", "v6", "agreements", agreement_id]))
-                .await?;
+            let agreement = api.get_json(&[API, REST, V6, "agreements", agreement_id], &[]).await?;
             Ok(agreement_subject(agreement_id, &agreement)?)
         })
+    }
+
+    fn poll_kinds(&self) -> &'static [&'static str] {
+        &[AGREEMENT]
+    }
+
+    fn api_limits(&self) -> Option<ApiLimits> {
+        self.api.as_ref().map(Api::limits)
+    }
+
+    fn attach(&self, ledger: Arc<dyn ApiLedger>) {
+        if let Some(api) = &self.api {
+            api.attach(ledger);
+        }
     }
 
     fn watch_kind(&self) -> Option<&'static str> {
@@ -310,23 +445,77 @@ impl Provider for AdobeSign {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
             let body = webhook_info(agreement_id, webhook_url, &self.webhook_events);
-            let created = api
-                .post_json(api.url(&["api", "rest", "v6", "webhooks"]), &body)
-                .await?;
-            let id = str_at(&created, "/id")
-                .ok_or_else(|| CallError::InvalidResponse("the webhook creation answer has no id".to_owned()))?;
-            Ok(id.into_owned())
+            let error = match api.post_json(&[API, REST, V6, "webhooks"], &body).await {
+                Ok(created) => {
+                    let id = str_at(&created, "/id").ok_or_else(|| {
+                        CallError::InvalidResponse("the webhook creation answer has no id".to_owned())
+                    })?;
+                    return Ok(id.into_owned());
+                }
+                // Adobe has it already, or may have made it before the answer was lost.
+                Err(error @ (CallError::Duplicate | CallError::Transport(_) | CallError::InvalidResponse(_))) => error,
+                Err(error @ CallError::Status { status: 500.., .. }) => error,
+                Err(error) => return Err(error.into()),
+            };
+            match existing_webhook(api, agreement_id, webhook_url).await? {
+                Some(id) => {
+                    tracing::info!(provider = NAME, agreement_id, webhook_id = %id, after = %error,
+                        "adopted the agreement's existing webhook instead of creating another");
+                    Ok(id)
+                }
+                None => Err(error.into()),
+            }
         })
     }
 
+    /// Reads the webhook's ETag, then deletes it with `If-Match`.
     fn unwatch<'a>(&'a self, webhook_id: &'a str) -> BoxFuture<'a, Result<(), WatchError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), webhook_id)?;
-            api.delete(api.url(&["api", "rest", "v6", "webhooks", webhook_id]))
-                .await?;
+            let path = [API, REST, V6, "webhooks", webhook_id];
+            let current = api.get(&path, &[]).await?;
+            api.delete(&path, current.etag.as_deref()).await?;
             Ok(())
         })
     }
+}
+
+const API: &str = "api";
+const REST: &str = "rest";
+const V6: &str = "v6";
+/// Pages of `GET /webhooks` read when looking for an existing webhook.
+const MAX_WEBHOOK_PAGES: usize = 50;
+
+/// The id of the webhook (made by this API user) that delivers the
+/// agreement's events to `webhook_url`, from `GET /webhooks` (`UserWebhooks`:
+/// `userWebhookList`, paged by `page.nextCursor`).
+async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> Result<Option<String>, CallError> {
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_WEBHOOK_PAGES {
+        let mut query = vec![("scope", "RESOURCE"), ("resourceType", "AGREEMENT")];
+        if let Some(cursor) = cursor.as_deref() {
+            query.push(("cursor", cursor));
+        }
+        let page = api.get_json(&[API, REST, V6, "webhooks"], &query).await?;
+        let found = page
+            .get("userWebhookList")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|hook| {
+                str_at(hook, "/resourceId").as_deref() == Some(agreement_id)
+                    && str_at(hook, "/webhookUrlInfo/url").as_deref() == Some(webhook_url)
+            })
+            .and_then(|hook| str_at(hook, "/id"));
+        if let Some(id) = found {
+            return Ok(Some(id.into_owned()));
+        }
+        match str_at(&page, "/page/nextCursor") {
+            Some(next) => cursor = Some(next.into_owned()),
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 /// The `WebhookInfo` of a webhook for one agreement: `RESOURCE` scope, active
@@ -566,6 +755,48 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn throttling_answers_say_how_long_in_retry_after() {
+        let now = Utc::now();
+        let hint = |body: Value| retry_after_in_body(&HeaderMap::new(), &body, now);
+        let body = |retry: Value| json!({"code": "THROTTLING_TOO_MANY_REQUESTS", "message": "x", "retryAfter": retry});
+        assert_eq!(hint(body(json!(1800))), Some(Duration::from_secs(1800)));
+        assert_eq!(hint(body(json!("600"))), Some(Duration::from_secs(600)));
+        assert_eq!(hint(body(json!(-1))), None);
+        assert_eq!(hint(json!({"code": "THROTTLING_HIGH_SYSTEM_LOAD"})), None);
+    }
+
+    /// Error answers as Adobe's API definition (`agreements.json`,
+    /// `webhooks.json`) and webhook guide (404 `PERMISSION_DENIED`) give them.
+    #[test]
+    fn error_codes_are_classified_by_what_they_mean() {
+        let answer = |status: u16, code: &str| {
+            classify(
+                StatusCode::from_u16(status).expect("valid"),
+                &json!({"code": code, "message": "x"}),
+            )
+        };
+        for status in [403, 404] {
+            match answer(status, "PERMISSION_DENIED") {
+                Some(CallError::PermissionDenied(message)) => {
+                    assert!(message.contains(&format!("{status} PERMISSION_DENIED")), "{message}");
+                    assert!(message.contains("agreement_read:account"), "{message}");
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            answer(400, "DUPLICATE_WEBHOOK_CONFIGURATION"),
+            Some(CallError::Duplicate)
+        );
+        assert_eq!(
+            answer(401, "INVALID_API_ACCESS_POINT"),
+            Some(CallError::WrongAccessPoint)
+        );
+        assert_eq!(answer(404, "INVALID_AGREEMENT_ID"), None, "a plain not found");
+        assert_eq!(answer(400, "MISSING_IF_MATCH_HEADER"), None);
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! signatures while a secret is being rolled). Events are about one document.
 //!
 //! Polling reads `GET /v1/document/properties?documentId=…` with the account's
-//! API key in `X-API-KEY`.
+//! API key in `X-API-KEY`, within the account's rate limit (2,000 requests an
+//! hour live, 50 in sandbox, shared with the account's own sending: BoldSign's
+//! developer docs, API overview "rate limit"). An unknown document is 403
+//! `{"error":"Invalid Document ID"}` (developer docs, troubleshooting
+//! "integration errors"), which is "not found", not a credential problem.
 
 use std::sync::Arc;
 
-use axum::http::{header::InvalidHeaderValue, HeaderMap};
+use axum::http::{header::InvalidHeaderValue, HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
@@ -19,7 +23,7 @@ use sha2::Sha256;
 
 use super::{
     api::{self, Api, Credential},
-    client::{ApiClient, CallError},
+    client::{ApiClient, CallError, Dialect},
     credentials::CredentialHeader,
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, ClientSettings},
@@ -28,8 +32,9 @@ use super::{
 };
 use crate::{
     agreement::AgreementStatus,
-    config::{mask, optional_string, string_list, Config, ConfigError},
+    config::{invalid, mask, optional_string, string_list, Config, ConfigError},
     event::{Notification, Subject},
+    ledger::{ApiLedger, ApiLimits},
 };
 
 pub const NAME: &str = "boldsign";
@@ -95,6 +100,52 @@ struct ApiSettings {
     /// `SIGNHOOK_BOLDSIGN_API_KEY`: sent as `X-API-KEY`.
     #[serde(deserialize_with = "optional_string")]
     boldsign_api_key: Option<String>,
+    /// `SIGNHOOK_BOLDSIGN_API_ENVIRONMENT`: `live` (default) or `sandbox`;
+    /// sets the default budget to the account's documented limit.
+    boldsign_api_environment: Environment,
+    /// `SIGNHOOK_BOLDSIGN_API_REQUESTS_PER_HOUR`: the account's budget for
+    /// every replica together; unset: 2,000 live, 50 sandbox.
+    boldsign_api_requests_per_hour: Option<u32>,
+}
+
+/// A BoldSign account's environment, which decides its rate limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Environment {
+    #[default]
+    Live,
+    Sandbox,
+}
+
+impl Environment {
+    /// Requests an hour per account (developers.boldsign.com, API overview: rate limit).
+    fn documented_limit(self) -> u32 {
+        match self {
+            Self::Live => 2000,
+            Self::Sandbox => 50,
+        }
+    }
+}
+
+/// BoldSign's 429 says when the hourly window resets, in
+/// `X-RateLimit-Reset` (unix seconds; support KB "API calls quota
+/// exceeded"), not how long to wait.
+fn rate_limit_reset(headers: &HeaderMap, _: &Value, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    let at: i64 = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim().parse().ok()?;
+    let at = DateTime::from_timestamp(at, 0)?;
+    Some((at - now).to_std().unwrap_or_default())
+}
+
+/// BoldSign's answer for a document it does not know: 403
+/// `{"error":"Invalid Document ID"}` (developer docs, troubleshooting: integration errors; the SDKs
+/// declare no 404). Other 403s are credential problems.
+fn classify(status: StatusCode, body: &Value) -> Option<CallError> {
+    let unknown = status == StatusCode::FORBIDDEN
+        && body
+            .get("error")
+            .and_then(Value::as_str)
+            .is_some_and(|error| error.trim().eq_ignore_ascii_case("Invalid Document ID"));
+    unknown.then_some(CallError::NotFound)
 }
 
 impl ApiSettings {
@@ -109,10 +160,25 @@ impl ApiSettings {
             return Ok(None);
         };
         let credential = Credential::header("x-api-key", key, "boldsign_api_key")?;
+        let per_hour = self
+            .boldsign_api_requests_per_hour
+            .unwrap_or_else(|| self.boldsign_api_environment.documented_limit());
+        if per_hour == 0 {
+            return Err(invalid("boldsign_api_requests_per_hour", "must be greater than 0"));
+        }
+        let limits = ApiLimits {
+            per_hour,
+            min_interval: std::time::Duration::ZERO,
+        };
         Ok(Some(Api::new(
             ApiClient::new(&client_settings, NAME)?,
-            base,
+            api::Base::Fixed(base),
             credential,
+            limits,
+            Dialect {
+                classify,
+                wait_hint: rate_limit_reset,
+            },
         )))
     }
 }
@@ -338,6 +404,8 @@ impl Provider for BoldSign {
             "boldsign_max_age_secs": self.max_age_secs,
             "boldsign_api_base": api.boldsign_api_base.as_deref().unwrap_or(DEFAULT_API_BASE),
             "boldsign_api_key": api.boldsign_api_key.as_deref().map(mask),
+            "boldsign_api_environment": api.boldsign_api_environment,
+            "boldsign_api_requests_per_hour": api.boldsign_api_requests_per_hour,
             "polling": Api::describe(self.api.as_ref()),
         })
     }
@@ -346,13 +414,32 @@ impl Provider for BoldSign {
         self.api.is_some()
     }
 
-    fn poll<'a>(&'a self, agreement_id: &'a str) -> BoxFuture<'a, Result<Subject, PollError>> {
+    fn poll_in<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
-            let mut url = api.url(&["v1", "document", "properties"]);
-            url.query_pairs_mut().append_pair("documentId", agreement_id);
-            Ok(document_subject(agreement_id, &api.get_json(url).await?)?)
+            let document = api
+                .get_json(&["v1", "document", "properties"], &[("documentId", agreement_id)])
+                .await?;
+            Ok(document_subject(agreement_id, &document)?)
         })
+    }
+
+    fn poll_kinds(&self) -> &'static [&'static str] {
+        &["document"]
+    }
+
+    fn api_limits(&self) -> Option<ApiLimits> {
+        self.api.as_ref().map(Api::limits)
+    }
+
+    fn attach(&self, ledger: Arc<dyn ApiLedger>) {
+        if let Some(api) = &self.api {
+            api.attach(ledger);
+        }
     }
 }
 
@@ -541,6 +628,37 @@ mod tests {
         mac.update(format!("{t}.").as_bytes());
         mac.update(body);
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// BoldSign's documented answers: 403 `{"error":"Invalid Document ID"}`
+    /// for an unknown document (developer docs, troubleshooting: integration
+    /// errors), and the
+    /// quota's reset time in `X-RateLimit-Reset` (support KB).
+    #[test]
+    fn unknown_documents_and_quota_resets_are_read_as_documented() {
+        let forbidden = axum::http::StatusCode::FORBIDDEN;
+        assert_eq!(
+            classify(forbidden, &json!({"error": "Invalid Document ID"})),
+            Some(CallError::NotFound)
+        );
+        assert_eq!(
+            classify(forbidden, &json!({"error": "Forbidden"})),
+            None,
+            "a credential problem"
+        );
+        assert_eq!(
+            classify(
+                axum::http::StatusCode::BAD_REQUEST,
+                &json!({"error": "Invalid Document ID"})
+            ),
+            None
+        );
+        let now = Utc::now();
+        let headers =
+            crate::providers::test_support::headers(&[("X-RateLimit-Reset", &(now.timestamp() + 600).to_string())]);
+        let wait = rate_limit_reset(&headers, &Value::Null, now).expect("a reset time");
+        assert!(wait > std::time::Duration::from_secs(598) && wait <= std::time::Duration::from_secs(600));
+        assert_eq!(rate_limit_reset(&HeaderMap::new(), &Value::Null, now), None);
     }
 
     #[test]

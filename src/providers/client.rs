@@ -1,9 +1,13 @@
 //! The HTTP client every provider's API calls go through: timeouts, retries
-//! (429, 5xx and transport errors, with exponential backoff that honours
-//! `Retry-After`), and turning an answer into JSON or a [`CallError`]. Below
-//! both `oauth` (token refreshes) and `api` (authenticated calls), which use it.
+//! of 5xx and transport errors with exponential backoff, and the reading of
+//! an answer: JSON, or a [`CallError`] classified by what it means (a
+//! provider's [`Dialect`]: its error codes and where it says how long to
+//! wait when it throttles). Below both `oauth` (token refreshes) and `api`
+//! (authenticated calls within the account's budget), which use it.
 //!
-//! Nothing here logs a secret or a response body.
+//! A 429, or a 503 with `Retry-After`, is never retried here: it is
+//! [`CallError::Throttled`], and `api` pauses the account for as long as the
+//! provider asked. Nothing here logs a secret or a response body.
 
 use std::{
     hash::{BuildHasher, RandomState},
@@ -11,25 +15,48 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use reqwest::{header::RETRY_AFTER, redirect, Request, Response, StatusCode};
+use reqwest::{
+    header::{HeaderMap, RETRY_AFTER},
+    redirect, Request, Response, StatusCode,
+};
 use serde_json::Value;
 
 use super::settings::ClientSettings;
-use crate::config::ConfigError;
+use crate::{config::ConfigError, ledger::WaitReason};
 
 /// Longest provider message kept in a [`CallError::Status`].
 const MAX_MESSAGE_CHARS: usize = 200;
+/// How long an account is paused after a throttling answer that says
+/// nothing about how long to wait.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 
 /// How one call to a provider's API failed, after its retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// The provider answered 404: it does not know what was asked for (or
-    /// this account cannot see it). Asking again will not help.
+    /// The provider does not know what was asked for. Asking again will not help.
     #[error("the provider does not know this agreement")]
     NotFound,
-    /// The provider answered an error, after retries for 429 and 5xx.
-    /// `message` is a short reason taken from the answer, never the whole
-    /// body. 401/403 mean the credentials are wrong or lack a permission.
+    /// The credentials cannot see or change this resource (Adobe's
+    /// `PERMISSION_DENIED`, answered as 403 or 404). The message names the
+    /// scope or user problem to fix.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The provider already has what a `POST` would create (Adobe's
+    /// `DUPLICATE_WEBHOOK_CONFIGURATION`).
+    #[error("the provider already has this webhook (DUPLICATE_WEBHOOK_CONFIGURATION)")]
+    Duplicate,
+    /// The API base is not this account's (Adobe's `INVALID_API_ACCESS_POINT`:
+    /// the account moved shard). A discovered base is discovered again.
+    #[error("the API base is not this account's access point (INVALID_API_ACCESS_POINT); unset SIGNHOOK_ADOBE_SIGN_API_BASE to discover it")]
+    WrongAccessPoint,
+    /// Not sent: the account is paused, its budget spent, or the same GET
+    /// was sent less than the minimum interval ago. `wait` is how long
+    /// until it may go.
+    #[error("{}", throttled_message(*wait, *reason))]
+    Throttled { wait: Duration, reason: WaitReason },
+    /// The provider answered an error. `message` is a short reason taken from
+    /// the answer, never the whole body. 401/403 mean the credentials are
+    /// wrong or lack a permission.
     #[error("the provider answered {status}: {message}")]
     Status { status: u16, message: String },
     /// No answer, after retries: timeout, connection refused, TLS or DNS error.
@@ -38,6 +65,43 @@ pub enum CallError {
     /// A 2xx answer that is not what the provider documents (not JSON, no status).
     #[error("unexpected answer from the provider: {0}")]
     InvalidResponse(String),
+    /// The shared budget could not be read (the database is down): nothing
+    /// was sent, so no replica can overspend.
+    #[error("{0}")]
+    Ledger(String),
+}
+
+fn throttled_message(wait: Duration, reason: WaitReason) -> String {
+    let secs = wait.as_secs_f64().ceil() as u64;
+    match reason {
+        WaitReason::Paused => format!(
+            "the provider throttled this API account; every replica waits another {secs} s, as it asked, before calling it again"
+        ),
+        WaitReason::Budget => format!("this API account's request budget is spent; the next call may go in {secs} s"),
+        WaitReason::Interval => format!(
+            "the same request went to the provider less than the minimum polling interval ago; the next may go in {secs} s"
+        ),
+    }
+}
+
+/// How a provider's error answers read, beyond their status code: its own
+/// error codes, and where it says how long to wait when it throttles.
+#[derive(Clone, Copy)]
+pub struct Dialect {
+    /// `Some` for a status and JSON body that mean something more precise
+    /// than the status code (Adobe's `PERMISSION_DENIED`).
+    pub classify: fn(StatusCode, &Value) -> Option<CallError>,
+    /// How long a throttling answer without `Retry-After` asks to wait, from
+    /// the provider's own headers or body, given the time now.
+    pub wait_hint: fn(&HeaderMap, &Value, DateTime<Utc>) -> Option<Duration>,
+}
+
+impl Dialect {
+    /// Nothing beyond HTTP: status codes and `Retry-After`.
+    pub const PLAIN: Dialect = Dialect {
+        classify: |_, _| None,
+        wait_hint: |_, _, _| None,
+    };
 }
 
 /// A `reqwest::Client` with timeouts, and the retry policy.
@@ -46,9 +110,9 @@ pub struct ApiClient {
     pub(super) http: reqwest::Client,
     /// For logs: which provider a retry is about.
     pub(super) provider: &'static str,
-    max_attempts: u32,
-    retry_base: Duration,
-    retry_max: Duration,
+    pub(super) max_attempts: u32,
+    pub(super) retry_base: Duration,
+    pub(super) retry_max: Duration,
 }
 
 impl ApiClient {
@@ -74,9 +138,9 @@ impl ApiClient {
         })
     }
 
-    /// Sends `request`, again after a 429, a 5xx or a transport error, up to
-    /// the maximum number of attempts. Waits `Retry-After` when the answer has
-    /// one, else an exponential backoff with jitter, both capped. Returns the
+    /// Sends `request` (an OAuth token request), again after a 5xx or a
+    /// transport error, up to the maximum number of attempts, with an
+    /// exponential backoff with jitter. A 429 is not retried. Returns the
     /// last answer whatever its status; `Err` only when there was none.
     pub(super) async fn send_with_retry(&self, request: Request) -> Result<Response, CallError> {
         let mut attempt = 1;
@@ -85,31 +149,22 @@ impl ApiClient {
                 .try_clone()
                 .expect("provider API requests have in-memory bodies, which clone");
             let outcome = self.http.execute(this_try).await;
-            let (reason, wait) = match &outcome {
-                Ok(response) if retryable(response.status()) => {
-                    let asked = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| parse_retry_after(value, Utc::now()));
-                    (response.status().as_str().to_owned(), Some(asked))
-                }
-                Ok(_) => (String::new(), None),
-                Err(error) if error.is_builder() => (String::new(), None),
-                Err(error) => (transport_kind(error).to_owned(), Some(None)),
+            let reason = match &outcome {
+                Ok(response) if response.status().is_server_error() => Some(response.status().as_str().to_owned()),
+                Ok(_) => None,
+                Err(error) if error.is_builder() => None,
+                Err(error) => Some(transport_kind(error).to_owned()),
             };
-            match wait {
-                Some(asked) if attempt < self.max_attempts => {
-                    let wait = asked
-                        .unwrap_or_else(|| backoff(self.retry_base, attempt))
-                        .min(self.retry_max);
+            match reason {
+                Some(reason) if attempt < self.max_attempts => {
+                    let wait = backoff(self.retry_base, attempt).min(self.retry_max);
                     tracing::warn!(
                         provider = self.provider,
                         attempt,
                         max_attempts = self.max_attempts,
                         reason = %reason,
                         wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "provider API call failed; retrying"
+                        "provider token request failed; retrying"
                     );
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -120,14 +175,10 @@ impl ApiClient {
     }
 }
 
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-}
-
 /// The wait before attempt `attempt + 1`: `base` × 2^(attempt−1), half of it
 /// random ("equal jitter") so that callers that failed together do not all
 /// come back at the same instant.
-fn backoff(base: Duration, attempt: u32) -> Duration {
+pub(super) fn backoff(base: Duration, attempt: u32) -> Duration {
     let full = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
     let half = full / 2;
     let random = RandomState::new().hash_one(Instant::now());
@@ -146,11 +197,53 @@ fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// The JSON body of a 2xx answer; 404 is [`CallError::NotFound`]; any other
-/// status a [`CallError::Status`] with a short reason.
+pub(super) fn parse_json(body: &[u8], status: StatusCode) -> Result<Value, CallError> {
+    serde_json::from_slice(body)
+        .map_err(|e| CallError::InvalidResponse(format!("the {status} answer is not JSON: {e}")))
+}
+
+/// How long a throttling answer asks to wait: a 429, or a 503 with
+/// `Retry-After`. The wait is the `Retry-After` header, else what the
+/// provider's [`Dialect::wait_hint`] reads, else a minute. Never capped.
+pub(super) fn throttled(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    dialect: Dialect,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, now));
+    let throttling =
+        status == StatusCode::TOO_MANY_REQUESTS || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
+    if !throttling {
+        return None;
+    }
+    let hint = || (dialect.wait_hint)(headers, &serde_json::from_slice(body).unwrap_or(Value::Null), now);
+    Some(
+        retry_after
+            .or_else(hint)
+            .unwrap_or(DEFAULT_PAUSE)
+            .max(Duration::from_secs(1)),
+    )
+}
+
+/// The JSON body of a 2xx answer (of a token endpoint); throttling is
+/// [`CallError::Throttled`] (paused for `Retry-After`, see `Api::token`);
+/// 404 is [`CallError::NotFound`]; any other status a [`CallError::Status`]
+/// with a short reason.
 pub(super) async fn read_json(response: Response) -> Result<Value, CallError> {
     let status = response.status();
+    let headers = response.headers().clone();
     let body = response.bytes().await.map_err(transport_error)?;
+    if let Some(wait) = throttled(status, &headers, &body, Dialect::PLAIN, Utc::now()) {
+        return Err(CallError::Throttled {
+            wait,
+            reason: WaitReason::Paused,
+        });
+    }
     if status.is_success() {
         return serde_json::from_slice(&body)
             .map_err(|e| CallError::InvalidResponse(format!("the {status} answer is not JSON: {e}")));
@@ -167,7 +260,7 @@ pub(super) async fn read_json(response: Response) -> Result<Value, CallError> {
 /// The provider's own message when its error answer is JSON that has one,
 /// else the status's reason phrase: never the whole body (it may be an HTML
 /// page, or echo what was sent).
-fn error_message(body: &[u8], status: StatusCode) -> String {
+pub(super) fn error_message(body: &[u8], status: StatusCode) -> String {
     const FIELDS: [&str; 8] = [
         "message",
         "Message",
@@ -222,6 +315,7 @@ pub(super) fn transport_error(error: reqwest::Error) -> CallError {
 mod tests {
     use super::*;
     use crate::providers::test_support::time;
+    use reqwest::header::HeaderValue;
     use serde_json::json;
 
     #[test]
@@ -244,6 +338,50 @@ mod tests {
                 parse_retry_after(value, now),
                 expected.map(Duration::from_secs),
                 "{value:?}"
+            );
+        }
+    }
+
+    /// Throttling is a 429, or a 503 only with `Retry-After`; the wait is
+    /// `Retry-After`, else the provider's own hint, else a minute.
+    #[test]
+    fn throttling_waits_as_long_as_the_provider_asked() {
+        let now = time("2026-11-20T09:41:27Z");
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_str(value).expect("valid"));
+            }
+            map
+        };
+        let hinted = Dialect {
+            classify: |_, _| None,
+            wait_hint: |_, body, _| body.get("wait").and_then(Value::as_u64).map(Duration::from_secs),
+        };
+        let secs = |n| Some(Duration::from_secs(n));
+        let cases = [
+            (
+                429,
+                headers(&[("retry-after", "7200")]),
+                r#"{"wait": 5}"#,
+                hinted,
+                secs(7200),
+            ),
+            (429, headers(&[]), r#"{"wait": 1800}"#, hinted, secs(1800)),
+            (429, headers(&[]), r#"{"wait": 1800}"#, Dialect::PLAIN, secs(60)),
+            (429, headers(&[]), "", hinted, secs(60)),
+            (429, headers(&[("retry-after", "0")]), "", Dialect::PLAIN, secs(1)),
+            (503, headers(&[("retry-after", "120")]), "", Dialect::PLAIN, secs(120)),
+            (503, headers(&[]), r#"{"wait": 5}"#, hinted, None),
+            (500, headers(&[("retry-after", "120")]), "", Dialect::PLAIN, None),
+            (400, headers(&[]), "", Dialect::PLAIN, None),
+        ];
+        for (status, headers, body, dialect, expected) in cases {
+            let status = StatusCode::from_u16(status).expect("valid status");
+            assert_eq!(
+                throttled(status, &headers, body.as_bytes(), dialect, now),
+                expected,
+                "{status} {headers:?} {body}"
             );
         }
     }

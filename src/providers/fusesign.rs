@@ -10,6 +10,11 @@
 //! implementations"), renewed with a refresh token at
 //! `POST /api/Session/OAuthRefreshToken`, or a wholesale API token in
 //! `X-API-Token`. See `bundle_subject` for what is assumed about the answer.
+//! A poll names the bundle's own `TenantId` (the one its webhooks carried,
+//! recorded with every stored event), else the configured tenant. FuseSign's
+//! refresh answer carries a refresh token; the newest is kept in PostgreSQL
+//! (see `oauth`). An error is 400 `{"Result":false,"Message":…}` (API
+//! reference, common error model): its `Message` is what is reported.
 
 use std::sync::Arc;
 
@@ -21,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::{
     api::{self, Api, Credential},
-    client::{ApiClient, CallError},
+    client::{ApiClient, CallError, Dialect},
     credentials::{matches_any, CredentialHeader},
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
@@ -32,6 +37,7 @@ use crate::{
     agreement::AgreementStatus,
     config::{invalid, mask, optional_string, string_list, Config, ConfigError},
     event::{Notification, Subject},
+    ledger::{ApiLedger, ApiLimits},
 };
 
 pub const NAME: &str = "fusesign";
@@ -70,10 +76,17 @@ struct Settings {
 /// Default of `SIGNHOOK_FUSESIGN_API_BASE`, the server in FuseSign's OpenAPI document.
 const DEFAULT_API_BASE: &str = "https://api.fuse.work";
 
+/// Default of `SIGNHOOK_FUSESIGN_API_REQUESTS_PER_HOUR`: FuseSign documents
+/// no rate limit; its 429s pause the account whatever this says.
+const DEFAULT_REQUESTS_PER_HOUR: u32 = 3600;
+
 /// Settings of the REST API client, for polling. Not `Debug`: it holds secrets.
-#[derive(Default, Deserialize)]
+#[derive(Deserialize)]
 #[serde(default)]
 struct ApiSettings {
+    /// `SIGNHOOK_FUSESIGN_API_REQUESTS_PER_HOUR`: the account's budget for
+    /// every replica together.
+    fusesign_api_requests_per_hour: u32,
     /// `SIGNHOOK_FUSESIGN_API_BASE`: unset means [`DEFAULT_API_BASE`].
     #[serde(deserialize_with = "optional_string")]
     fusesign_api_base: Option<String>,
@@ -88,13 +101,28 @@ struct ApiSettings {
     /// `..._REFRESH_TOKEN`: the OAuth client FuseSign issued at onboarding and
     /// a refresh token from its authorization-code grant (scope `FUSESIGN`);
     /// instead of an API token. FuseSign's refresh answer carries a refresh
-    /// token; a newer one is used from then on, but only kept in memory.
+    /// token; the newest is used from then on and kept in PostgreSQL, so a
+    /// restart uses it too (configuring another refresh token starts over).
     #[serde(deserialize_with = "optional_string")]
     fusesign_api_client_id: Option<String>,
     #[serde(deserialize_with = "optional_string")]
     fusesign_api_client_secret: Option<String>,
     #[serde(deserialize_with = "optional_string")]
     fusesign_api_refresh_token: Option<String>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            fusesign_api_requests_per_hour: DEFAULT_REQUESTS_PER_HOUR,
+            fusesign_api_base: None,
+            fusesign_api_tenant_id: None,
+            fusesign_api_token: None,
+            fusesign_api_client_id: None,
+            fusesign_api_client_secret: None,
+            fusesign_api_refresh_token: None,
+        }
+    }
 }
 
 impl ApiSettings {
@@ -126,7 +154,20 @@ impl ApiSettings {
                 Credential::oauth(api::endpoint(&base, &["api", "Session", "OAuthRefreshToken"]), grant)
             }
         };
-        let api = Api::new(ApiClient::new(&client_settings, NAME)?, base, credential);
+        if self.fusesign_api_requests_per_hour == 0 {
+            return Err(invalid("fusesign_api_requests_per_hour", "must be greater than 0"));
+        }
+        let limits = ApiLimits {
+            per_hour: self.fusesign_api_requests_per_hour,
+            min_interval: std::time::Duration::ZERO,
+        };
+        let api = Api::new(
+            ApiClient::new(&client_settings, NAME)?,
+            api::Base::Fixed(base),
+            credential,
+            limits,
+            Dialect::PLAIN,
+        );
         Ok(Some((api, tenant_id)))
     }
 }
@@ -232,6 +273,7 @@ impl Provider for FuseSign {
             "fusesign_api_client_id": api.fusesign_api_client_id,
             "fusesign_api_client_secret": api.fusesign_api_client_secret.as_deref().map(mask),
             "fusesign_api_refresh_token": api.fusesign_api_refresh_token.as_deref().map(mask),
+            "fusesign_api_requests_per_hour": api.fusesign_api_requests_per_hour,
             "polling": Api::describe(self.api.as_ref().map(|(api, _)| api)),
         })
     }
@@ -240,15 +282,37 @@ impl Provider for FuseSign {
         self.api.is_some()
     }
 
-    fn poll<'a>(&'a self, agreement_id: &'a str) -> BoxFuture<'a, Result<Subject, PollError>> {
+    /// In the bundle's own tenant when its webhooks named one.
+    fn poll_in<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async move {
-            let (api, tenant_id) = api::for_agreement(self.api.as_ref(), agreement_id)?;
-            let mut url = api.url(&["api", "Bundle", "Get"]);
-            url.query_pairs_mut()
-                .append_pair("TenantId", tenant_id)
-                .append_pair("BundleId", agreement_id);
-            Ok(bundle_subject(agreement_id, &api.get_json(url).await?)?)
+            let (api, configured) = api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let tenant = tenant.filter(|t| !t.trim().is_empty()).unwrap_or(configured);
+            let bundle = api
+                .get_json(
+                    &["api", "Bundle", "Get"],
+                    &[("TenantId", tenant), ("BundleId", agreement_id)],
+                )
+                .await?;
+            Ok(bundle_subject(agreement_id, &bundle)?)
         })
+    }
+
+    fn poll_kinds(&self) -> &'static [&'static str] {
+        &["bundle"]
+    }
+
+    fn api_limits(&self) -> Option<ApiLimits> {
+        self.api.as_ref().map(|(api, _)| api.limits())
+    }
+
+    fn attach(&self, ledger: Arc<dyn ApiLedger>) {
+        if let Some((api, _)) = &self.api {
+            api.attach(ledger);
+        }
     }
 }
 

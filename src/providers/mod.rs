@@ -22,9 +22,10 @@
 //!
 //! What the providers share, one file per concern: reading payloads
 //! (`payload`), webhook credentials (`credentials`), the HTTP client with its
-//! retries (`client`), OAuth sessions on it (`oauth`), authenticated API calls
-//! (`api`), the API settings (`settings`) and example traffic for the
-//! simulator and tests (`traffic`).
+//! retries and the reading of answers (`client`), OAuth sessions on it
+//! (`oauth`), authenticated API calls within the account's budget (`api`),
+//! the API settings (`settings`) and example traffic for the simulator and
+//! tests (`traffic`).
 
 pub mod adobe_sign;
 pub mod api;
@@ -48,6 +49,7 @@ pub use self::{client::CallError, traffic::Traffic};
 use crate::{
     config::{Config, ConfigError},
     event::{Notification, Receipt, Subject},
+    ledger::{ApiLedger, ApiLimits},
 };
 
 /// A provider's entry in the registry (`REGISTRY`, below).
@@ -212,12 +214,37 @@ pub trait Provider: Send + Sync + 'static {
     ///
     /// The [`Subject`] uses the same status mapping as this provider's
     /// webhooks, with `provider_status` the provider's raw status; its `id` is
-    /// `agreement_id`. Throttling (429), server errors (5xx) and transport
-    /// errors are retried with backoff inside this call, so an `Err` is final
-    /// for this attempt.
-    fn poll<'a>(&'a self, _agreement_id: &'a str) -> BoxFuture<'a, Result<Subject, PollError>> {
+    /// `agreement_id`. Server errors (5xx) and transport errors are retried
+    /// with backoff inside this call, so an `Err` is final for this attempt;
+    /// throttling is not retried (see `api`): it is
+    /// [`CallError::Throttled`], for the caller to schedule.
+    fn poll<'a>(&'a self, agreement_id: &'a str) -> BoxFuture<'a, Result<Subject, PollError>> {
+        self.poll_in(agreement_id, None)
+    }
+
+    /// [`Provider::poll`] in the provider account's `tenant` (FuseSign: the
+    /// `TenantId` the bundle's webhooks carried); `None` uses the configured one.
+    fn poll_in<'a>(
+        &'a self,
+        _agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Subject, PollError>> {
         Box::pin(async { Err(PollError::NotConfigured) })
     }
+
+    /// The resource kinds [`Provider::poll`] can read (as their subjects name
+    /// them); others are never polled.
+    fn poll_kinds(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The API account's configured limits; `None` without API credentials.
+    fn api_limits(&self) -> Option<ApiLimits> {
+        None
+    }
+
+    /// Draws every API call from `ledger`, the budget all replicas share.
+    fn attach(&self, _ledger: Arc<dyn ApiLedger>) {}
 
     /// The kind of resource [`Provider::watch`] registers per-agreement
     /// webhooks for (`agreement`), as its subjects name it; `None` when the
@@ -233,13 +260,16 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// Registers a webhook for this one agreement, delivering to
-    /// `webhook_url`; returns the provider's id of the webhook.
+    /// `webhook_url`; returns the provider's id of the webhook. It never
+    /// creates a second one: a webhook that already exists (or that a
+    /// registration whose answer was lost created) is adopted.
     fn watch<'a>(&'a self, _agreement_id: &'a str, _webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
         Box::pin(async { Err(WatchError::Unsupported) })
     }
 
     /// Deletes a webhook [`Provider::watch`] registered. A webhook the
-    /// provider no longer knows is [`PollError::NotFound`].
+    /// provider no longer knows is [`PollError::NotFound`]; a refused delete
+    /// is an error, never success.
     fn unwatch<'a>(&'a self, _webhook_id: &'a str) -> BoxFuture<'a, Result<(), WatchError>> {
         Box::pin(async { Err(WatchError::Unsupported) })
     }
@@ -256,6 +286,13 @@ impl Providers {
             map.insert(registration.name, (registration.build)(config)?);
         }
         Ok(Self(Arc::new(map)))
+    }
+
+    /// Draws every provider's API calls from `ledger` from now on.
+    pub fn attach(&self, ledger: Arc<dyn ApiLedger>) {
+        for provider in self.iter() {
+            provider.attach(ledger.clone());
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {

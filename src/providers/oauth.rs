@@ -1,8 +1,14 @@
 //! OAuth 2 refresh-token sessions for providers' APIs: an access token kept
 //! in memory, renewed shortly before it expires (and once when refused), one
-//! refresh at a time however many calls need it.
+//! refresh at a time however many calls need it. A refresh token the
+//! provider rotates (FuseSign's refresh answer carries a new one) is kept in
+//! PostgreSQL through the ledger, so a restart, or another replica, uses the
+//! newest one; it is never logged.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use reqwest::{header::ACCEPT, Url};
@@ -12,7 +18,9 @@ use tokio::sync::Mutex;
 use super::{
     client::{read_json, transport_error, ApiClient, CallError},
     payload::parse_time,
+    settings::base_url,
 };
+use crate::ledger::ApiLedger;
 
 /// How long before its stated expiry an access token is replaced (at most).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
@@ -26,14 +34,21 @@ pub struct OAuthSession {
     token_url: Url,
     client_id: String,
     client_secret: String,
+    /// The refresh token as configured: where the grant's chain starts.
+    configured: String,
     state: Mutex<SessionState>,
 }
 
 struct SessionState {
     /// The configured refresh token, or the newer one a refresh answer gave
-    /// (kept in memory only).
+    /// (also kept in the ledger, when there is one).
     refresh_token: String,
+    /// Whether the ledger's newest refresh token has been read.
+    loaded: bool,
     access: Option<AccessToken>,
+    /// `api_access_point` of the last token answer (Adobe's OAuth answers
+    /// name the account's API base).
+    api_access_point: Option<Url>,
 }
 
 struct AccessToken {
@@ -49,23 +64,100 @@ impl OAuthSession {
             token_url,
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
+            configured: refresh_token.to_owned(),
             state: Mutex::new(SessionState {
                 refresh_token: refresh_token.to_owned(),
+                loaded: false,
                 access: None,
+                api_access_point: None,
             }),
         }
     }
 
-    pub(super) async fn access_token(&self, client: &ApiClient) -> Result<String, CallError> {
+    /// A valid access token: the cached one, or a new one from the token
+    /// endpoint. With a ledger, the grant's newest refresh token is read from
+    /// it first, and a rotated one written to it; a refresh token refused
+    /// because another replica rotated it meanwhile is read again once.
+    pub(super) async fn access_token(
+        &self,
+        client: &ApiClient,
+        ledger: Option<&Arc<dyn ApiLedger>>,
+    ) -> Result<String, CallError> {
         let mut state = self.state.lock().await;
         if let Some(access) = state.access.as_ref().filter(|a| Instant::now() < a.renew_at) {
             return Ok(access.value.clone());
         }
+        if let (Some(ledger), false) = (ledger, state.loaded) {
+            if let Some(newest) = self.newest(ledger, client).await? {
+                state.refresh_token = newest;
+            }
+            state.loaded = true;
+        }
+        let used = state.refresh_token.clone();
+        let body = match (self.refresh(client, &used).await, ledger) {
+            // Another replica may have rotated the token we hold.
+            (Err(error @ CallError::Status { status: 400 | 401, .. }), Some(ledger)) => {
+                match self.newest(ledger, client).await? {
+                    Some(newest) if newest != used => {
+                        state.refresh_token = newest.clone();
+                        self.refresh(client, &newest).await?
+                    }
+                    _ => return Err(error),
+                }
+            }
+            (other, _) => other?,
+        };
+        let token = TokenAnswer::parse(&body.0, Utc::now())?;
+        tracing::debug!(
+            provider = client.provider,
+            lifetime_secs = token.lifetime.as_secs(),
+            "access token refreshed"
+        );
+        if let Some(rotated) = token.refresh_token.filter(|rotated| *rotated != state.refresh_token) {
+            if let Some(ledger) = ledger {
+                match ledger
+                    .rotate_refresh_token(client.provider, &self.configured, &rotated)
+                    .await
+                {
+                    Ok(()) => tracing::info!(
+                        provider = client.provider,
+                        "the provider rotated the OAuth refresh token; the new one is kept in the database"
+                    ),
+                    Err(error) => tracing::warn!(provider = client.provider, %error,
+                        "the provider rotated the OAuth refresh token and it could not be kept in the database; a restart falls back to the configured one"),
+                }
+            }
+            state.refresh_token = rotated;
+        }
+        if let Some(point) = token.api_access_point {
+            state.api_access_point = base_url("adobe_sign_api_base", &point).ok();
+        }
+        state.access = Some(AccessToken {
+            value: token.access_token.clone(),
+            renew_at: body.1 + renew_after(token.lifetime),
+        });
+        Ok(token.access_token)
+    }
+
+    /// The API base the last token answer named, if any.
+    pub(super) async fn api_access_point(&self) -> Option<Url> {
+        self.state.lock().await.api_access_point.clone()
+    }
+
+    async fn newest(&self, ledger: &Arc<dyn ApiLedger>, client: &ApiClient) -> Result<Option<String>, CallError> {
+        ledger
+            .refresh_token(client.provider, &self.configured)
+            .await
+            .map_err(|error| CallError::Ledger(error.to_string()))
+    }
+
+    /// One refresh-token grant: the answer and when it was asked for.
+    async fn refresh(&self, client: &ApiClient, refresh_token: &str) -> Result<(Value, Instant), CallError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("client_id", &self.client_id),
             ("client_secret", &self.client_secret),
-            ("refresh_token", &state.refresh_token),
+            ("refresh_token", refresh_token),
         ];
         let request = client
             .http
@@ -87,20 +179,7 @@ impl OAuthSession {
             },
             other => other,
         })?;
-        let token = TokenAnswer::parse(&body, Utc::now())?;
-        tracing::debug!(
-            provider = client.provider,
-            lifetime_secs = token.lifetime.as_secs(),
-            "access token refreshed"
-        );
-        if let Some(refresh_token) = token.refresh_token {
-            state.refresh_token = refresh_token;
-        }
-        state.access = Some(AccessToken {
-            value: token.access_token.clone(),
-            renew_at: requested_at + renew_after(token.lifetime),
-        });
-        Ok(token.access_token)
+        Ok((body, requested_at))
     }
 
     /// Forgets `refused` if it is still the cached token (another poll may
@@ -119,6 +198,8 @@ struct TokenAnswer {
     access_token: String,
     lifetime: Duration,
     refresh_token: Option<String>,
+    /// Adobe: the account's API base (snake_case in OAuth answers).
+    api_access_point: Option<String>,
 }
 
 impl TokenAnswer {
@@ -146,6 +227,7 @@ impl TokenAnswer {
             access_token,
             lifetime: lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME),
             refresh_token: text("refresh_token"),
+            api_access_point: text("api_access_point"),
         })
     }
 }

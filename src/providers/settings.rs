@@ -15,12 +15,15 @@ pub struct ClientSettings {
     pub provider_api_connect_timeout_ms: u64,
     /// `SIGNHOOK_PROVIDER_API_TIMEOUT_MS`: one whole request, per attempt.
     pub provider_api_timeout_ms: u64,
-    /// `SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS`: attempts per call, the first included.
+    /// `SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS`: attempts per GET or DELETE after
+    /// a 5xx or a transport error, the first included (a POST and a GET
+    /// under a minimum interval are sent once).
     pub provider_api_max_attempts: u32,
     /// `SIGNHOOK_PROVIDER_API_RETRY_BASE_MS`: the first backoff; it doubles per attempt.
     pub provider_api_retry_base_ms: u64,
-    /// `SIGNHOOK_PROVIDER_API_RETRY_MAX_MS`: the longest wait between attempts,
-    /// a provider's `Retry-After` included.
+    /// `SIGNHOOK_PROVIDER_API_RETRY_MAX_MS`: the longest backoff between
+    /// attempts after a 5xx or a transport error. Not a cap on a provider's
+    /// `Retry-After`: throttling pauses the account for as long as it asked.
     pub provider_api_retry_max_ms: u64,
 }
 

@@ -7,10 +7,11 @@
 //! [`Store`] holds the pool; its API is one small handle per table or use,
 //! each in its own file: [`Store::ingest`], [`Store::queue`],
 //! [`Store::agreements`], [`Store::polling`], [`Store::watches`],
-//! [`Store::activity`], [`Store::events`] and [`Store::counts`].
+//! [`Store::activity`], [`Store::budgets`], [`Store::events`] and [`Store::counts`].
 
 mod activity;
 mod agreements;
+mod budgets;
 mod counts;
 mod events;
 mod ingest;
@@ -27,6 +28,7 @@ use sqlx::{
 
 pub use activity::{ProviderActivity, WebhookActivity};
 pub use agreements::{AgreementView, Agreements, HistoryEntry};
+pub use budgets::{BudgetView, Budgets};
 pub use counts::{Counts, ProviderCounts, StateCounts};
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
 pub use ingest::{BatchLimits, Ingest, IngestWriter};
@@ -127,6 +129,11 @@ impl Store {
     /// Per-agreement webhooks registered at the providers.
     pub fn watches(&self) -> Watches<'_> {
         Watches { pool: &self.pool }
+    }
+
+    /// Provider API budgets, pauses and rotated refresh tokens (every replica's).
+    pub fn budgets(&self) -> Budgets<'_> {
+        Budgets { pool: &self.pool }
     }
 
     /// Webhook activity per provider, for silence detection.

@@ -1,7 +1,8 @@
 //! The reconciler's bookkeeping on the agreements table: claiming agreements
 //! due for a poll (`FOR UPDATE SKIP LOCKED` plus a lease column, so replicas
 //! never poll the same agreement at once), and recording each poll's outcome
-//! and the next poll time.
+//! and the next poll time. Only what can move is polled: open agreements of
+//! a kind the provider can read, never drafts (a refresh may read one).
 
 use std::time::Duration;
 
@@ -20,6 +21,11 @@ pub struct DueAgreement {
     pub webhook_id: Option<String>,
     pub watch_pending: bool,
     pub poll_failures: i32,
+    /// The last failure recorded, to log a repeated one only once.
+    pub last_poll_error: Option<String>,
+    /// The tenant the agreement's latest webhook named (FuseSign's
+    /// `TenantId`), for polling it in its own tenant.
+    pub tenant: Option<String>,
     /// The claim's `poll_locked_until`: outcomes are recorded only while it
     /// is still this replica's claim.
     pub lease: DateTime<Utc>,
@@ -45,6 +51,10 @@ pub enum PollRecord {
     Failed { error: String, retry_in: Duration },
     /// The provider does not know it; look again after `retry_in`.
     NotFound { retry_in: Duration },
+    /// Not polled: the provider account is paused or its budget spent, or
+    /// the same request went out too recently. Due again after `retry_in`,
+    /// with `note` shown as its last poll error; not a failure.
+    Deferred { retry_in: Duration, note: String },
 }
 
 /// The agreements table as the reconciler works through it; see
@@ -55,14 +65,16 @@ pub struct Polling<'a> {
 }
 
 impl Polling<'_> {
-    /// Claims up to `limit` agreements of `providers` that need the
-    /// reconciler, for `lease`: open agreements whose `next_poll_at` has come
-    /// or, without one, whose last event and last poll are older than
-    /// `stale_after`; and finished agreements that still have a webhook (or
-    /// a pending registration) to remove.
+    /// Claims up to `limit` agreements of `provider` that need the
+    /// reconciler, for `lease`: open agreements of one of `kinds` that are
+    /// not drafts, whose `next_poll_at` has come or, without one, whose last
+    /// event and last poll are older than `stale_after`; and finished
+    /// agreements that still have a webhook (or a pending registration) to
+    /// remove.
     pub async fn claim_due(
         &self,
-        providers: &[&str],
+        provider: &str,
+        kinds: &[&str],
         stale_after: Duration,
         limit: i64,
         lease: Duration,
@@ -72,31 +84,63 @@ impl Polling<'_> {
             "UPDATE agreements AS a SET poll_locked_until = now() + $4
               WHERE (a.provider, a.agreement_id) IN (
                     SELECT provider, agreement_id FROM agreements
-                     WHERE provider = ANY($1)
+                     WHERE provider = $1
                        AND (poll_locked_until IS NULL OR poll_locked_until <= now())
                        AND (next_poll_at IS NULL OR next_poll_at <= now())
-                       AND (({open} AND (next_poll_at IS NOT NULL
+                       AND (({open} AND status IS DISTINCT FROM 'draft' AND resource_type = ANY($5)
+                                AND (next_poll_at IS NOT NULL
                                 OR coalesce(greatest(last_event_at, last_polled_at), created_at) <= now() - $2))
                             OR (NOT {open} AND (webhook_id IS NOT NULL OR watch_pending)))
                      ORDER BY coalesce(next_poll_at, greatest(last_event_at, last_polled_at), created_at)
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED)
              RETURNING a.provider, a.agreement_id, a.status, a.webhook_id, a.watch_pending, a.poll_failures,
-                       a.poll_locked_until AS lease"
+                       a.last_poll_error, a.poll_locked_until AS lease,
+                       (SELECT e.tenant FROM agreement_history h JOIN events e ON e.id = h.event_ref
+                         WHERE h.provider = a.provider AND h.agreement_id = a.agreement_id AND e.tenant IS NOT NULL
+                         ORDER BY h.id DESC LIMIT 1) AS tenant"
         );
         let claimed = sqlx::query_as(&sql)
-            .bind(providers)
+            .bind(provider)
             .bind(stale_after)
             .bind(limit)
             .bind(lease)
+            .bind(kinds)
             .fetch_all(self.pool)
             .await?;
         Ok(claimed)
     }
 
+    /// The tenant the agreement's latest webhook named, if any (for a refresh).
+    pub async fn tenant(&self, provider: &str, agreement_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT e.tenant FROM agreement_history h JOIN events e ON e.id = h.event_ref
+              WHERE h.provider = $1 AND h.agreement_id = $2 AND e.tenant IS NOT NULL
+              ORDER BY h.id DESC LIMIT 1",
+        )
+        .bind(provider)
+        .bind(agreement_id)
+        .fetch_optional(self.pool)
+        .await?)
+    }
+
     /// Records what came of a claimed agreement and ends the claim. Nothing
     /// happens if the claim lapsed meanwhile (another replica owns it now).
     pub async fn record(&self, due: &DueAgreement, record: &PollRecord) -> Result<(), StoreError> {
+        if let PollRecord::Deferred { retry_in, note } = record {
+            sqlx::query(
+                "UPDATE agreements SET poll_locked_until = NULL, last_poll_error = $3, next_poll_at = now() + $4
+                  WHERE provider = $1 AND agreement_id = $2 AND poll_locked_until = $5",
+            )
+            .bind(&due.provider)
+            .bind(&due.agreement_id)
+            .bind(note)
+            .bind(*retry_in)
+            .bind(due.lease)
+            .execute(self.pool)
+            .await?;
+            return Ok(());
+        }
         let (failed, error, retry_in, not_found, fast) = match record {
             PollRecord::Done { fast_interval } => (false, None, Duration::ZERO, false, *fast_interval),
             PollRecord::Failed { error, retry_in } => (true, Some(error.as_str()), *retry_in, false, Duration::ZERO),
@@ -107,6 +151,7 @@ impl Polling<'_> {
                 true,
                 Duration::ZERO,
             ),
+            PollRecord::Deferred { .. } => unreachable!("recorded above"),
         };
         sqlx::query(
             "UPDATE agreements
@@ -150,11 +195,36 @@ impl Polling<'_> {
         Ok(())
     }
 
-    /// Makes every open agreement of `provider` due now; returns how many.
-    pub async fn poll_all_now(&self, provider: &str) -> Result<u64, StoreError> {
+    /// Makes every open agreement of `provider` that can be polled due,
+    /// spread `spacing` apart (the budget's pace) and no sooner than
+    /// `min_interval` after its last poll, rather than all at once; returns
+    /// how many.
+    pub async fn poll_all_soon(
+        &self,
+        provider: &str,
+        kinds: &[&str],
+        spacing: Duration,
+        min_interval: Duration,
+    ) -> Result<u64, StoreError> {
         let open = &*OPEN;
-        let sql = format!("UPDATE agreements SET next_poll_at = now() WHERE provider = $1 AND {open}");
-        let done = sqlx::query(&sql).bind(provider).execute(self.pool).await?;
+        let sql = format!(
+            "UPDATE agreements a
+                SET next_poll_at = greatest(now() + s.n::float8 * $3, coalesce(a.last_polled_at + $4, now()))
+               FROM (SELECT provider, agreement_id,
+                            row_number() OVER (ORDER BY coalesce(greatest(last_event_at, last_polled_at), created_at))
+                                - 1 AS n
+                       FROM agreements
+                      WHERE provider = $1 AND {open} AND status IS DISTINCT FROM 'draft'
+                        AND resource_type = ANY($2)) s
+              WHERE a.provider = s.provider AND a.agreement_id = s.agreement_id"
+        );
+        let done = sqlx::query(&sql)
+            .bind(provider)
+            .bind(kinds)
+            .bind(spacing)
+            .bind(min_interval)
+            .execute(self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 }

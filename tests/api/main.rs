@@ -12,6 +12,7 @@ mod boldsign;
 mod fusesign;
 mod http;
 mod polling_clients;
+mod provider_limits;
 mod providers_api;
 mod reconcile;
 mod refresh;

@@ -11,6 +11,7 @@ use std::{
 use signhook::{
     agreement::AgreementStatus,
     config::Config,
+    ledger::WaitReason,
     providers::{CallError, PollError, Provider, Providers},
 };
 
@@ -142,16 +143,28 @@ async fn each_provider_polls_its_api_and_maps_the_status_like_its_webhooks() {
     assert!(seen.iter().all(|r| r.authenticated), "{seen:?}");
 }
 
+/// Adobe 404 `INVALID_AGREEMENT_ID` and BoldSign 403 `{"error":"Invalid
+/// Document ID"}` are "not found"; FuseSign documents no 404 and answers 400
+/// `{"Result":false,"Message":…}`, whose message is reported.
 #[tokio::test]
 async fn an_agreement_the_provider_does_not_know_is_not_found_at_once() {
     let fake = FakeProvider::start().await;
     let providers = with_keys(&fake, &[]);
-    for name in ["adobe-sign", "boldsign", "fusesign"] {
+    for name in ["adobe-sign", "boldsign"] {
         assert_eq!(
             get(&providers, name).poll("no-such-id").await,
             Err(PollError::NotFound),
             "{name}"
         );
+    }
+    assert_eq!(
+        get(&providers, "fusesign").poll("no-such-id").await,
+        Err(PollError::Call(CallError::Status {
+            status: 400,
+            message: "Bundle not found in this tenant".to_owned()
+        }))
+    );
+    for name in ["adobe-sign", "boldsign", "fusesign"] {
         assert_eq!(
             get(&providers, name).poll(" ").await,
             Err(PollError::NotFound),
@@ -161,43 +174,95 @@ async fn an_agreement_the_provider_does_not_know_is_not_found_at_once() {
     assert_eq!(fake.requests().len(), 3, "one request each, no retries");
 }
 
+/// Adobe's `PERMISSION_DENIED` comes as 403 (API definition) or 404 (webhook
+/// guide): either way a permission failure that names what to fix, never
+/// "not found".
 #[tokio::test]
-async fn a_throttled_answer_is_retried_after_its_retry_after() {
+async fn permission_denied_is_a_permission_failure_whatever_its_status() {
     let fake = FakeProvider::start().await;
-    fake.set_document("d1", "Offer letter", "Completed");
-    fake.fail_next(1, Failure::TooManyRequests { retry_after_secs: 1 });
-    let boldsign = get(&with_keys(&fake, &[]), "boldsign");
-
-    let started = Instant::now();
-    let subject = boldsign.poll("d1").await.expect("succeeds on the second attempt");
-    assert_eq!(subject.status, Some(AgreementStatus::Completed));
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "waited {:?}",
-        started.elapsed()
+    fake.set_agreement("mine", "NDA", "SIGNED");
+    let adobe = get(&with_keys(&fake, &[]), "adobe-sign");
+    for status in [403, 404] {
+        let id = format!("theirs-{status}");
+        fake.deny_agreement(&id, status);
+        match adobe.poll(&id).await {
+            Err(PollError::Call(CallError::PermissionDenied(message))) => {
+                assert!(message.contains(&format!("{status} PERMISSION_DENIED")), "{message}");
+                assert!(message.contains("agreement_read:account"), "names the scope: {message}");
+            }
+            other => panic!("{status}: expected a permission failure, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        fake.request_count("/api/rest/v6/agreements/theirs-404"),
+        1,
+        "not retried"
     );
-    assert_eq!(fake.requests().len(), 2);
 }
 
+/// A 429 is not retried inside the call, and its whole `Retry-After` is
+/// reported, however long (Adobe penalises a retry inside the interval).
 #[tokio::test]
-async fn a_long_retry_after_is_capped() {
+async fn a_throttled_answer_is_not_retried_and_its_wait_is_not_capped() {
     let fake = FakeProvider::start().await;
     fake.set_agreement("a1", "NDA", "SIGNED");
-    fake.fail_next(2, Failure::TooManyRequests { retry_after_secs: 3600 });
-    let adobe = get(
-        &with_keys(&fake, &[("SIGNHOOK_PROVIDER_API_RETRY_MAX_MS", "100")]),
-        "adobe-sign",
-    );
+    fake.set_document("d1", "Offer letter", "Completed");
+    let providers = with_keys(&fake, &[("SIGNHOOK_PROVIDER_API_RETRY_MAX_MS", "100")]);
 
+    fake.fail_next(1, Failure::TooManyRequests { retry_after_secs: 3600 });
     let started = Instant::now();
-    let subject = adobe.poll("a1").await.expect("succeeds on the third attempt");
-    assert_eq!(subject.status, Some(AgreementStatus::Completed));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "waited {:?}",
-        started.elapsed()
+    assert_eq!(
+        get(&providers, "adobe-sign").poll("a1").await,
+        Err(PollError::Call(CallError::Throttled {
+            wait: Duration::from_secs(3600),
+            reason: WaitReason::Paused
+        }))
     );
-    assert_eq!(fake.requests().len(), 3);
+    assert!(started.elapsed() < Duration::from_secs(2), "no waiting inside the call");
+
+    fake.fail_next(1, Failure::HighSystemLoad { retry_after_secs: 900 });
+    assert!(matches!(
+        get(&providers, "adobe-sign").poll("a1").await,
+        Err(PollError::Call(CallError::Throttled { wait, .. })) if wait == Duration::from_secs(900)
+    ));
+
+    // BoldSign says when its hourly window resets, not how long to wait.
+    fake.fail_next(1, Failure::QuotaExceeded { reset_in_secs: 1800 });
+    match get(&providers, "boldsign").poll("d1").await {
+        Err(PollError::Call(CallError::Throttled { wait, .. })) => {
+            assert!(
+                wait > Duration::from_secs(1790) && wait <= Duration::from_secs(1800),
+                "{wait:?}"
+            )
+        }
+        other => panic!("expected a throttled call, got {other:?}"),
+    }
+    fake.fail_next(1, Failure::Unavailable { retry_after_secs: 120 });
+    assert!(matches!(
+        get(&providers, "boldsign").poll("d1").await,
+        Err(PollError::Call(CallError::Throttled { wait, .. })) if wait == Duration::from_secs(120)
+    ));
+    assert_eq!(fake.requests().len(), 4, "one request each");
+}
+
+/// The token endpoint's 429 is throttling too: not retried, and the API
+/// call it was for is not sent.
+#[tokio::test]
+async fn a_throttled_token_refresh_is_throttling_too() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("a1", "NDA", "SIGNED");
+    let adobe = adobe_with_oauth(&fake);
+    fake.fail_next(1, Failure::TooManyRequests { retry_after_secs: 600 });
+    assert_eq!(
+        adobe.poll("a1").await,
+        Err(PollError::Call(CallError::Throttled {
+            wait: Duration::from_secs(600),
+            reason: WaitReason::Paused
+        }))
+    );
+    assert_eq!(fake.token_requests(), 0, "refused before the grant was looked at");
+    assert_eq!(fake.requests().len(), 1);
+    assert!(fake.api_requests().is_empty());
 }
 
 #[tokio::test]
@@ -236,9 +301,9 @@ async fn a_client_error_is_not_retried() {
 #[tokio::test]
 async fn an_answer_slower_than_the_timeout_is_a_transport_error() {
     let fake = FakeProvider::start().await;
-    fake.set_agreement("a1", "NDA", "SIGNED");
+    fake.set_document("a1", "NDA", "Completed");
     fake.set_delay(Duration::from_secs(3));
-    let adobe = get(
+    let boldsign = get(
         &with_keys(
             &fake,
             &[
@@ -246,11 +311,11 @@ async fn an_answer_slower_than_the_timeout_is_a_transport_error() {
                 ("SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS", "2"),
             ],
         ),
-        "adobe-sign",
+        "boldsign",
     );
 
     let started = Instant::now();
-    match adobe.poll("a1").await {
+    match boldsign.poll("a1").await {
         Err(PollError::Call(CallError::Transport(message))) => assert!(message.starts_with("timed out"), "{message}"),
         other => panic!("expected a transport error, got {other:?}"),
     }
@@ -459,8 +524,11 @@ fn configuration_errors_name_the_variable() {
         ),
         (&oauth_partial, "SIGNHOOK_ADOBE_SIGN_OAUTH_CLIENT_SECRET"),
         (
-            &[("SIGNHOOK_ADOBE_SIGN_API_TOKEN", "key")],
-            "SIGNHOOK_ADOBE_SIGN_API_BASE",
+            &[
+                ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", "key"),
+                ("SIGNHOOK_ADOBE_SIGN_API_DISCOVERY_URL", "api.echosign.com"),
+            ],
+            "SIGNHOOK_ADOBE_SIGN_API_DISCOVERY_URL",
         ),
         (
             &[

@@ -1,7 +1,8 @@
 //! The reconciler: stale open agreements are polled from the provider's API
 //! (a fake the test starts) and brought up to date; finished ones are left
-//! alone; a silent provider's agreements are polled at once. (Its metrics and
-//! log lines: tests/process; replicas polling together: tests/process/faults.rs.)
+//! alone; a silent provider's agreements are polled soon, spread over its
+//! budget. (Its metrics and log lines: tests/process; replicas polling
+//! together: tests/process/faults.rs.)
 
 use serde_json::Value;
 
@@ -22,6 +23,9 @@ fn reconciling<'a>(fake: &'a FakeProvider, extra: &[(&'a str, &'a str)]) -> Vec<
         ("SIGNHOOK_RECONCILE_INTERVAL", "100ms"),
         ("SIGNHOOK_RECONCILE_STALE_AFTER", "1h"),
         ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+        // Scheduling mechanics, not the provider's limits (tested on their own).
+        ("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0"),
+        ("SIGNHOOK_ADOBE_SIGN_API_REQUESTS_PER_HOUR", "1000000"),
     ];
     env.extend_from_slice(extra);
     env
@@ -202,4 +206,49 @@ async fn a_silent_provider_has_its_open_agreements_polled_at_once() {
     assert_eq!(app.post_adobe(&viewed).await.status(), 200);
     app.wait_until("the silence to end", || async { adobe_silent().await == Some(false) })
         .await;
+}
+
+/// A silence makes the provider's open agreements due spread over its API
+/// budget (here 3,600 an hour: one a second), not all at once.
+#[tokio::test]
+async fn a_silence_spreads_the_polls_over_the_budget() {
+    let fake = FakeProvider::start().await;
+    let ids = ["agr-1", "agr-2", "agr-3"];
+    for id in ids {
+        fake.set_agreement(id, "Lease", "OUT_FOR_SIGNATURE");
+    }
+    let app = spawn_app_with(&reconciling(
+        &fake,
+        &[
+            ("SIGNHOOK_SILENCE_AFTER", "2s"),
+            ("SIGNHOOK_ADOBE_SIGN_API_REQUESTS_PER_HOUR", "3600"),
+        ],
+    ))
+    .await;
+    let now = chrono::Utc::now().to_rfc3339();
+    for id in ids {
+        post_created(&app, &format!("n-{id}"), id, &now).await;
+    }
+    app.wait_until("all three to be polled", || async {
+        let mut polled = 0;
+        for id in ids {
+            polled += usize::from(app.get_agreement("adobe-sign", id).await["last_polled_at"].is_string());
+        }
+        polled == 3
+    })
+    .await;
+    let mut times = Vec::new();
+    for id in ids {
+        let at = app.get_agreement("adobe-sign", id).await["last_polled_at"]
+            .as_str()
+            .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap())
+            .unwrap();
+        times.push(at);
+    }
+    times.sort();
+    let spread = times[2] - times[0];
+    assert!(
+        spread >= chrono::Duration::milliseconds(1800),
+        "three polls a second apart, not a burst: {times:?}"
+    );
 }

@@ -8,16 +8,23 @@ use crate::{
     helpers::*,
 };
 
+/// An app polling `fake`, with no minimum interval between identical GETs
+/// (the interval's own tests set one).
 async fn app_polling(fake: &FakeProvider) -> TestApp {
-    spawn_app_with(&[
-        ("SIGNHOOK_ADOBE_SIGN_API_BASE", &fake.base_url),
+    app_polling_with(fake, &[("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0")]).await
+}
+
+async fn app_polling_with(fake: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![
+        ("SIGNHOOK_ADOBE_SIGN_API_BASE", fake.base_url.as_str()),
         ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
         ("SIGNHOOK_BOLDSIGN_API_BASE", &fake.base_url),
         ("SIGNHOOK_BOLDSIGN_API_KEY", BOLDSIGN_API_KEY),
         ("SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS", "2"),
         ("SIGNHOOK_PROVIDER_API_RETRY_BASE_MS", "10"),
-    ])
-    .await
+    ];
+    vars.extend_from_slice(extra);
+    spawn_app_with(&vars).await
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ async fn watching_app(fake: &FakeProvider) -> TestApp {
         ("SIGNHOOK_RECONCILE_INTERVAL", "100ms"),
         ("SIGNHOOK_RECONCILE_FAST_INTERVAL", "1s"),
         ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+        // Scheduling mechanics, not the provider's limits (tested on their own).
+        ("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0"),
+        ("SIGNHOOK_ADOBE_SIGN_API_REQUESTS_PER_HOUR", "1000000"),
     ])
     .await
 }
@@ -112,10 +115,17 @@ async fn a_failed_registration_polls_fast_until_a_retry_succeeds() {
     assert_eq!(watched["status"], "in_progress", "polled on the fast schedule");
     assert_eq!(fake.webhooks().len(), 1);
     assert!(fake.request_count("/api/rest/v6/agreements/agr-f") >= 1);
+    let calls = |method: &str| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == method && r.path == "/api/rest/v6/webhooks")
+            .count()
+    };
+    assert_eq!(calls("POST"), 2, "the failed registration, then the retry that worked");
     assert_eq!(
-        fake.request_count("/api/rest/v6/webhooks"),
-        2,
-        "the failed registration, then the retry that worked"
+        calls("GET"),
+        1,
+        "after the 500, Adobe's webhooks were searched for one it made anyway"
     );
 }
 
@@ -200,4 +210,103 @@ async fn watch_refusals_are_json_errors() {
         (status, error["error"]["code"].as_str()),
         (409, Some("polling_not_configured"))
     );
+}
+
+/// The `WebhookInfo` signhook registers for `agreement_id`, as a webhook
+/// already at Adobe would carry it (an earlier registration, or one whose
+/// answer was lost).
+fn registered_before(agreement_id: &str) -> Value {
+    json!({
+        "name": format!("signhook agreement {agreement_id}"), "scope": "RESOURCE", "state": "ACTIVE",
+        "resourceType": "AGREEMENT", "resourceId": agreement_id,
+        "webhookSubscriptionEvents": ["AGREEMENT_ALL"],
+        "webhookUrlInfo": { "url": format!("{PUBLIC_URL}/webhooks/adobe-sign") },
+    })
+}
+
+/// Adobe refuses a second identical webhook with 400
+/// `DUPLICATE_WEBHOOK_CONFIGURATION`; signhook finds the existing one with
+/// `GET /webhooks` (paged) and adopts it.
+#[tokio::test]
+async fn a_duplicate_registration_adopts_the_existing_webhook() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-d", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    // Others first, so the match is on a later page of GET /webhooks.
+    for other in ["agr-o1", "agr-o2"] {
+        fake.set_agreement(other, "x", "OUT_FOR_SIGNATURE");
+        fake.add_webhook(registered_before(other));
+    }
+    let existing = fake.add_webhook(registered_before("agr-d"));
+    let app = watching_app(&fake).await;
+
+    let response = app.watch("adobe-sign", "agr-d").await;
+    assert_eq!(response.status(), 200);
+    let view: Value = response.json().await.unwrap();
+    assert_eq!(view["webhook_id"], json!(existing), "{view}");
+    assert_eq!(view["watch_pending"], false);
+    assert_eq!(fake.webhooks().len(), 3, "nothing new at Adobe");
+    let posts = fake.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 1, "POST /webhooks is never retried blindly");
+    let pages: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/rest/v6/webhooks")
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages[1].contains("cursor=2"), "{pages:?}");
+}
+
+/// Adobe made the webhook but its answer was lost (a 502 on the way back):
+/// the webhook is adopted, not made a second time.
+#[tokio::test]
+async fn a_registration_whose_answer_was_lost_adopts_what_adobe_made() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-l", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    fake.lose_webhook_answers(1);
+    let app = watching_app(&fake).await;
+
+    let view: Value = app.watch("adobe-sign", "agr-l").await.json().await.unwrap();
+    let webhooks = fake.webhooks();
+    assert_eq!(webhooks.len(), 1, "one webhook at Adobe");
+    assert_eq!(view["webhook_id"], json!(webhooks.keys().next().unwrap()), "{view}");
+    assert_eq!(view["watch_pending"], false, "{view}");
+}
+
+/// Adobe's DELETE needs `If-Match` with the ETag of `GET /webhooks/{id}`;
+/// a refused delete leaves the webhook on record.
+#[tokio::test]
+async fn unwatch_deletes_with_if_match_and_a_refused_delete_is_not_done() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-u", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    fake.set_agreement("agr-r", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    let app = watching_app(&fake).await;
+    assert_eq!(app.watch("adobe-sign", "agr-u").await.status(), 200);
+    assert_eq!(app.watch("adobe-sign", "agr-r").await.status(), 200);
+    let id_u = app.get_agreement("adobe-sign", "agr-u").await["webhook_id"].clone();
+
+    assert_eq!(app.unwatch("adobe-sign", "agr-u").await.status(), 200);
+    assert_eq!(fake.webhooks_deleted(), 1);
+    let delete = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "DELETE")
+        .expect("a DELETE was sent");
+    assert_eq!(delete.path, format!("/api/rest/v6/webhooks/{}", id_u.as_str().unwrap()));
+    assert!(delete.if_match.is_some(), "{delete:?}");
+    assert_eq!(delete.status, Some(204));
+
+    // The API user may not delete it (e.g. no webhook_retention scope), as
+    // 403 or, per the webhook guide's table, 404 PERMISSION_DENIED: neither
+    // is "already gone".
+    for status in [403, 404] {
+        fake.refuse_webhook_deletes(status, "PERMISSION_DENIED");
+        let (answer, error) = error_of(app.unwatch("adobe-sign", "agr-r").await).await;
+        assert_eq!(answer, 502, "{status}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("PERMISSION_DENIED"), "{error}");
+        let kept = app.get_agreement("adobe-sign", "agr-r").await;
+        assert!(kept["webhook_id"].is_string(), "still on record: {kept}");
+        assert_eq!(fake.webhooks().len(), 1);
+    }
 }

@@ -300,6 +300,9 @@ async fn replicas_never_poll_one_agreement_at_once() {
         ("SIGNHOOK_RECONCILE_INTERVAL", "50ms"),
         ("SIGNHOOK_RECONCILE_STALE_AFTER", "1h"),
         ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+        // Scheduling mechanics, not the provider's limits (tested on their own).
+        ("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0"),
+        ("SIGNHOOK_ADOBE_SIGN_API_REQUESTS_PER_HOUR", "1000000"),
     ];
     let first = spawn_app_with(&env).await;
     let second = spawn_app_on(&first.db_name, &env).await;

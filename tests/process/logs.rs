@@ -6,8 +6,12 @@ use serde_json::Value;
 
 use crate::{
     common::{
-        adobe_event, boldsign_event, fake_provider::ADOBE_API_TOKEN, fuse_event, ADOBE_FIXTURE, BOLDSIGN_FIXTURE,
-        FUSESIGN_FIXTURE,
+        adobe_event, boldsign_event,
+        fake_provider::{
+            FakeProvider, ADOBE_API_TOKEN, FUSESIGN_TENANT_ID, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET,
+            OAUTH_REFRESH_TOKEN,
+        },
+        fuse_event, ADOBE_FIXTURE, BOLDSIGN_FIXTURE, FUSESIGN_FIXTURE,
     },
     helpers::*,
 };
@@ -76,6 +80,39 @@ async fn logs_never_carry_the_e_mail_addresses_of_payloads() {
     assert!(logs.contains("finished processing request"), "the requests were logged");
     for address in addresses {
         assert!(!logs.contains(&address), "{address} is in the log:\n{logs}");
+    }
+}
+
+/// FuseSign rotates its refresh token at every refresh: the rotation is
+/// logged, the tokens (the configured one, the rotated ones, the access
+/// tokens) never are.
+#[tokio::test]
+async fn rotated_refresh_tokens_are_never_logged() {
+    let fake = FakeProvider::start().await;
+    fake.rotate_refresh_tokens();
+    fake.set_bundle("b-1", "Engagement letter", "Live");
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_FUSESIGN_API_BASE", fake.base_url.as_str()),
+        ("SIGNHOOK_FUSESIGN_API_TENANT_ID", FUSESIGN_TENANT_ID),
+        ("SIGNHOOK_FUSESIGN_API_CLIENT_ID", OAUTH_CLIENT_ID),
+        ("SIGNHOOK_FUSESIGN_API_CLIENT_SECRET", OAUTH_CLIENT_SECRET),
+        ("SIGNHOOK_FUSESIGN_API_REFRESH_TOKEN", OAUTH_REFRESH_TOKEN),
+        ("RUST_LOG", "debug,sqlx=warn"),
+    ])
+    .await;
+    assert_eq!(app.refresh("fusesign", "b-1").await.status(), 200);
+    app.wait_until("the rotation to be logged", || async {
+        app.log_count("the provider rotated the OAuth refresh token") == 1
+    })
+    .await;
+    let logs = app.logs();
+    for secret in [
+        OAUTH_REFRESH_TOKEN.to_owned(),
+        OAUTH_CLIENT_SECRET.to_owned(),
+        fake.current_refresh_token(),
+        "access-token-1".to_owned(),
+    ] {
+        assert!(!logs.contains(&secret), "{secret} is in the log");
     }
 }
 

@@ -80,6 +80,9 @@ fn reconciling<'a>(fake: &'a FakeProvider, extra: &[(&'a str, &'a str)]) -> Vec<
         ("SIGNHOOK_RECONCILE_STALE_AFTER", "1h"),
         ("SIGNHOOK_RECONCILE_FAST_INTERVAL", "1h"),
         ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+        // Scheduling mechanics, not the provider's limits (tested on their own).
+        ("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0"),
+        ("SIGNHOOK_ADOBE_SIGN_API_REQUESTS_PER_HOUR", "1000000"),
     ];
     env.extend_from_slice(extra);
     env
@@ -129,6 +132,83 @@ async fn reconciler_polls_are_counted_by_outcome_and_a_failure_is_logged_once_wi
     assert_eq!(app.log_count("poll failed; backing off"), 1, "{}", app.logs());
     assert_eq!(app.log_count("agreement polled"), 2, "changed and unchanged");
     assert!(!app.logs().contains(ADOBE_API_TOKEN));
+}
+
+/// Adobe's 429 with a `Retry-After` of an hour: the account is paused (the
+/// gauge, from the database), the answer counted, the poll deferred rather
+/// than failed, one WARN, and nothing more is sent.
+#[tokio::test]
+async fn a_throttled_account_is_a_gauge_a_count_and_one_warning() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-t", "x", "OUT_FOR_SIGNATURE");
+    fake.set_agreement("agr-u", "x", "OUT_FOR_SIGNATURE");
+    fake.fail_next(1, Failure::TooManyRequests { retry_after_secs: 3600 });
+    let app = spawn_app_with(&reconciling(&fake, &[("SIGNHOOK_RECONCILE_CONCURRENCY", "1")])).await;
+    let paused = r#"signhook_provider_api_paused{provider="adobe-sign"}"#;
+    assert_eq!(
+        metric_sample(&app.metrics().await, paused),
+        Some(0.0),
+        "present from the start"
+    );
+    post_created(&app, "agr-t").await;
+    post_created(&app, "agr-u").await;
+    let deferred_note = |view: Value| {
+        view["last_poll_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("throttled"))
+    };
+    app.wait_until("the throttled poll to be deferred", || async {
+        deferred_note(app.get_agreement("adobe-sign", "agr-t").await)
+            || deferred_note(app.get_agreement("adobe-sign", "agr-u").await)
+    })
+    .await;
+
+    let metrics = app.metrics().await;
+    assert_eq!(metric_sample(&metrics, paused), Some(1.0), "{metrics}");
+    let throttled = r#"signhook_provider_api_throttled_total{provider="adobe-sign"}"#;
+    assert_eq!(metric_sample(&metrics, throttled), Some(1.0), "{metrics}");
+    let deferred = r#"signhook_polls_total{provider="adobe-sign",outcome="deferred"}"#;
+    assert_eq!(metric_sample(&metrics, deferred), Some(1.0), "{metrics}");
+    assert_eq!(
+        app.log_count("the provider throttled its API account"),
+        1,
+        "{}",
+        app.logs()
+    );
+    for id in ["agr-t", "agr-u"] {
+        let view = app.get_agreement("adobe-sign", id).await;
+        assert_eq!(view["poll_failures"], 0, "not a failure: {view}");
+        assert_eq!(view["last_polled_at"], Value::Null, "neither was polled: {view}");
+    }
+    assert_eq!(
+        fake.api_requests().len(),
+        1,
+        "the other agreement waits out the pause too"
+    );
+}
+
+/// Adobe's `PERMISSION_DENIED` on every poll: counted `failed` each time,
+/// but one WARN naming the scope problem, not one per poll.
+#[tokio::test]
+async fn a_permission_failure_is_logged_once_however_often_it_repeats() {
+    let fake = FakeProvider::start().await;
+    fake.deny_agreement("agr-p", 403);
+    let app = spawn_app_with(&reconciling(&fake, &[("SIGNHOOK_RECONCILE_FAST_INTERVAL", "1s")])).await;
+    post_created(&app, "agr-p").await;
+    app.wait_until("three failed polls", || async {
+        app.get_agreement("adobe-sign", "agr-p").await["poll_failures"]
+            .as_i64()
+            .is_some_and(|n| n >= 3)
+    })
+    .await;
+
+    let warnings = app.log_entries("poll failed; backing off");
+    assert_eq!(warnings.len(), 1, "{}", app.logs());
+    let error = warnings[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("403 PERMISSION_DENIED"), "{}", warnings[0]);
+    assert!(error.contains("agreement_read:account"), "{}", warnings[0]);
+    let failed = r#"signhook_polls_total{provider="adobe-sign",outcome="failed"}"#;
+    assert!(metric_sample(&app.metrics().await, failed).is_some_and(|n| n >= 3.0));
 }
 
 #[tokio::test]
