@@ -167,6 +167,30 @@ impl AgreementState {
     }
 }
 
+/// The status an agreement had before a fold step that moved its normalized
+/// or provider status: what a change record carries as "previous".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    pub status: Option<AgreementStatus>,
+    pub provider_status: Option<String>,
+}
+
+impl AgreementState {
+    /// [`AgreementState::apply`], also telling whether the step moved the
+    /// normalized or the provider status (the one rule for what is a
+    /// *change* the application is told about): `Some(previous)` then. A
+    /// rename or a later `last_event_at` alone is not a change.
+    pub fn apply_tracked(&mut self, change: &Change<'_>) -> (bool, Option<Previous>) {
+        let previous = Previous {
+            status: self.status,
+            provider_status: self.provider_status.clone(),
+        };
+        let changed = self.apply(change);
+        let moved = changed && (self.status != previous.status || self.provider_status != previous.provider_status);
+        (changed, moved.then_some(previous))
+    }
+}
+
 fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
     let changed = *slot != value;
     *slot = value;
@@ -361,6 +385,45 @@ mod tests {
         assert_eq!(expected.last_event_at, Some(t(40)));
         for order in [[3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2], [0, 2, 1, 3]] {
             assert_eq!(fold(&order), expected, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_moved_status_is_a_change() {
+        let event = |at, status, provider_status, name| Change {
+            source: Source::Event,
+            at: t(at),
+            status,
+            provider_status,
+            name,
+        };
+        let mut state = AgreementState::default();
+        // (change, changed, previous when it is a change)
+        let steps = [
+            (event(10, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA")), true, Some((None, None))),
+            // Same statuses, a rename and a later time: not a change.
+            (event(11, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA v2")), true, None),
+            // The provider's status moves within in_progress: a change.
+            (
+                event(12, Some(InProgress), Some("WAITING_FOR_MY_SIGNATURE"), None),
+                true,
+                Some((Some(InProgress), Some("OUT_FOR_SIGNATURE"))),
+            ),
+            (
+                event(20, Some(Completed), Some("SIGNED"), None),
+                true,
+                Some((Some(InProgress), Some("WAITING_FOR_MY_SIGNATURE"))),
+            ),
+            // A duplicate and a late event: nothing.
+            (event(20, Some(Completed), Some("SIGNED"), None), false, None),
+            (event(15, Some(InProgress), Some("OUT_FOR_SIGNATURE"), None), false, None),
+        ];
+        for (change, changed, previous) in steps {
+            let expected = previous.map(|(status, provider_status): (Option<AgreementStatus>, Option<&str>)| Previous {
+                status,
+                provider_status: provider_status.map(str::to_owned),
+            });
+            assert_eq!(state.apply_tracked(&change), (changed, expected), "{change:?}");
         }
     }
 

@@ -4,7 +4,9 @@
 //! acknowledgement → worker applies the event to its agreement.
 
 pub mod agreement;
+pub mod changes;
 pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod http;
 pub mod ledger;
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{Config, ConfigError},
+    delivery::{worker::Dispatcher, Destination},
     http::AppState,
     providers::Providers,
     reconciler::Reconciler,
@@ -45,6 +48,7 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    destinations: Vec<Destination>,
 }
 
 impl Application {
@@ -61,9 +65,14 @@ impl Application {
             metrics::gauge!(telemetry::metric::PROVIDER_API_PAUSED, "provider" => name).set(0.0);
         }
         let providers = Providers::from_config(&config)?;
+        let names: Vec<&str> = Providers::names().collect();
+        let destinations = Destination::from_settings(&settings.delivery, &names)?;
         let addr = settings.server.listen_addr()?;
         let store = Store::connect(&settings).await?;
         store.migrate().await?;
+        // Before the worker runs: changes are queued for the destinations
+        // registered when they are recorded.
+        Dispatcher::register(&store, &destinations).await?;
         // Every provider API call from now on draws from the budgets all
         // replicas share.
         providers.attach(Arc::new(store.clone()));
@@ -73,6 +82,7 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState::new(store, providers, WorkerHandle::default(), settings),
+            destinations,
         })
     }
 
@@ -85,6 +95,12 @@ impl Application {
     /// within the configured grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let state = self.state;
+        let dispatcher = Dispatcher::new(
+            state.store.clone(),
+            state.changes.clone(),
+            self.destinations,
+            &state.settings.delivery,
+        );
         let grace = state.settings.server.shutdown_grace();
         warn_about_configuration(&state);
         // Several loops claim disjoint batches (SKIP LOCKED), so applying
@@ -103,9 +119,14 @@ impl Application {
         // Polls stale agreements and watches for silent providers; the
         // activity it reads is written to the database by the flush loop.
         let reconciler = Reconciler::new(state.store.clone(), state.providers.clone(), state.settings.clone());
+        // The change feed's LISTEN connection and sequencer, and the
+        // deliveries to the application.
         let background = [
             tokio::spawn(reconciler.run(shutdown.clone())),
             tokio::spawn(state.activity.clone().flush_loop(state.store.clone(), shutdown.clone())),
+            tokio::spawn(state.changes.clone().listen(state.store.clone(), shutdown.clone())),
+            tokio::spawn(state.changes.clone().sequence(state.store.clone(), shutdown.clone())),
+            tokio::spawn(dispatcher.run(shutdown.clone())),
         ];
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
 

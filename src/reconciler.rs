@@ -24,7 +24,7 @@ use crate::{
     config::Settings,
     ledger::ApiLimits,
     providers::{within_deadline, CallError, PollError, Provider, Providers, WatchError, CALL_DEADLINE},
-    store::{DueAgreement, PollRecord, Store},
+    store::{ChangeOrigin, DueAgreement, PollRecord, Store},
     telemetry::metric,
     watching::{self, WatchingError},
 };
@@ -183,7 +183,7 @@ impl Reconciler {
             }
             Err(error) => return self.poll_failed(name, due, error.to_string()),
         };
-        match self.store.agreements().apply_poll(name, &subject, Utc::now()).await {
+        match self.store.agreements().apply_poll(name, &subject, Utc::now(), ChangeOrigin::Poll).await {
             Ok(changed) => {
                 let outcome = if changed { "changed" } else { "unchanged" };
                 counter!(metric::POLLS, "provider" => name, "outcome" => outcome).increment(1);

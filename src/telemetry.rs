@@ -79,6 +79,22 @@ pub mod metric {
     /// Counter, label `provider`: throttling answers (429, or 503 with
     /// `Retry-After`) this replica received.
     pub const PROVIDER_API_THROTTLED: &str = "signhook_provider_api_throttled_total";
+    /// Counter, labels `destination`, `outcome` (delivered, retry, failed):
+    /// delivery attempts to the application.
+    pub const DELIVERIES: &str = "signhook_deliveries_total";
+    /// Histogram (seconds), label `destination`: change recorded to the
+    /// application's 2xx.
+    pub const DELIVERY_LATENCY: &str = "signhook_delivery_latency_seconds";
+    /// Gauge, label `destination`: deliveries not yet delivered or failed
+    /// (read from the database at scrape time).
+    pub const DELIVERY_BACKLOG: &str = "signhook_delivery_backlog";
+    /// Gauge (seconds), label `destination`: age of the oldest of them.
+    pub const DELIVERY_OLDEST_AGE: &str = "signhook_delivery_oldest_pending_age_seconds";
+    /// Gauge (0/1), label `destination`: disabled after failing for
+    /// `SIGNHOOK_DELIVERY_DISABLE_AFTER` (read from the database).
+    pub const DESTINATION_DISABLED: &str = "signhook_destination_disabled";
+    /// Counter, label `destination`: times this replica disabled it.
+    pub const DESTINATIONS_DISABLED: &str = "signhook_destination_disabled_total";
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -132,6 +148,20 @@ fn describe() {
         metric::PROVIDER_API_PAUSED,
         "1 while every call to the provider's API account waits out its Retry-After"
     );
+    describe_counter!(metric::DELIVERIES, "Delivery attempts to the application by destination and outcome");
+    describe_histogram!(
+        metric::DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Time from a change being recorded to the application's 2xx"
+    );
+    describe_gauge!(metric::DELIVERY_BACKLOG, "Deliveries not yet delivered or failed, per destination");
+    describe_gauge!(
+        metric::DELIVERY_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest delivery not yet delivered or failed"
+    );
+    describe_gauge!(metric::DESTINATION_DISABLED, "1 while a destination is disabled");
+    describe_counter!(metric::DESTINATIONS_DISABLED, "Times a destination was disabled");
     describe_counter!(
         metric::PROVIDER_API_THROTTLED,
         "Throttling answers (429, 503 with Retry-After) from the provider's API"

@@ -17,8 +17,11 @@ use figment::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-pub use settings::{DatabaseSettings, IngestSettings, ReconcileSettings, ServerSettings, Settings, WorkerSettings};
-pub use values::{http_url, mask, optional_string, string_list, HumanDuration};
+pub use settings::{
+    DatabaseSettings, DeliverySettings, DestinationSettings, IngestSettings, ReconcileSettings, ServerSettings, Settings,
+    WorkerSettings,
+};
+pub use values::{duration_list, http_url, mask, optional_string, string_list, HumanDuration};
 
 /// Where the configuration file is looked for when neither `--config` nor
 /// `SIGNHOOK_CONFIG` names one. A missing default file is not an error.

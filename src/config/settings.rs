@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     invalid,
-    values::{http_url, mask, mask_url_password, optional_string, HumanDuration},
+    values::{duration_list, http_url, mask, mask_url_password, optional_string, string_list, HumanDuration},
     ConfigError, LogFormat,
 };
 
@@ -347,6 +347,118 @@ impl ReconcileSettings {
     }
 }
 
+/// Delivering status changes to the application: its webhook endpoints
+/// (destinations) and how they are called. A destination's provider names
+/// and statuses are checked where the destinations are built
+/// (`delivery::Destination::from_settings`), beside the vocabulary they use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliverySettings {
+    /// The destination `default` (`SIGNHOOK_DELIVERY_URL`), with
+    /// `delivery_secret`; unset: only the file's `[[destinations]]`.
+    #[serde(deserialize_with = "optional_string")]
+    pub delivery_url: Option<String>,
+    /// Its Standard Webhooks signing secret (`whsec_<base64>`).
+    #[serde(deserialize_with = "optional_string")]
+    pub delivery_secret: Option<String>,
+    /// More destinations, each with its own secret and optional filter.
+    pub destinations: Vec<DestinationSettings>,
+    /// Deliveries in flight at once per destination, per replica (each
+    /// agreement's one at a time).
+    pub delivery_concurrency: usize,
+    /// Deadline of one attempt: connect, send, and the answer's status and
+    /// first bytes.
+    pub delivery_timeout_ms: u64,
+    pub delivery_connect_timeout_ms: u64,
+    /// A claimed delivery belongs to its replica for this long; if the
+    /// replica dies, another sends it again after it (same webhook-id).
+    pub delivery_lease_secs: u64,
+    /// Waits between attempts after the first (immediate) one; after the last
+    /// the delivery is `failed`.
+    #[serde(deserialize_with = "duration_list")]
+    pub delivery_retry_schedule: Vec<HumanDuration>,
+    /// A destination whose every attempt failed for this long is disabled.
+    pub delivery_disable_after: HumanDuration,
+}
+
+/// One `[[destinations]]` entry of the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DestinationSettings {
+    /// Letters, digits, `-` and `_`; shown in the API and metrics.
+    pub name: String,
+    pub url: String,
+    /// `whsec_<base64>` (Standard Webhooks).
+    pub secret: String,
+    /// Only changes of these providers; empty: all.
+    #[serde(default, deserialize_with = "string_list")]
+    pub providers: Vec<String>,
+    /// Only changes to these statuses; empty: all.
+    #[serde(default, deserialize_with = "string_list")]
+    pub statuses: Vec<String>,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            delivery_url: None,
+            delivery_secret: None,
+            destinations: Vec::new(),
+            delivery_concurrency: 16,
+            delivery_timeout_ms: 15_000,
+            delivery_connect_timeout_ms: 5_000,
+            delivery_lease_secs: 60,
+            delivery_retry_schedule: ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+                .iter()
+                .map(|text| HumanDuration::parse(text).expect("the default schedule parses"))
+                .collect(),
+            delivery_disable_after: HumanDuration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl DeliverySettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.delivery_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.delivery_connect_timeout_ms)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.delivery_lease_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive(&[
+            ("delivery_concurrency", self.delivery_concurrency as u64),
+            ("delivery_timeout_ms", self.delivery_timeout_ms),
+            ("delivery_connect_timeout_ms", self.delivery_connect_timeout_ms),
+            ("delivery_lease_secs", self.delivery_lease_secs),
+        ])?;
+        if self.lease() <= self.timeout() {
+            return Err(invalid(
+                "delivery_lease_secs",
+                "must be longer than SIGNHOOK_DELIVERY_TIMEOUT_MS, or a delivery still in flight would be sent again by another replica",
+            ));
+        }
+        if self.delivery_disable_after.get().is_zero() {
+            return Err(invalid("delivery_disable_after", "must be longer than 0"));
+        }
+        match (&self.delivery_url, &self.delivery_secret) {
+            (Some(_), None) => Err(invalid(
+                "delivery_secret",
+                "must be set with SIGNHOOK_DELIVERY_URL: every delivery is signed (whsec_<base64>)",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "delivery_url",
+                "must be set with SIGNHOOK_DELIVERY_SECRET: where to deliver changes",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Settings of the service itself (each provider reads its own, see
 /// `providers/`). Shown flat, as the keys are written, by `check-config`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -361,6 +473,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     #[serde(flatten)]
     pub reconcile: ReconcileSettings,
+    #[serde(flatten)]
+    pub delivery: DeliverySettings,
 }
 
 impl Settings {
@@ -369,6 +483,15 @@ impl Settings {
         let mut value = serde_json::to_value(self).expect("settings serialize to JSON");
         value["admin_token"] = serde_json::json!(self.server.admin_token.as_deref().map(mask));
         value["database_url"] = serde_json::json!(mask_url_password(&self.database.url));
+        value["delivery_secret"] = serde_json::json!(self.delivery.delivery_secret.as_deref().map(mask));
+        for (shown, destination) in value["destinations"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .zip(&self.delivery.destinations)
+        {
+            shown["secret"] = serde_json::json!(mask(&destination.secret));
+        }
         value
     }
 
@@ -380,12 +503,14 @@ impl Settings {
             ingest: super::extract(figment)?,
             worker: super::extract(figment)?,
             reconcile: super::extract(figment)?,
+            delivery: super::extract(figment)?,
         };
         settings.server.validate()?;
         settings.database.validate()?;
         settings.ingest.validate()?;
         settings.worker.validate()?;
         settings.reconcile.validate()?;
+        settings.delivery.validate()?;
         Ok(settings)
     }
 }

@@ -61,6 +61,21 @@ pub fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Str
         .collect())
 }
 
+/// A list of durations: a TOML array, or a comma-separated string in the
+/// environment (`SIGNHOOK_DELIVERY_RETRY_SCHEDULE=5s,5m,30m`).
+pub fn duration_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<HumanDuration>, D::Error> {
+    string_list(deserializer)?
+        .iter()
+        .map(|text| {
+            HumanDuration::parse(text).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a duration like 90s, 30m, 6h, 1d, 500ms or a number of seconds"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// An optional secret-like string; an empty value means unset. Figment reads
 /// `SIGNHOOK_ADMIN_TOKEN=12345678901234567` as a number, so numbers are accepted.
 pub fn optional_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {

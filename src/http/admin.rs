@@ -25,7 +25,7 @@ use super::{
 use crate::{
     ledger::ApiLimits,
     providers::{credentials::matches_any, CallError, PollError, Provider, Providers, WatchError},
-    store::{AgreementView, BudgetView, EventFilter, EventPage, EventState},
+    store::{AgreementView, BudgetView, ChangeOrigin, EventFilter, EventPage, EventState},
     watching::{self, WatchingError},
 };
 
@@ -72,7 +72,7 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
     }
 }
 
-fn known_provider(name: &str) -> Result<(), ApiError> {
+pub(super) fn known_provider(name: &str) -> Result<(), ApiError> {
     match Providers::names().any(|known| known == name) {
         true => Ok(()),
         false => Err(ApiError::NotFound(format!(
@@ -180,7 +180,7 @@ async fn refresh(
     state
         .store
         .agreements()
-        .apply_poll(provider.name(), &subject, chrono::Utc::now())
+        .apply_poll(provider.name(), &subject, chrono::Utc::now(), ChangeOrigin::Refresh)
         .await?;
     let agreement = state
         .store

@@ -3,6 +3,8 @@
 //! file per route group.
 
 mod admin;
+mod changes;
+mod deliveries;
 pub mod error;
 mod health;
 pub mod openapi;
@@ -33,6 +35,7 @@ use tower_http::{
 
 use self::error::ApiError;
 use crate::{
+    changes::ChangeSignals,
     config::Settings,
     providers::{Provider, Providers},
     silence::Activity,
@@ -56,6 +59,8 @@ pub struct AppState {
     pub body_budget: Arc<Semaphore>,
     /// Last accepted webhook per provider (in memory; flushed to the database).
     pub activity: Activity,
+    /// Notifications about changes (the feed's long polls, the dispatcher).
+    pub changes: ChangeSignals,
 }
 
 impl AppState {
@@ -74,6 +79,7 @@ impl AppState {
             body_budget: Arc::new(Semaphore::new(budget_kib)),
             settings,
             activity: Activity::default(),
+            changes: ChangeSignals::default(),
         }
     }
 
@@ -89,6 +95,8 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let admin = admin::router()
+        .route("/changes", get(changes::changes))
+        .merge(deliveries::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token))
         // After the token layer: the document is served without the token.
         .route("/openapi.json", get(openapi::openapi_json));

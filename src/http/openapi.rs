@@ -12,7 +12,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, error::ApiError, health, webhooks, AppState};
+use super::{admin, changes, deliveries, error::ApiError, health, webhooks, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,7 +32,14 @@ use super::{admin, error::ApiError, health, webhooks, AppState};
         admin::events,
         admin::replay,
         admin::stats,
+        changes::changes,
+        deliveries::list,
+        deliveries::retry,
+        deliveries::destinations,
+        deliveries::recover,
+        deliveries::enable,
     ),
+    components(schemas(crate::delivery::sign::DeliveryPayload, crate::delivery::sign::DeliveryData)),
     modifiers(&AdminToken),
     tags(
         (name = "webhooks", description = "Notifications from the providers"),
@@ -40,6 +47,8 @@ use super::{admin, error::ApiError, health, webhooks, AppState};
         (name = "agreements", description = "Admin API: agreements, polling and per-agreement webhooks"),
         (name = "events", description = "Admin API: stored notifications"),
         (name = "providers", description = "Admin API: provider set-up and activity"),
+        (name = "changes", description = "Admin API: the feed of agreement status changes"),
+        (name = "deliveries", description = "Admin API: outbound webhooks to the application (body: DeliveryPayload, signed by Standard Webhooks)"),
     )
 )]
 struct ApiDoc;

@@ -14,7 +14,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 
-use super::{ClaimedEvent, StoreError};
+use super::{
+    changes::{record_changes, ChangeOrigin, NewChange},
+    ClaimedEvent, StoreError,
+};
 use crate::{
     agreement::{AgreementState, AgreementStatus, Source},
     event::{Notification, Subject},
@@ -139,24 +142,27 @@ impl Agreements<'_> {
     /// the same fold as events. A history entry (source `poll`) is written
     /// only when the provider's status differs from the one recorded, so
     /// polling an unchanged agreement adds nothing. Returns whether it wrote
-    /// one (the provider's status changed).
+    /// one (the provider's status changed). A status the fold adopts is
+    /// recorded as a change from `origin` (a poll or a refresh).
     pub async fn apply_poll(
         &self,
         provider: &str,
         subject: &Subject,
         observed_at: DateTime<Utc>,
+        origin: ChangeOrigin,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row: AgreementRow = sqlx::query_as(
             "INSERT INTO agreements (provider, agreement_id, resource_type) VALUES ($1, $2, $3)
              ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
-             RETURNING provider, agreement_id, status, status_at, provider_status, name, last_event_at",
+             RETURNING provider, agreement_id, resource_type, status, status_at, provider_status, name, last_event_at",
         )
         .bind(provider)
         .bind(&subject.id)
         .bind(&subject.kind)
         .fetch_one(&mut *tx)
         .await?;
+        let row_kind = row.resource_type.clone();
         let observed = (
             subject.status.map(|s| s.as_str().to_owned()),
             subject.provider_status.clone(),
@@ -177,8 +183,24 @@ impl Agreements<'_> {
             .bind(observed_at)
             .execute(&mut *tx)
             .await?;
-            if state.apply(&subject.change(Source::Poll, observed_at)) {
+            let (changed, moved) = state.apply_tracked(&subject.change(Source::Poll, observed_at));
+            if changed {
                 write_states(&mut tx, &[(provider, subject.id.as_str(), &state)]).await?;
+            }
+            if let Some(previous) = moved {
+                let change = NewChange {
+                    provider,
+                    agreement_id: &subject.id,
+                    resource_type: &row_kind,
+                    name: state.name.clone(),
+                    previous,
+                    status: state.status,
+                    provider_status: state.provider_status.clone(),
+                    occurred_at: observed_at,
+                    event_id: None,
+                    origin,
+                };
+                record_changes(&mut tx, &[change]).await?;
             }
         }
         // Committed either way: the poll may have created the agreement.
@@ -226,6 +248,7 @@ struct Applied<'a> {
 struct AgreementRow {
     provider: String,
     agreement_id: String,
+    resource_type: String,
     status: Option<String>,
     status_at: Option<DateTime<Utc>>,
     provider_status: Option<String>,
@@ -319,7 +342,7 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
         "INSERT INTO agreements (provider, agreement_id, resource_type)
          SELECT p, a, r FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(p, a, r, n) ORDER BY n
          ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
-         RETURNING provider, agreement_id, status, status_at, provider_status, name, last_event_at",
+         RETURNING provider, agreement_id, resource_type, status, status_at, provider_status, name, last_event_at",
     )
     .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
@@ -365,12 +388,29 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     .into_iter()
     .collect();
 
-    // 3. Fold the new events into each agreement, in order, and write back
-    //    the agreements that changed.
+    // 3. Fold the new events into each agreement, in order, recording every
+    //    step that moves a status; write back the agreements that changed,
+    //    and the changes.
+    let mut moves = Vec::new();
     for a in applied.iter().filter(|a| new.contains(&a.event.id)) {
         let key = (a.event.provider.clone(), a.subject.id.clone());
         let (state, changed) = states.get_mut(&key).ok_or(StoreError::Vanished)?;
-        *changed |= state.apply(&a.subject.change(Source::Event, a.occurred_at));
+        let (step_changed, moved) = state.apply_tracked(&a.subject.change(Source::Event, a.occurred_at));
+        *changed |= step_changed;
+        if let Some(previous) = moved {
+            moves.push(NewChange {
+                provider: &a.event.provider,
+                agreement_id: &a.subject.id,
+                resource_type: a.subject.kind.as_str(),
+                name: state.name.clone(),
+                previous,
+                status: state.status,
+                provider_status: state.provider_status.clone(),
+                occurred_at: a.occurred_at,
+                event_id: Some(&a.event.event_id),
+                origin: ChangeOrigin::Webhook,
+            });
+        }
     }
     let changed: Vec<(&str, &str, &AgreementState)> = states
         .iter()
@@ -380,6 +420,7 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     if !changed.is_empty() {
         write_states(tx, &changed).await?;
     }
+    record_changes(tx, &moves).await?;
     Ok(())
 }
 

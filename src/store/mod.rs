@@ -7,12 +7,15 @@
 //! [`Store`] holds the pool; its API is one small handle per table or use,
 //! each in its own file: [`Store::ingest`], [`Store::queue`],
 //! [`Store::agreements`], [`Store::polling`], [`Store::watches`],
-//! [`Store::activity`], [`Store::budgets`], [`Store::events`] and [`Store::counts`].
+//! [`Store::activity`], [`Store::budgets`], [`Store::events`], [`Store::counts`],
+//! [`Store::changes`] and [`Store::deliveries`].
 
 mod activity;
 mod agreements;
 mod budgets;
+mod changes;
 mod counts;
+mod deliveries;
 mod events;
 mod ingest;
 mod polling;
@@ -29,7 +32,12 @@ use sqlx::{
 pub use activity::{ProviderActivity, WebhookActivity};
 pub use agreements::{AgreementView, Agreements, HistoryEntry};
 pub use budgets::{BudgetView, Budgets};
+pub use changes::{record_changes, ChangeOrigin, ChangeView, Changes, NewChange, CHANGE_SEQUENCED, CHANGE_WRITTEN};
 pub use counts::{Counts, ProviderCounts, StateCounts};
+pub use deliveries::{
+    AgreementDeliveries, Attempt, ClaimedDelivery, Deliveries, DeliveryFilter, DeliveryPage, DeliveryView, DestinationRecord,
+    DestinationView,
+};
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
 pub use ingest::{BatchLimits, Ingest, IngestWriter};
 pub use polling::{DueAgreement, PollRecord, Polling};
@@ -144,6 +152,16 @@ impl Store {
     /// Stored events as the admin API lists them.
     pub fn events(&self) -> Events<'_> {
         Events { pool: &self.pool }
+    }
+
+    /// The change feed and its sequencer.
+    pub fn changes(&self) -> Changes<'_> {
+        Changes { pool: &self.pool }
+    }
+
+    /// Deliveries of changes to the application, and its destinations.
+    pub fn deliveries(&self) -> Deliveries<'_> {
+        Deliveries { pool: &self.pool }
     }
 
     /// Counts of events and agreements.
