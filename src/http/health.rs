@@ -67,6 +67,17 @@ pub async fn metrics(State(state): State<AppState>) -> String {
         }
         let age = state.store.counts().oldest_unprocessed_age().await?;
         gauge!(metric::OLDEST_PENDING_AGE).set(age.as_secs_f64());
+        let now = chrono::Utc::now();
+        for destination in state.store.deliveries().destinations().await? {
+            let name = destination.name;
+            gauge!(metric::DELIVERY_BACKLOG, "destination" => name.clone()).set(destination.pending as f64);
+            let oldest = destination
+                .oldest_pending_at
+                .map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64 / 1000.0);
+            gauge!(metric::DELIVERY_OLDEST_AGE, "destination" => name.clone()).set(oldest);
+            let disabled = if destination.disabled_at.is_some() { 1.0 } else { 0.0 };
+            gauge!(metric::DESTINATION_DISABLED, "destination" => name).set(disabled);
+        }
         state.store.activity().all().await
     };
     let activity = match tokio::time::timeout(PING_TIMEOUT, refresh)

@@ -16,7 +16,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 
 use super::{
     changes::{record_changes, ChangeOrigin, NewChange},
-    ClaimedEvent, StoreError,
+    AgreementDeliveries, ClaimedEvent, Deliveries, StoreError,
 };
 use crate::{
     agreement::{AgreementState, AgreementStatus, Source},
@@ -46,6 +46,9 @@ pub struct AgreementView {
     pub last_poll_error: Option<String>,
     #[sqlx(skip)]
     pub history: Vec<HistoryEntry>,
+    /// Its changes' deliveries to the application, per destination.
+    #[sqlx(skip)]
+    pub deliveries: Vec<AgreementDeliveries>,
 }
 
 #[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
@@ -231,6 +234,9 @@ impl Agreements<'_> {
         .bind(agreement_id)
         .fetch_all(self.pool)
         .await?;
+        view.deliveries = Deliveries { pool: self.pool }
+            .for_agreement(provider, agreement_id)
+            .await?;
         Ok(Some(view))
     }
 }

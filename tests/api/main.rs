@@ -7,6 +7,8 @@ mod common;
 mod helpers;
 
 mod admin;
+mod changes;
+mod deliveries;
 mod adobe_sign;
 mod boldsign;
 mod fusesign;

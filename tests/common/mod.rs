@@ -5,6 +5,7 @@
 //! reaches an app through however it was started.
 
 pub mod fake_provider;
+pub mod sink;
 
 use std::{
     fmt::Display,
@@ -407,6 +408,28 @@ impl Api {
     pub async fn unwatch(&self, provider: &str, id: &str) -> reqwest::Response {
         self.admin_delete(&format!("/api/agreements/{provider}/{id}/watch"))
             .await
+    }
+
+    /// `GET /api/changes?<query>`; panics unless it answers 200.
+    pub async fn changes(&self, query: &str) -> Value {
+        let response = self.admin_get(&format!("/api/changes?{query}")).await;
+        assert_eq!(response.status(), 200, "/api/changes?{query}");
+        response.json().await.expect("changes JSON")
+    }
+
+    /// Follows the change feed from the start until `n` changes were read
+    /// (long polls of at most a second each); returns them in feed order.
+    pub async fn read_changes(&self, n: usize) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        let deadline = Instant::now() + WAIT_LIMIT;
+        while seen.len() < n {
+            assert!(Instant::now() < deadline, "only {} of {n} changes in the feed: {seen:?}", seen.len());
+            let page = self.changes(&format!("after={cursor}&wait=1")).await;
+            cursor = page["next_cursor"].as_i64().expect("a cursor");
+            seen.extend(page["changes"].as_array().expect("changes").iter().cloned());
+        }
+        seen
     }
 
     // Waits on what can be observed

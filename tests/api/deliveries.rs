@@ -1,0 +1,1 @@
+//! Outbound deliveries of changes to the application (a sink the test starts).
