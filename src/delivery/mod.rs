@@ -140,6 +140,9 @@ fn signer(secret: &str) -> Result<Webhook, String> {
     Webhook::from_bytes(key).map_err(|e| e.to_string())
 }
 
+/// The longest `Retry-After` honoured: a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// When a failed delivery is tried again.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -151,11 +154,10 @@ impl RetryPolicy {
     /// The wait before the next attempt after `attempts` failed ones, or
     /// `None`: no attempt left, the delivery has failed. A `Retry-After`
     /// from the application replaces the schedule's wait (it asked for that
-    /// time), up to the schedule's longest wait.
+    /// time; it still counts as an attempt), up to [`MAX_RETRY_AFTER`].
     pub fn next(&self, attempts: u32, retry_after: Option<Duration>) -> Option<Duration> {
         let scheduled = *self.schedule.get(attempts.checked_sub(1)? as usize)?;
-        let longest = self.schedule.iter().max().copied().unwrap_or_default();
-        Some(retry_after.map_or(scheduled, |asked| asked.min(longest.max(scheduled))))
+        Some(retry_after.map_or(scheduled, |asked| asked.min(MAX_RETRY_AFTER)))
     }
 }
 
@@ -179,8 +181,9 @@ mod tests {
             (4, Some(s(1)), None),
             (1, Some(s(60)), Some(s(60))),
             (1, Some(s(0)), Some(s(0))),
-            // Capped at the longest wait of the schedule.
-            (1, Some(s(86_400)), Some(s(1800))),
+            (3, Some(s(7200)), Some(s(7200))),
+            // Capped at a day.
+            (1, Some(s(200_000)), Some(MAX_RETRY_AFTER)),
             (0, None, None),
         ];
         for (attempts, retry_after, expected) in cases {

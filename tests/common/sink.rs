@@ -35,6 +35,8 @@ pub struct Received {
     pub timestamp: String,
     pub signature: String,
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -143,6 +145,7 @@ async fn receive(State(state): State<Arc<Mutex<SinkState>>>, headers: HeaderMap,
             timestamp: header("webhook-timestamp"),
             signature: header("webhook-signature"),
             body: body.to_vec(),
+            at: std::time::Instant::now(),
         });
         let answer = state
             .planned
