@@ -37,6 +37,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// When it arrived.
     pub at: std::time::Instant,
+    /// The status the sink answered.
+    pub answered: u16,
 }
 
 impl Received {
@@ -73,6 +75,8 @@ struct SinkState {
     default: Option<Answer>,
     /// Every request waits this long before its answer (besides its plan's).
     jitter_ms: u64,
+    /// Share of requests beyond the plan answered 500 at random.
+    fail_ratio: f64,
 }
 
 pub struct Sink {
@@ -115,6 +119,11 @@ impl Sink {
         self.state().jitter_ms = ms;
     }
 
+    /// Answers this share of the requests beyond the plan with a 500.
+    pub fn fail_at_random(&self, ratio: f64) {
+        self.state().fail_ratio = ratio;
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state().received.clone()
     }
@@ -140,18 +149,19 @@ async fn receive(State(state): State<Arc<Mutex<SinkState>>>, headers: HeaderMap,
     };
     let (answer, jitter) = {
         let mut state = state.lock().expect("sink state lock");
+        let answer = match state.planned.pop_front() {
+            Some(planned) => planned,
+            None if fastrand::f64() < state.fail_ratio => Answer::status(500),
+            None => state.default.clone().unwrap_or_else(|| Answer::status(200)),
+        };
         state.received.push(Received {
             webhook_id: header("webhook-id"),
             timestamp: header("webhook-timestamp"),
             signature: header("webhook-signature"),
             body: body.to_vec(),
             at: std::time::Instant::now(),
+            answered: answer.status,
         });
-        let answer = state
-            .planned
-            .pop_front()
-            .or_else(|| state.default.clone())
-            .unwrap_or_else(|| Answer::status(200));
         (answer, state.jitter_ms)
     };
     let wait = answer.delay + Duration::from_millis(fastrand::u64(0..=jitter));
