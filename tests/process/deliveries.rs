@@ -1,0 +1,109 @@
+//! Deliveries across real processes: a replica killed with a delivery in
+//! flight, and two replicas sharing the work.
+
+use std::{collections::HashSet, time::Duration};
+
+use crate::{
+    common::{
+        adobe_event,
+        sink::{verify, Answer, Sink, DELIVERY_SECRET},
+    },
+    helpers::*,
+};
+
+fn delivering_to(sink: &Sink) -> Vec<(&str, &str)> {
+    vec![
+        ("SIGNHOOK_DELIVERY_URL", sink.url.as_str()),
+        ("SIGNHOOK_DELIVERY_SECRET", DELIVERY_SECRET),
+        ("SIGNHOOK_DELIVERY_TIMEOUT_MS", "2000"),
+        ("SIGNHOOK_DELIVERY_LEASE_SECS", "3"),
+        ("SIGNHOOK_DELIVERY_RETRY_SCHEDULE", "200ms,200ms,200ms"),
+    ]
+}
+
+async fn delivered(app: &TestApp) -> i64 {
+    app.count("SELECT count(*) FROM deliveries WHERE state = 'delivered'").await
+}
+
+#[tokio::test]
+async fn a_delivery_in_flight_on_a_killed_replica_is_sent_again_under_the_same_webhook_id() {
+    let _exclusive = exclusive().await;
+    let sink = Sink::start().await;
+    // The first attempt gets no answer: its replica dies while it waits.
+    sink.plan([Answer {
+        delay: Duration::from_secs(60),
+        ..Answer::status(200)
+    }]);
+    let env = delivering_to(&sink);
+    let mut first = spawn_app_with(&env).await;
+    let event = adobe_event("n-1", "agr-1", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z");
+    first.deliver_adobe(&event).await;
+    first.wait_until("the first attempt to reach the application", || async { sink.count() == 1 }).await;
+    first.kill9();
+
+    let second = spawn_app_on(&first.db_name, &env).await;
+    second.wait_until("the delivery to be delivered", || async { delivered(&second).await == 1 }).await;
+    let received = sink.received();
+    assert_eq!(received.len(), 2, "sent again once");
+    assert_eq!(received[0].webhook_id, received[1].webhook_id);
+    assert_eq!(received[0].body, received[1].body);
+    assert!(received.iter().all(|r| verify(DELIVERY_SECRET, r)));
+}
+
+#[tokio::test]
+async fn two_replicas_deliver_each_change_once() {
+    let _exclusive = exclusive().await;
+    let sink = Sink::start().await;
+    sink.jitter(20);
+    let env = delivering_to(&sink);
+    let a = spawn_app_with(&env).await;
+    let b = spawn_app_on(&a.db_name, &env).await;
+    const AGREEMENTS: usize = 20;
+    for i in 0..AGREEMENTS {
+        let created = adobe_event(&format!("c-{i}"), &format!("agr-{i}"), "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z");
+        let signed = adobe_event(&format!("s-{i}"), &format!("agr-{i}"), "AGREEMENT_WORKFLOW_COMPLETED", Some("SIGNED"), "2026-11-20T09:10:00Z");
+        let (one, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        assert_eq!(one.post_adobe(&created).await.status(), 200);
+        assert_eq!(other.post_adobe(&signed).await.status(), 200);
+    }
+    a.wait_idle().await;
+    // Usually two changes per agreement; one when the two replicas' workers
+    // applied the completion first (the creation is then older news).
+    let changes = a.count("SELECT count(*) FROM changes").await;
+    assert!(changes >= AGREEMENTS as i64, "{changes}");
+    a.wait_until("every change delivered", || async { delivered(&a).await == changes }).await;
+    let received = sink.received();
+    let ids: HashSet<&str> = received.iter().map(|r| r.webhook_id.as_str()).collect();
+    assert_eq!(received.len(), changes as usize, "nothing sent twice");
+    assert_eq!(ids.len(), changes as usize);
+    assert!(received.iter().all(|r| verify(DELIVERY_SECRET, r)));
+    // Each agreement's changes arrived in the order they were recorded.
+    for i in 0..AGREEMENTS {
+        let agreement = format!("agr-{i}");
+        let sent: Vec<i64> = received
+            .iter()
+            .map(|r| r.json()["data"].clone())
+            .filter(|d| d["agreement_id"] == agreement.as_str())
+            .map(|d| d["change_id"].as_i64().unwrap())
+            .collect();
+        let recorded: Vec<i64> = sqlx::query_scalar("SELECT id FROM changes WHERE agreement_id = $1 ORDER BY id")
+            .bind(&agreement)
+            .fetch_all(&a.db)
+            .await
+            .unwrap();
+        assert_eq!(sent, recorded, "{agreement}");
+    }
+    // Both replicas count their deliveries; together, one per change.
+    let mut counted = 0.0;
+    for app in [&a, &b] {
+        let text = app.metrics().await;
+        counted += metric_sample(&text, r#"signhook_deliveries_total{destination="default",outcome="delivered"}"#)
+            .unwrap_or(0.0);
+        assert_eq!(
+            metric_sample(&text, r#"signhook_delivery_backlog{destination="default"}"#),
+            Some(0.0),
+            "{text}"
+        );
+    }
+    assert_eq!(counted, changes as f64);
+}
