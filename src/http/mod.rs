@@ -3,6 +3,7 @@
 //! file per route group.
 
 mod admin;
+mod agreements;
 mod changes;
 mod deliveries;
 pub mod error;
@@ -95,6 +96,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let admin = admin::router()
+        .route("/agreements", get(agreements::list))
         .route("/changes", get(changes::changes))
         .merge(deliveries::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token))

@@ -12,7 +12,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, changes, deliveries, error::ApiError, health, webhooks, AppState};
+use super::{admin, agreements, changes, deliveries, error::ApiError, health, webhooks, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use super::{admin, changes, deliveries, error::ApiError, health, webhooks, AppSt
         health::readyz,
         health::metrics,
         openapi_json,
+        agreements::list,
         admin::agreement,
         admin::refresh,
         admin::watch,

@@ -241,6 +241,120 @@ impl Agreements<'_> {
     }
 }
 
+/// An agreement in a listing (its history and deliveries: the single view).
+#[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
+pub struct AgreementSummary {
+    pub provider: String,
+    pub agreement_id: String,
+    pub resource_type: String,
+    pub status: Option<String>,
+    pub provider_status: Option<String>,
+    pub name: Option<String>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of agreements, most recently updated first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgreementPage {
+    pub agreements: Vec<AgreementSummary>,
+    /// Pass back as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// What to list; see [`Agreements::list`].
+#[derive(Debug, Clone, Default)]
+pub struct AgreementFilter {
+    pub provider: Option<String>,
+    pub status: Option<String>,
+    pub updated_after: Option<DateTime<Utc>>,
+    /// A prefix of the agreement id or (case-insensitively) of its name.
+    pub q: Option<String>,
+    /// Only agreements after this position: (updated_at, provider, agreement id).
+    pub after: Option<(DateTime<Utc>, String, String)>,
+    pub limit: i64,
+}
+
+impl Agreements<'_> {
+    /// Agreements matching `filter`, most recently updated first, keyset
+    /// paginated on (updated_at, provider, agreement id): a page never
+    /// repeats or skips an agreement that stays put, and each page is an
+    /// index range however deep it is.
+    pub async fn list(&self, filter: &AgreementFilter) -> Result<AgreementPage, StoreError> {
+        let mut sql = sqlx::QueryBuilder::new(
+            "SELECT provider, agreement_id, resource_type, status, provider_status, name, last_event_at, updated_at
+               FROM agreements WHERE true",
+        );
+        if let Some(provider) = &filter.provider {
+            sql.push(" AND provider = ").push_bind(provider.clone());
+        }
+        if let Some(status) = &filter.status {
+            sql.push(" AND status = ").push_bind(status.clone());
+        }
+        if let Some(after) = filter.updated_after {
+            sql.push(" AND updated_at > ").push_bind(after);
+        }
+        if let Some(q) = &filter.q {
+            let prefix = format!("{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            sql.push(" AND (agreement_id LIKE ")
+                .push_bind(prefix.clone())
+                .push(" OR lower(name) LIKE lower(")
+                .push_bind(prefix)
+                .push("))");
+        }
+        if let Some((updated_at, provider, agreement_id)) = &filter.after {
+            // With one provider, the provider index's order is (updated_at, agreement_id).
+            match filter.provider {
+                Some(_) => sql
+                    .push(" AND (updated_at, agreement_id) < (")
+                    .push_bind(*updated_at)
+                    .push(", ")
+                    .push_bind(agreement_id.clone())
+                    .push(")"),
+                None => sql
+                    .push(" AND (updated_at, provider, agreement_id) < (")
+                    .push_bind(*updated_at)
+                    .push(", ")
+                    .push_bind(provider.clone())
+                    .push(", ")
+                    .push_bind(agreement_id.clone())
+                    .push(")"),
+            };
+        }
+        sql.push(" ORDER BY updated_at DESC, provider DESC, agreement_id DESC LIMIT ")
+            .push_bind(filter.limit + 1);
+        let mut agreements: Vec<AgreementSummary> = sql.build_query_as().fetch_all(self.pool).await?;
+        let more = agreements.len() as i64 > filter.limit;
+        agreements.truncate(filter.limit as usize);
+        let next_cursor = more
+            .then(|| agreements.last().map(|a| listing_cursor(a.updated_at, &a.provider, &a.agreement_id)))
+            .flatten();
+        Ok(AgreementPage {
+            agreements,
+            next_cursor,
+        })
+    }
+}
+
+/// The opaque cursor of a listing position (base64url, so any agreement id fits).
+fn listing_cursor(updated_at: DateTime<Utc>, provider: &str, agreement_id: &str) -> String {
+    use base64::Engine;
+    let raw = format!("{}\n{provider}\n{agreement_id}", updated_at.timestamp_micros());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// The position a [`listing_cursor`] stands for; `None` for anything else.
+pub fn parse_listing_cursor(cursor: &str) -> Option<(DateTime<Utc>, String, String)> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let mut parts = text.splitn(3, '\n');
+    let micros: i64 = parts.next()?.parse().ok()?;
+    let provider = parts.next()?.to_owned();
+    let agreement_id = parts.next()?.to_owned();
+    Some((DateTime::from_timestamp_micros(micros)?, provider, agreement_id))
+}
+
 /// One event with an agreement to apply, and the time it is ordered by
 /// (events without a provider time are ordered by when we got them).
 struct Applied<'a> {
@@ -432,7 +546,18 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use super::OPEN;
+    use super::{listing_cursor, parse_listing_cursor, OPEN};
+
+    #[test]
+    fn listing_cursors_round_trip_any_agreement_id() {
+        let at = chrono::DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("a time");
+        for id in ["agr-1", "with\nnewline", "ünï/cödé?&=", ""] {
+            let cursor = listing_cursor(at, "boldsign", id);
+            assert_eq!(parse_listing_cursor(&cursor), Some((at, "boldsign".to_owned(), id.to_owned())));
+        }
+        assert_eq!(parse_listing_cursor("not a cursor"), None);
+        assert_eq!(parse_listing_cursor(""), None);
+    }
 
     /// The migration's partial index of open agreements was written with the
     /// terminal statuses of its day; the generated SQL must stay the same

@@ -30,7 +30,9 @@ use sqlx::{
 };
 
 pub use activity::{ProviderActivity, WebhookActivity};
-pub use agreements::{AgreementView, Agreements, HistoryEntry};
+pub use agreements::{
+    parse_listing_cursor, AgreementFilter, AgreementPage, AgreementSummary, AgreementView, Agreements, HistoryEntry,
+};
 pub use budgets::{BudgetView, Budgets};
 pub use changes::{record_changes, ChangeOrigin, ChangeView, Changes, NewChange, CHANGE_SEQUENCED, CHANGE_WRITTEN};
 pub use counts::{Counts, ProviderCounts, StateCounts};

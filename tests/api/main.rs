@@ -10,6 +10,7 @@ mod admin;
 mod changes;
 mod deliveries;
 mod adobe_sign;
+mod agreements_list;
 mod boldsign;
 mod fusesign;
 mod http;

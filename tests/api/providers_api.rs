@@ -79,6 +79,13 @@ async fn openapi_document_lists_every_api_route() {
         ("get", "/api/stats"),
         ("get", "/api/providers"),
         ("get", "/api/openapi.json"),
+        ("get", "/api/agreements"),
+        ("get", "/api/changes"),
+        ("get", "/api/deliveries"),
+        ("post", "/api/deliveries/{id}/retry"),
+        ("get", "/api/destinations"),
+        ("post", "/api/destinations/{name}/recover"),
+        ("post", "/api/destinations/{name}/enable"),
         ("get", "/webhooks/{provider}"),
         ("post", "/webhooks/{provider}"),
         ("get", "/healthz"),
@@ -99,6 +106,8 @@ async fn openapi_document_lists_every_api_route() {
         .sum();
     assert_eq!(documented, routes.len(), "no undocumented extras or missing routes");
     assert!(document["components"]["securitySchemes"]["admin_token"].is_object());
+    // The body of an outbound delivery is documented too.
+    assert!(document["components"]["schemas"]["DeliveryPayload"].is_object());
 
     let disabled = spawn_app_with(&[("SIGNHOOK_ADMIN_TOKEN", "")]).await;
     let response = disabled.get("/api/openapi.json").await;
