@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use signhook::{
     config::{Config, HumanDuration},
+    delivery::listen::ListenArgs,
     simulate::SimulateArgs,
     store::Store,
     telemetry, Application,
@@ -55,6 +56,9 @@ enum Command {
     /// Play realistic provider traffic against a signhook URL (deployment
     /// check and benchmark driver).
     Simulate(SimulateArgs),
+    /// Receive signhook's outbound webhooks locally: verify each signature
+    /// with the destination's secret and print the change (like `stripe listen`).
+    Listen(ListenArgs),
 }
 
 #[tokio::main]
@@ -63,6 +67,18 @@ async fn main() -> ExitCode {
     let command = match cli.command.unwrap_or(Command::Serve) {
         // A client of some deployment: this host's server configuration does not apply.
         Command::Simulate(args) => return simulate(args).await,
+        Command::Listen(args) => {
+            return match signhook::delivery::listen::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("signhook listen: {error}");
+                    match error {
+                        signhook::delivery::listen::ListenError::Secret(_) => ExitCode::from(2),
+                        _ => ExitCode::FAILURE,
+                    }
+                }
+            }
+        }
         command => command,
     };
     let config = match Config::load(cli.config) {
@@ -81,7 +97,9 @@ async fn main() -> ExitCode {
         Command::Healthcheck { timeout } => healthcheck(&config, timeout).await,
         Command::Migrate => migrate(&config).await,
         Command::Serve => serve(config).await,
-        Command::Simulate(_) => unreachable!("simulate returned before the configuration was loaded"),
+        Command::Simulate(_) | Command::Listen(_) => {
+            unreachable!("simulate and listen returned before the configuration was loaded")
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

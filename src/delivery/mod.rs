@@ -5,6 +5,7 @@
 //! replica ([`worker`]). Deliveries are queued with the change, in the
 //! transaction that records it (`store::record_changes`), so none is lost.
 
+pub mod listen;
 pub mod sign;
 pub mod worker;
 

@@ -107,3 +107,64 @@ async fn two_replicas_deliver_each_change_once() {
     }
     assert_eq!(counted, changes as f64);
 }
+
+/// `signhook listen` receives what the server delivers, verifies it with the
+/// secret, and prints it; a wrong signature is answered 401.
+#[tokio::test]
+async fn listen_prints_each_verified_change() {
+    use std::io::{BufRead, BufReader};
+    let mut listen = std::process::Command::new(env!("CARGO_BIN_EXE_signhook"))
+        .args(["listen", "--listen", "127.0.0.1:0", "--json"])
+        .env_clear()
+        .env("SIGNHOOK_DELIVERY_SECRET", DELIVERY_SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("signhook listen starts");
+    let mut stderr = BufReader::new(listen.stderr.take().unwrap());
+    let mut announced = String::new();
+    stderr.read_line(&mut announced).unwrap();
+    let url = announced
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {announced:?}"))
+        .to_owned();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = listen.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_DELIVERY_URL", url.as_str()),
+        ("SIGNHOOK_DELIVERY_SECRET", DELIVERY_SECRET),
+    ])
+    .await;
+    let event = adobe_event("n-1", "agr-1", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z");
+    app.deliver_adobe(&event).await;
+    let line = tokio::task::spawn_blocking(move || lines_rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("listen printed the change");
+    let printed: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(printed["verified"], true);
+    assert_eq!(printed["payload"]["data"]["agreement_id"], "agr-1");
+    assert_eq!(printed["payload"]["data"]["status"], "in_progress");
+    assert_eq!(printed["webhook_id"], format!("chg_{}", printed["payload"]["data"]["change_id"]));
+
+    let forged = app
+        .client
+        .post(&url)
+        .header("webhook-id", "chg_1")
+        .header("webhook-timestamp", crate::common::unix_now().to_string())
+        .header("webhook-signature", "v1,bm90IGEgc2lnbmF0dXJl")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let _ = listen.kill();
+    let _ = listen.wait();
+}

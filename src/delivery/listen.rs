@@ -1,0 +1,134 @@
+//! `signhook listen`: a local receiver for signhook's outbound webhooks, like
+//! `stripe listen`. It verifies each delivery's Standard Webhooks signature
+//! with the destination's secret, answers 204 (401 when the signature does
+//! not verify), and prints the change, so a user sees exactly what their
+//! application will receive.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post, Router};
+use serde_json::Value;
+use standardwebhooks::Webhook;
+
+/// What `listen` was asked to do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListenArgs {
+    /// Address to receive on; point SIGNHOOK_DELIVERY_URL at it.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// The destination's signing secret (whsec_...).
+    #[arg(long, env = "SIGNHOOK_DELIVERY_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Print each delivery as one JSON line (headers and body) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("--secret / SIGNHOOK_DELIVERY_SECRET: {0}")]
+    Secret(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+struct Receiver {
+    signer: Webhook,
+    json: bool,
+    seen: Mutex<HashSet<String>>,
+}
+
+/// Receives until Ctrl-C. The address is announced on stderr (the changes
+/// alone go to stdout, one line each).
+pub async fn run(args: ListenArgs) -> Result<(), ListenError> {
+    let secret = args.secret.trim();
+    if !secret.starts_with("whsec_") {
+        return Err(ListenError::Secret("must start with `whsec_`".to_owned()));
+    }
+    let signer = Webhook::new(secret).map_err(|e| ListenError::Secret(e.to_string()))?;
+    let receiver = Arc::new(Receiver {
+        signer,
+        json: args.json,
+        seen: Mutex::default(),
+    });
+    let router = Router::new()
+        .route("/", post(receive))
+        .route("/{*path}", post(receive))
+        .with_state(receiver);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ListenError::Bind { addr: args.listen, source })?;
+    let addr = listener.local_addr().map_err(ListenError::Serve)?;
+    eprintln!("signhook listen: receiving on http://{addr}/ (set SIGNHOOK_DELIVERY_URL=http://{addr}/ on the server); Ctrl-C stops");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(ListenError::Serve)
+}
+
+async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let id = header("webhook-id").to_owned();
+    if let Err(error) = receiver.signer.verify(&body, &headers) {
+        eprintln!("signhook listen: refused {id:?}: {error} (answered 401)");
+        return StatusCode::UNAUTHORIZED;
+    }
+    let repeat = !receiver.seen.lock().expect("seen lock").insert(id.clone());
+    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match receiver.json {
+        true => println!(
+            "{}",
+            serde_json::json!({
+                "webhook_id": id,
+                "webhook_timestamp": header("webhook-timestamp"),
+                "verified": true,
+                "repeat": repeat,
+                "payload": payload,
+            })
+        ),
+        false => println!("{}", describe(&id, repeat, &payload)),
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// One line for people: `chg_12 boldsign doc-1 in_progress -> completed (Completed) webhook evt-1`.
+fn describe(id: &str, repeat: bool, payload: &Value) -> String {
+    let data = &payload["data"];
+    let text = |key: &str| data[key].as_str().unwrap_or("-").to_owned();
+    format!(
+        "{id}{} {} {} {} -> {} ({}) {} {}",
+        if repeat { " (again)" } else { "" },
+        text("provider"),
+        text("agreement_id"),
+        text("previous_status"),
+        text("status"),
+        text("provider_status"),
+        text("source"),
+        text("event_id"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn a_change_is_one_readable_line() {
+        let payload = serde_json::json!({"type": "agreement.status_changed", "data": {
+            "provider": "boldsign", "agreement_id": "doc-1", "previous_status": "in_progress",
+            "status": "completed", "provider_status": "Completed", "source": "webhook", "event_id": "evt-1"}});
+        assert_eq!(
+            describe("chg_12", false, &payload),
+            "chg_12 boldsign doc-1 in_progress -> completed (Completed) webhook evt-1"
+        );
+        assert!(describe("chg_12", true, &payload).starts_with("chg_12 (again) "));
+    }
+}
