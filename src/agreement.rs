@@ -400,9 +400,17 @@ mod tests {
         let mut state = AgreementState::default();
         // (change, changed, previous when it is a change)
         let steps = [
-            (event(10, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA")), true, Some((None, None))),
+            (
+                event(10, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA")),
+                true,
+                Some((None, None)),
+            ),
             // Same statuses, a rename and a later time: not a change.
-            (event(11, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA v2")), true, None),
+            (
+                event(11, Some(InProgress), Some("OUT_FOR_SIGNATURE"), Some("NDA v2")),
+                true,
+                None,
+            ),
             // The provider's status moves within in_progress: a change.
             (
                 event(12, Some(InProgress), Some("WAITING_FOR_MY_SIGNATURE"), None),
@@ -416,13 +424,20 @@ mod tests {
             ),
             // A duplicate and a late event: nothing.
             (event(20, Some(Completed), Some("SIGNED"), None), false, None),
-            (event(15, Some(InProgress), Some("OUT_FOR_SIGNATURE"), None), false, None),
+            (
+                event(15, Some(InProgress), Some("OUT_FOR_SIGNATURE"), None),
+                false,
+                None,
+            ),
         ];
         for (change, changed, previous) in steps {
-            let expected = previous.map(|(status, provider_status): (Option<AgreementStatus>, Option<&str>)| Previous {
-                status,
-                provider_status: provider_status.map(str::to_owned),
-            });
+            let expected =
+                previous.map(
+                    |(status, provider_status): (Option<AgreementStatus>, Option<&str>)| Previous {
+                        status,
+                        provider_status: provider_status.map(str::to_owned),
+                    },
+                );
             assert_eq!(state.apply_tracked(&change), (changed, expected), "{change:?}");
         }
     }

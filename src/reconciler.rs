@@ -183,7 +183,12 @@ impl Reconciler {
             }
             Err(error) => return self.poll_failed(name, due, error.to_string()),
         };
-        match self.store.agreements().apply_poll(name, &subject, Utc::now(), ChangeOrigin::Poll).await {
+        match self
+            .store
+            .agreements()
+            .apply_poll(name, &subject, Utc::now(), ChangeOrigin::Poll)
+            .await
+        {
             Ok(changed) => {
                 let outcome = if changed { "changed" } else { "unchanged" };
                 counter!(metric::POLLS, "provider" => name, "outcome" => outcome).increment(1);

@@ -148,13 +148,19 @@ fn describe() {
         metric::PROVIDER_API_PAUSED,
         "1 while every call to the provider's API account waits out its Retry-After"
     );
-    describe_counter!(metric::DELIVERIES, "Delivery attempts to the application by destination and outcome");
+    describe_counter!(
+        metric::DELIVERIES,
+        "Delivery attempts to the application by destination and outcome"
+    );
     describe_histogram!(
         metric::DELIVERY_LATENCY,
         Unit::Seconds,
         "Time from a change being recorded to the application's 2xx"
     );
-    describe_gauge!(metric::DELIVERY_BACKLOG, "Deliveries not yet delivered or failed, per destination");
+    describe_gauge!(
+        metric::DELIVERY_BACKLOG,
+        "Deliveries not yet delivered or failed, per destination"
+    );
     describe_gauge!(
         metric::DELIVERY_OLDEST_AGE,
         Unit::Seconds,

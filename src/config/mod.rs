@@ -18,8 +18,8 @@ use figment::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub use settings::{
-    DatabaseSettings, DeliverySettings, DestinationSettings, IngestSettings, ReconcileSettings, ServerSettings, Settings,
-    WorkerSettings,
+    DatabaseSettings, DeliverySettings, DestinationSettings, IngestSettings, ReconcileSettings, ServerSettings,
+    Settings, WorkerSettings,
 };
 pub use values::{duration_list, http_url, mask, optional_string, string_list, HumanDuration};
 

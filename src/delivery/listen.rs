@@ -63,7 +63,10 @@ pub async fn run(args: ListenArgs) -> Result<(), ListenError> {
         .with_state(receiver);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|source| ListenError::Bind { addr: args.listen, source })?;
+        .map_err(|source| ListenError::Bind {
+            addr: args.listen,
+            source,
+        })?;
     let addr = listener.local_addr().map_err(ListenError::Serve)?;
     eprintln!("signhook listen: receiving on http://{addr}/ (set SIGNHOOK_DELIVERY_URL=http://{addr}/ on the server); Ctrl-C stops");
     axum::serve(listener, router)

@@ -65,7 +65,10 @@ impl Destination {
         }
         for (n, entry) in settings.destinations.iter().enumerate() {
             let at = |field: &str, message: String| {
-                invalid("destinations", format!("entry {} (`{}`): {field} {message}", n + 1, entry.name))
+                invalid(
+                    "destinations",
+                    format!("entry {} (`{}`): {field} {message}", n + 1, entry.name),
+                )
             };
             let name_ok = !entry.name.is_empty()
                 && entry.name.len() <= 64
@@ -79,9 +82,7 @@ impl Destination {
             if destinations.iter().any(|d: &Self| d.name == entry.name) {
                 return Err(at(
                     "name",
-                    format!(
-                        "is used twice (`{DEFAULT_DESTINATION}` is the one of SIGNHOOK_DELIVERY_URL)"
-                    ),
+                    format!("is used twice (`{DEFAULT_DESTINATION}` is the one of SIGNHOOK_DELIVERY_URL)"),
                 ));
             }
             if let Some(unknown) = entry.providers.iter().find(|p| !providers.contains(&p.as_str())) {
@@ -188,7 +189,11 @@ mod tests {
             (0, None, None),
         ];
         for (attempts, retry_after, expected) in cases {
-            assert_eq!(policy.next(attempts, retry_after), expected, "{attempts} {retry_after:?}");
+            assert_eq!(
+                policy.next(attempts, retry_after),
+                expected,
+                "{attempts} {retry_after:?}"
+            );
         }
     }
 
@@ -218,7 +223,10 @@ mod tests {
         let cases = [
             (entry("crm", "app.example.com", SECRET, &[], &[]), "url"),
             (entry("crm", "ftp://app.example.com", SECRET, &[], &[]), "url"),
-            (entry("crm", url, "C2FVsBQIhrscChlQIMV+b5sSYspob7oD", &[], &[]), "secret"),
+            (
+                entry("crm", url, "C2FVsBQIhrscChlQIMV+b5sSYspob7oD", &[], &[]),
+                "secret",
+            ),
             (entry("crm", url, "whsec_!!!", &[], &[]), "secret"),
             (entry("crm", url, "whsec_c2hvcnQ=", &[], &[]), "secret"),
             (entry("crm", url, SECRET, &["docusign"], &[]), "providers"),
@@ -233,7 +241,10 @@ mod tests {
             assert!(error.starts_with("SIGNHOOK_DESTINATIONS"), "{error}");
             assert!(error.contains(field), "{field}: {error}");
         }
-        let twice = settings(vec![entry("a", url, SECRET, &[], &[]), entry("a", url, SECRET, &[], &[])]);
+        let twice = settings(vec![
+            entry("a", url, SECRET, &[], &[]),
+            entry("a", url, SECRET, &[], &[]),
+        ]);
         assert!(Destination::from_settings(&twice, &PROVIDERS).is_err());
         let mut default = settings(vec![entry("default", url, SECRET, &[], &[])]);
         default.delivery_url = Some(url.to_owned());
@@ -241,7 +252,9 @@ mod tests {
         assert!(Destination::from_settings(&default, &PROVIDERS).is_err());
         default.destinations.clear();
         default.delivery_secret = Some("whsec_nope".to_owned());
-        let error = Destination::from_settings(&default, &PROVIDERS).expect_err("refused").to_string();
+        let error = Destination::from_settings(&default, &PROVIDERS)
+            .expect_err("refused")
+            .to_string();
         assert!(error.starts_with("SIGNHOOK_DELIVERY_SECRET"), "{error}");
     }
 

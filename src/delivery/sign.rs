@@ -105,7 +105,9 @@ mod tests {
         let [id, ts, signature] = headers(&signer, "chg_7", 1_700_000_000, body);
         assert_eq!(id, ("webhook-id", "chg_7".to_owned()));
         assert_eq!(ts, ("webhook-timestamp", "1700000000".to_owned()));
-        let key = base64::engine::general_purpose::STANDARD.decode(key_b64).expect("base64");
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(key_b64)
+            .expect("base64");
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("any key length");
         mac.update(b"chg_7.1700000000.");
         mac.update(body);

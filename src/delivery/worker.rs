@@ -46,7 +46,12 @@ struct Lane {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, signals: ChangeSignals, destinations: Vec<Destination>, settings: &DeliverySettings) -> Self {
+    pub fn new(
+        store: Store,
+        signals: ChangeSignals,
+        destinations: Vec<Destination>,
+        settings: &DeliverySettings,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout())
             .timeout(settings.timeout())
@@ -229,7 +234,9 @@ async fn send(store: &Store, shared: &Shared, destination: &Destination, claim: 
         }
         Ok(false) => {}
         // The lease runs out and the delivery is sent again: at least once.
-        Err(error) => tracing::warn!(%error, destination = name, delivery_id = claim.id, "could not record a delivery attempt; it will be sent again"),
+        Err(error) => {
+            tracing::warn!(%error, destination = name, delivery_id = claim.id, "could not record a delivery attempt; it will be sent again")
+        }
     }
 }
 
@@ -280,7 +287,10 @@ mod tests {
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
         let later = (chrono::Utc::now() + chrono::Duration::seconds(3600)).to_rfc2822();
         let wait = retry_after(&later).expect("a date");
-        assert!(wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600),
+            "{wait:?}"
+        );
         assert_eq!(retry_after("soon"), None);
         assert_eq!(retry_after("-5"), None);
     }

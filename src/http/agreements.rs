@@ -62,7 +62,10 @@ pub(super) async fn list(
     let status = nonempty(query.status);
     if let Some(status) = status.as_deref().filter(|s| AgreementStatus::parse(s).is_none()) {
         let known: Vec<&str> = AgreementStatus::ALL.iter().map(|s| s.as_str()).collect();
-        return Err(bad(format!("status must be one of {}; got `{status}`", known.join(", "))));
+        return Err(bad(format!(
+            "status must be one of {}; got `{status}`",
+            known.join(", ")
+        )));
     }
     let updated_after = match nonempty(query.updated_after) {
         None => None,
@@ -82,7 +85,9 @@ pub(super) async fn list(
     };
     let after = match nonempty(query.cursor) {
         None => None,
-        Some(raw) => Some(parse_listing_cursor(&raw).ok_or_else(|| bad(format!("cursor `{raw}` is not one this API returned")))?),
+        Some(raw) => Some(
+            parse_listing_cursor(&raw).ok_or_else(|| bad(format!("cursor `{raw}` is not one this API returned")))?,
+        ),
     };
     let page = state
         .store

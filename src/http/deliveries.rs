@@ -43,9 +43,7 @@ fn bad(message: String) -> ApiError {
 }
 
 fn unknown_destination(name: &str) -> ApiError {
-    ApiError::NotFound(format!(
-        "no destination `{name}`; GET /api/destinations lists them"
-    ))
+    ApiError::NotFound(format!("no destination `{name}`; GET /api/destinations lists them"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +186,11 @@ pub(super) async fn recover(
         .since
         .ok_or_else(|| bad("since is required: an RFC 3339 time such as 2026-12-01T00:00:00Z".to_owned()))?;
     let since = DateTime::parse_from_rfc3339(raw.trim())
-        .map_err(|e| bad(format!("since `{raw}` is not an RFC 3339 time such as 2026-12-01T00:00:00Z ({e})")))?
+        .map_err(|e| {
+            bad(format!(
+                "since `{raw}` is not an RFC 3339 time such as 2026-12-01T00:00:00Z ({e})"
+            ))
+        })?
         .with_timezone(&Utc);
     let queued = state
         .store

@@ -327,7 +327,11 @@ impl Agreements<'_> {
         let more = agreements.len() as i64 > filter.limit;
         agreements.truncate(filter.limit as usize);
         let next_cursor = more
-            .then(|| agreements.last().map(|a| listing_cursor(a.updated_at, &a.provider, &a.agreement_id)))
+            .then(|| {
+                agreements
+                    .last()
+                    .map(|a| listing_cursor(a.updated_at, &a.provider, &a.agreement_id))
+            })
             .flatten();
         Ok(AgreementPage {
             agreements,
@@ -553,7 +557,10 @@ mod tests {
         let at = chrono::DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("a time");
         for id in ["agr-1", "with\nnewline", "ünï/cödé?&=", ""] {
             let cursor = listing_cursor(at, "boldsign", id);
-            assert_eq!(parse_listing_cursor(&cursor), Some((at, "boldsign".to_owned(), id.to_owned())));
+            assert_eq!(
+                parse_listing_cursor(&cursor),
+                Some((at, "boldsign".to_owned(), id.to_owned()))
+            );
         }
         assert_eq!(parse_listing_cursor("not a cursor"), None);
         assert_eq!(parse_listing_cursor(""), None);

@@ -76,7 +76,8 @@ pub struct DeliveryView {
     pub created_at: DateTime<Utc>,
 }
 
-const DELIVERY_COLUMNS: &str = "id, destination, change_id, 'chg_' || change_id AS webhook_id, provider, agreement_id, \
+const DELIVERY_COLUMNS: &str =
+    "id, destination, change_id, 'chg_' || change_id AS webhook_id, provider, agreement_id, \
      state, attempts, CASE WHEN state = 'pending' THEN next_attempt_at END AS next_attempt_at, last_attempt_at, \
      last_status, last_error, delivered_at, created_at";
 

@@ -37,8 +37,8 @@ pub use budgets::{BudgetView, Budgets};
 pub use changes::{record_changes, ChangeOrigin, ChangeView, Changes, NewChange, CHANGE_SEQUENCED, CHANGE_WRITTEN};
 pub use counts::{Counts, ProviderCounts, StateCounts};
 pub use deliveries::{
-    AgreementDeliveries, Attempt, ClaimedDelivery, Deliveries, DeliveryFilter, DeliveryPage, DeliveryView, DestinationRecord,
-    DestinationView,
+    AgreementDeliveries, Attempt, ClaimedDelivery, Deliveries, DeliveryFilter, DeliveryPage, DeliveryView,
+    DestinationRecord, DestinationView,
 };
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
 pub use ingest::{BatchLimits, Ingest, IngestWriter};

@@ -29,12 +29,30 @@ async fn only_events_that_move_a_status_are_changes() {
     // A duplicate, an event that leaves both statuses as they are, the
     // completion, and a late event from before it.
     app.deliver_adobe(&created).await;
-    app.deliver_adobe(&adobe_event("n-2", "agr-1", "AGREEMENT_ACTION_COMPLETED", Some("OUT_FOR_SIGNATURE"), &at(5)))
-        .await;
-    app.deliver_adobe(&adobe_event("n-3", "agr-1", "AGREEMENT_WORKFLOW_COMPLETED", Some("SIGNED"), &at(10)))
-        .await;
-    app.deliver_adobe(&adobe_event("n-4", "agr-1", "AGREEMENT_ACTION_DELEGATED", Some("OUT_FOR_SIGNATURE"), &at(3)))
-        .await;
+    app.deliver_adobe(&adobe_event(
+        "n-2",
+        "agr-1",
+        "AGREEMENT_ACTION_COMPLETED",
+        Some("OUT_FOR_SIGNATURE"),
+        &at(5),
+    ))
+    .await;
+    app.deliver_adobe(&adobe_event(
+        "n-3",
+        "agr-1",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        &at(10),
+    ))
+    .await;
+    app.deliver_adobe(&adobe_event(
+        "n-4",
+        "agr-1",
+        "AGREEMENT_ACTION_DELEGATED",
+        Some("OUT_FOR_SIGNATURE"),
+        &at(3),
+    ))
+    .await;
 
     let changes = app.read_changes(2).await;
     let summary: Vec<_> = changes
@@ -54,7 +72,14 @@ async fn only_events_that_move_a_status_are_changes() {
     assert_eq!(
         summary,
         [
-            (Value::Null, v("in_progress"), Value::Null, v("OUT_FOR_SIGNATURE"), v("n-1"), v("webhook")),
+            (
+                Value::Null,
+                v("in_progress"),
+                Value::Null,
+                v("OUT_FOR_SIGNATURE"),
+                v("n-1"),
+                v("webhook")
+            ),
             (
                 v("in_progress"),
                 v("completed"),
@@ -89,8 +114,14 @@ async fn a_refresh_that_finds_a_new_status_is_a_change() {
         ("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0"),
     ])
     .await;
-    app.deliver_adobe(&adobe_event("n-1", "agr-1", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), &at(0)))
-        .await;
+    app.deliver_adobe(&adobe_event(
+        "n-1",
+        "agr-1",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        &at(0),
+    ))
+    .await;
     fake.set_agreement("agr-1", "Mutual NDA", "OUT_FOR_SIGNATURE");
     assert_eq!(app.refresh("adobe-sign", "agr-1").await.status(), 200);
     // The completion webhook was lost; the refresh finds it.
@@ -101,8 +132,15 @@ async fn a_refresh_that_finds_a_new_status_is_a_change() {
     let changes = app.read_changes(2).await;
     assert_eq!(changes[1]["status"], "completed");
     assert_eq!(changes[1]["previous_status"], "in_progress");
-    assert_eq!((changes[1]["event_id"].as_str(), changes[1]["source"].as_str()), (Some("refresh"), Some("refresh")));
-    assert_eq!(app.count("SELECT count(*) FROM changes").await, 2, "unchanged refreshes add none");
+    assert_eq!(
+        (changes[1]["event_id"].as_str(), changes[1]["source"].as_str()),
+        (Some("refresh"), Some("refresh"))
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM changes").await,
+        2,
+        "unchanged refreshes add none"
+    );
 }
 
 #[tokio::test]
@@ -112,8 +150,14 @@ async fn a_long_poll_answers_when_a_change_arrives() {
     let poll = app.changes("after=0&wait=20");
     let post = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        app.deliver_adobe(&adobe_event("n-1", "agr-1", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), &at(0)))
-            .await;
+        app.deliver_adobe(&adobe_event(
+            "n-1",
+            "agr-1",
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            &at(0),
+        ))
+        .await;
     };
     let (page, ()) = tokio::join!(poll, post);
     assert_eq!(page["changes"].as_array().map(Vec::len), Some(1), "{page}");
@@ -122,7 +166,11 @@ async fn a_long_poll_answers_when_a_change_arrives() {
     let cursor = page["next_cursor"].as_i64().unwrap();
     let started = Instant::now();
     let empty = app.changes(&format!("after={cursor}&wait=1")).await;
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(empty["changes"], serde_json::json!([]));
 }
 
@@ -141,7 +189,10 @@ async fn bad_feed_queries_are_refused_with_the_parameter_named() {
         let (status, body) = error_of(app.admin_get(&format!("/api/changes?{query}")).await).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["error"]["code"], "invalid_query");
-        assert!(body["error"]["message"].as_str().unwrap().contains(name), "{query}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(name),
+            "{query}: {body}"
+        );
     }
 }
 
@@ -210,13 +261,20 @@ async fn the_feed_never_skips_a_change_under_concurrent_writers() {
     let ids: Vec<i64> = seen.iter().map(|c| c["id"].as_i64().unwrap()).collect();
     let unique: HashSet<i64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "a change was read twice");
-    assert_eq!(unique, written.iter().copied().collect::<HashSet<_>>(), "every change read");
+    assert_eq!(
+        unique,
+        written.iter().copied().collect::<HashSet<_>>(),
+        "every change read"
+    );
     // The scenario did happen: some change committed (and was numbered)
     // after one with a higher id.
     let inversions: i64 = app
         .count("SELECT count(*) FROM changes a JOIN changes b ON a.id < b.id AND a.seq > b.seq")
         .await;
-    assert!(inversions > 0, "no change committed out of id order; the test proves nothing");
+    assert!(
+        inversions > 0,
+        "no change committed out of id order; the test proves nothing"
+    );
     // Each agreement's changes in id order, cursors increasing.
     let mut last: HashMap<String, i64> = HashMap::new();
     let mut last_cursor = 0;

@@ -66,7 +66,10 @@ async fn every_change_is_delivered_once_signed_and_in_each_agreements_order() {
         &all,
         &[
             ("SIGNHOOK_DESTINATIONS", &destinations),
-            ("SIGNHOOK_DELIVERY_RETRY_SCHEDULE", "50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms"),
+            (
+                "SIGNHOOK_DELIVERY_RETRY_SCHEDULE",
+                "50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms",
+            ),
         ],
     )
     .await;
@@ -86,7 +89,11 @@ async fn every_change_is_delivered_once_signed_and_in_each_agreements_order() {
     let changes: i64 = app.count("SELECT count(*) FROM changes").await;
     let feed = app.read_changes(changes as usize).await;
     let delivered = app.wait_for_deliveries("delivered", changes as usize + 6).await;
-    assert_eq!(delivered.len(), changes as usize + 6, "one delivery per change, and the completions to `done`");
+    assert_eq!(
+        delivered.len(),
+        changes as usize + 6,
+        "one delivery per change, and the completions to `done`"
+    );
 
     let all_received = all.received();
     assert!(all_received.iter().any(|r| r.answered == 500), "some attempts failed");
@@ -108,7 +115,10 @@ async fn every_change_is_delivered_once_signed_and_in_each_agreements_order() {
     let mut expected: HashMap<String, Vec<i64>> = HashMap::new();
     for change in &feed {
         let agreement = change["agreement_id"].as_str().unwrap().to_owned();
-        expected.entry(agreement).or_default().push(change["id"].as_i64().unwrap());
+        expected
+            .entry(agreement)
+            .or_default()
+            .push(change["id"].as_i64().unwrap());
     }
     assert_eq!(sent, expected);
     for i in 0..6 {
@@ -118,7 +128,10 @@ async fn every_change_is_delivered_once_signed_and_in_each_agreements_order() {
             .filter(|d| d["agreement_id"] == format!("doc-{i}"))
             .collect();
         for pair in bodies.windows(2) {
-            assert_eq!(pair[1]["previous_provider_status"], pair[0]["provider_status"], "doc-{i}");
+            assert_eq!(
+                pair[1]["previous_provider_status"], pair[0]["provider_status"],
+                "doc-{i}"
+            );
         }
         assert_eq!(bodies.last().unwrap()["status"], "completed", "doc-{i}");
     }
@@ -175,8 +188,13 @@ async fn a_500_and_a_retry_after_are_retried_under_the_same_webhook_id() {
     assert_eq!(delivered[0]["last_status"], 200);
     let received = sink.received();
     assert_eq!(received.len(), 3);
-    assert!(received.iter().all(|r| r.webhook_id == received[0].webhook_id && verify(DELIVERY_SECRET, r)));
-    assert!(received.iter().all(|r| r.body == received[0].body), "the same body at every attempt");
+    assert!(received
+        .iter()
+        .all(|r| r.webhook_id == received[0].webhook_id && verify(DELIVERY_SECRET, r)));
+    assert!(
+        received.iter().all(|r| r.body == received[0].body),
+        "the same body at every attempt"
+    );
     // The schedule says 200 ms; the application asked for 2 s.
     let gap = received[2].at - received[1].at;
     assert!(gap >= Duration::from_millis(1900), "Retry-After honoured: {gap:?}");
@@ -203,7 +221,10 @@ async fn an_answer_that_does_not_come_in_time_is_retried() {
     let received = sink.received();
     assert_eq!(received.len(), 2);
     assert_eq!(received[0].webhook_id, received[1].webhook_id);
-    assert!(received[1].at - received[0].at < Duration::from_secs(4), "retried after the timeout, not the answer");
+    assert!(
+        received[1].at - received[0].at < Duration::from_secs(4),
+        "retried after the timeout, not the answer"
+    );
 }
 
 #[tokio::test]
@@ -245,7 +266,10 @@ async fn a_destination_failing_for_too_long_is_disabled_then_enabled_and_recover
         &sink,
         &[
             ("SIGNHOOK_DELIVERY_DISABLE_AFTER", "1s"),
-            ("SIGNHOOK_DELIVERY_RETRY_SCHEDULE", "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms"),
+            (
+                "SIGNHOOK_DELIVERY_RETRY_SCHEDULE",
+                "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
+            ),
         ],
     )
     .await;
@@ -256,8 +280,14 @@ async fn a_destination_failing_for_too_long_is_disabled_then_enabled_and_recover
     .await;
     // Disabled: a new change waits, nothing is sent.
     let attempts = sink.count();
-    app.deliver_adobe(&adobe_event("n-2", "agr-2", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z"))
-        .await;
+    app.deliver_adobe(&adobe_event(
+        "n-2",
+        "agr-2",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    ))
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sink.count(), attempts, "nothing sent while disabled");
     let shown = destination(&app).await;
@@ -297,10 +327,16 @@ async fn a_destination_failing_for_too_long_is_disabled_then_enabled_and_recover
     assert_eq!(app.admin_post("/api/destinations/nope/enable").await.status(), 404);
     let (status, body) = error_of(app.admin_post("/api/destinations/default/recover").await).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_query")));
-    let (status, _) = error_of(app.admin_post("/api/destinations/default/recover?since=yesterday").await).await;
+    let (status, _) = error_of(
+        app.admin_post("/api/destinations/default/recover?since=yesterday")
+            .await,
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(
-        app.admin_post("/api/destinations/nope/recover?since=2026-01-01T00:00:00Z").await.status(),
+        app.admin_post("/api/destinations/nope/recover?since=2026-01-01T00:00:00Z")
+            .await
+            .status(),
         404
     );
     let (status, _) = error_of(app.admin_get("/api/deliveries?state=lost").await).await;

@@ -7,11 +7,11 @@ mod common;
 mod helpers;
 
 mod admin;
-mod changes;
-mod deliveries;
 mod adobe_sign;
 mod agreements_list;
 mod boldsign;
+mod changes;
+mod deliveries;
 mod fusesign;
 mod http;
 mod polling_clients;

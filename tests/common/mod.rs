@@ -424,7 +424,11 @@ impl Api {
         let mut cursor = 0;
         let deadline = Instant::now() + WAIT_LIMIT;
         while seen.len() < n {
-            assert!(Instant::now() < deadline, "only {} of {n} changes in the feed: {seen:?}", seen.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} changes in the feed: {seen:?}",
+                seen.len()
+            );
             let page = self.changes(&format!("after={cursor}&wait=1")).await;
             cursor = page["next_cursor"].as_i64().expect("a cursor");
             seen.extend(page["changes"].as_array().expect("changes").iter().cloned());

@@ -22,7 +22,8 @@ fn delivering_to(sink: &Sink) -> Vec<(&str, &str)> {
 }
 
 async fn delivered(app: &TestApp) -> i64 {
-    app.count("SELECT count(*) FROM deliveries WHERE state = 'delivered'").await
+    app.count("SELECT count(*) FROM deliveries WHERE state = 'delivered'")
+        .await
 }
 
 #[tokio::test]
@@ -36,13 +37,27 @@ async fn a_delivery_in_flight_on_a_killed_replica_is_sent_again_under_the_same_w
     }]);
     let env = delivering_to(&sink);
     let mut first = spawn_app_with(&env).await;
-    let event = adobe_event("n-1", "agr-1", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z");
+    let event = adobe_event(
+        "n-1",
+        "agr-1",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    );
     first.deliver_adobe(&event).await;
-    first.wait_until("the first attempt to reach the application", || async { sink.count() == 1 }).await;
+    first
+        .wait_until("the first attempt to reach the application", || async {
+            sink.count() == 1
+        })
+        .await;
     first.kill9();
 
     let second = spawn_app_on(&first.db_name, &env).await;
-    second.wait_until("the delivery to be delivered", || async { delivered(&second).await == 1 }).await;
+    second
+        .wait_until("the delivery to be delivered", || async {
+            delivered(&second).await == 1
+        })
+        .await;
     let received = sink.received();
     assert_eq!(received.len(), 2, "sent again once");
     assert_eq!(received[0].webhook_id, received[1].webhook_id);
@@ -60,8 +75,20 @@ async fn two_replicas_deliver_each_change_once() {
     let b = spawn_app_on(&a.db_name, &env).await;
     const AGREEMENTS: usize = 20;
     for i in 0..AGREEMENTS {
-        let created = adobe_event(&format!("c-{i}"), &format!("agr-{i}"), "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z");
-        let signed = adobe_event(&format!("s-{i}"), &format!("agr-{i}"), "AGREEMENT_WORKFLOW_COMPLETED", Some("SIGNED"), "2026-11-20T09:10:00Z");
+        let created = adobe_event(
+            &format!("c-{i}"),
+            &format!("agr-{i}"),
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:00:00Z",
+        );
+        let signed = adobe_event(
+            &format!("s-{i}"),
+            &format!("agr-{i}"),
+            "AGREEMENT_WORKFLOW_COMPLETED",
+            Some("SIGNED"),
+            "2026-11-20T09:10:00Z",
+        );
         let (one, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
         assert_eq!(one.post_adobe(&created).await.status(), 200);
         assert_eq!(other.post_adobe(&signed).await.status(), 200);
@@ -71,7 +98,8 @@ async fn two_replicas_deliver_each_change_once() {
     // applied the completion first (the creation is then older news).
     let changes = a.count("SELECT count(*) FROM changes").await;
     assert!(changes >= AGREEMENTS as i64, "{changes}");
-    a.wait_until("every change delivered", || async { delivered(&a).await == changes }).await;
+    a.wait_until("every change delivered", || async { delivered(&a).await == changes })
+        .await;
     let received = sink.received();
     let ids: HashSet<&str> = received.iter().map(|r| r.webhook_id.as_str()).collect();
     assert_eq!(received.len(), changes as usize, "nothing sent twice");
@@ -97,8 +125,11 @@ async fn two_replicas_deliver_each_change_once() {
     let mut counted = 0.0;
     for app in [&a, &b] {
         let text = app.metrics().await;
-        counted += metric_sample(&text, r#"signhook_deliveries_total{destination="default",outcome="delivered"}"#)
-            .unwrap_or(0.0);
+        counted += metric_sample(
+            &text,
+            r#"signhook_deliveries_total{destination="default",outcome="delivered"}"#,
+        )
+        .unwrap_or(0.0);
         assert_eq!(
             metric_sample(&text, r#"signhook_delivery_backlog{destination="default"}"#),
             Some(0.0),
@@ -142,7 +173,13 @@ async fn listen_prints_each_verified_change() {
         ("SIGNHOOK_DELIVERY_SECRET", DELIVERY_SECRET),
     ])
     .await;
-    let event = adobe_event("n-1", "agr-1", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z");
+    let event = adobe_event(
+        "n-1",
+        "agr-1",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    );
     app.deliver_adobe(&event).await;
     let line = tokio::task::spawn_blocking(move || lines_rx.recv_timeout(Duration::from_secs(30)))
         .await
@@ -152,7 +189,10 @@ async fn listen_prints_each_verified_change() {
     assert_eq!(printed["verified"], true);
     assert_eq!(printed["payload"]["data"]["agreement_id"], "agr-1");
     assert_eq!(printed["payload"]["data"]["status"], "in_progress");
-    assert_eq!(printed["webhook_id"], format!("chg_{}", printed["payload"]["data"]["change_id"]));
+    assert_eq!(
+        printed["webhook_id"],
+        format!("chg_{}", printed["payload"]["data"]["change_id"])
+    );
 
     let forged = app
         .client
