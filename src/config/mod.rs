@@ -284,6 +284,34 @@ mod tests {
                 serde_json::json!("ftp://hooks.example.com"),
                 "SIGNHOOK_PUBLIC_URL",
             ),
+            // A URL without its secret names the missing secret.
+            (
+                "delivery_url",
+                serde_json::json!("https://app.example.com/hooks"),
+                "SIGNHOOK_DELIVERY_SECRET",
+            ),
+            ("delivery_secret", serde_json::json!("whsec_x"), "SIGNHOOK_DELIVERY_URL"),
+            // Not longer than the 15 s timeout.
+            (
+                "delivery_lease_secs",
+                serde_json::json!(10),
+                "SIGNHOOK_DELIVERY_LEASE_SECS",
+            ),
+            (
+                "delivery_retry_schedule",
+                serde_json::json!("5s,soon"),
+                "SIGNHOOK_DELIVERY_RETRY_SCHEDULE",
+            ),
+            (
+                "delivery_disable_after",
+                serde_json::json!(0),
+                "SIGNHOOK_DELIVERY_DISABLE_AFTER",
+            ),
+            (
+                "delivery_concurrency",
+                serde_json::json!(0),
+                "SIGNHOOK_DELIVERY_CONCURRENCY",
+            ),
         ];
         for (key, value, name) in cases {
             let error = with(&[(key, value.clone())])
@@ -320,7 +348,18 @@ mod tests {
         assert_eq!(values::mask_url_password("postgres://u@h/db"), "postgres://u@h/db");
         let mut settings = Settings::default();
         settings.server.admin_token = Some("0123456789abcdef".into());
-        assert!(!settings.masked().to_string().contains("0123456789abcdef"));
+        settings.delivery.delivery_secret = Some("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into());
+        settings.delivery.destinations = vec![DestinationSettings {
+            name: "crm".into(),
+            url: "https://crm.example.com/hooks".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            providers: Vec::new(),
+            statuses: Vec::new(),
+        }];
+        let shown = settings.masked().to_string();
+        for secret in ["0123456789abcdef", "C2FVsBQIhrscChlQIMV", "MfKQ9r8GKYqrTwjUPD8"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     proptest::proptest! {
@@ -330,6 +369,7 @@ mod tests {
                 "listen", "max_body_bytes", "log_format", "database_url", "admin_token", "request_timeout_ms",
                 "worker_max_attempts", "max_concurrent_requests", "max_inflight_body_bytes",
                 "reconcile_interval", "silence_after", "public_url", "reconcile_max_per_minute",
+                "delivery_url", "delivery_retry_schedule", "delivery_lease_secs", "delivery_disable_after",
             ]),
             value in ".{0,40}",
         ) {
