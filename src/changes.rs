@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -82,7 +82,13 @@ impl ChangeSignals {
         let mut reported = false;
         loop {
             let connected = async {
-                let mut listener = PgListener::connect_with(store.pool()).await?;
+                // A connection of its own, outside the pool requests and the
+                // worker share (PgListener keeps the one it is given).
+                let own = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with((*store.pool().connect_options()).clone())
+                    .await?;
+                let mut listener = PgListener::connect_with(&own).await?;
                 listener.listen_all([CHANGE_WRITTEN, CHANGE_SEQUENCED]).await?;
                 Ok::<_, sqlx::Error>(listener)
             };
