@@ -20,7 +20,7 @@ use super::{
     error::{ApiError, ErrorBody},
     AppState,
 };
-use crate::store::{DeliveryFilter, DeliveryPage, DeliveryView, DestinationView};
+use crate::store::{DeliveryFilter, DeliveryPage, DeliveryView, DestinationView, Recovery};
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
@@ -173,7 +173,8 @@ pub struct Recovered {
     params(("name" = String, Path), ("since" = String, Query, description = "RFC 3339, e.g. 2026-12-01T00:00:00Z")),
     responses((status = 202, description = "queued", body = Recovered),
         (status = 400, description = "since missing or not a time", body = ErrorBody),
-        (status = 404, description = "no such destination", body = ErrorBody)),
+        (status = 404, description = "no such destination", body = ErrorBody),
+        (status = 409, description = "the destination is no longer configured", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub(super) async fn recover(
     State(state): State<AppState>,
@@ -192,12 +193,16 @@ pub(super) async fn recover(
             ))
         })?
         .with_timezone(&Utc);
-    let queued = state
-        .store
-        .deliveries()
-        .recover(&name, since)
-        .await?
-        .ok_or_else(|| unknown_destination(&name))?;
+    let queued = match state.store.deliveries().recover(&name, since).await? {
+        Recovery::Queued(queued) => queued,
+        Recovery::Unknown => return Err(unknown_destination(&name)),
+        Recovery::NotConfigured => {
+            return Err(ApiError::Conflict {
+                code: "destination_not_configured",
+                message: format!("destination `{name}` is no longer in the configuration; nothing would send to it"),
+            })
+        }
+    };
     state.changes.wake_deliveries();
     Ok((
         StatusCode::ACCEPTED,

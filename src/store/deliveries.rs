@@ -133,6 +133,17 @@ pub struct AgreementDeliveries {
     pub last_error: Option<String>,
 }
 
+/// What [`Deliveries::recover`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// This many deliveries were queued.
+    Queued(u64),
+    /// No such destination.
+    Unknown,
+    /// Known, but no longer configured: nothing would send them.
+    NotConfigured,
+}
+
 /// The deliveries; see [`super::Store::deliveries`].
 #[derive(Clone, Copy)]
 pub struct Deliveries<'a> {
@@ -341,16 +352,18 @@ impl Deliveries<'_> {
 
     /// Queues every change recorded at or after `since` that matches the
     /// destination's filter to it again (same webhook-ids), except those
-    /// already waiting to go; returns how many, `None` for an unknown
-    /// destination. They go in each agreement's change order.
-    pub async fn recover(&self, destination: &str, since: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
+    /// already waiting to go. They go in each agreement's change order.
+    pub async fn recover(&self, destination: &str, since: DateTime<Utc>) -> Result<Recovery, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let known: Option<String> = sqlx::query_scalar("SELECT name FROM delivery_destinations WHERE name = $1")
-            .bind(destination)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Ok(None);
+        let configured: Option<bool> =
+            sqlx::query_scalar("SELECT configured FROM delivery_destinations WHERE name = $1")
+                .bind(destination)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match configured {
+            None => return Ok(Recovery::Unknown),
+            Some(false) => return Ok(Recovery::NotConfigured),
+            Some(true) => {}
         }
         let queued = sqlx::query(
             "INSERT INTO deliveries (destination, change_id, provider, agreement_id)
@@ -369,7 +382,7 @@ impl Deliveries<'_> {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(Some(queued))
+        Ok(Recovery::Queued(queued))
     }
 
     /// Enables a destination again (its failure streak starts over);

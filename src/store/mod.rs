@@ -38,7 +38,7 @@ pub use changes::{record_changes, ChangeOrigin, ChangeView, Changes, NewChange, 
 pub use counts::{Counts, ProviderCounts, StateCounts};
 pub use deliveries::{
     AgreementDeliveries, Attempt, ClaimedDelivery, Deliveries, DeliveryFilter, DeliveryPage, DeliveryView,
-    DestinationRecord, DestinationView,
+    DestinationRecord, DestinationView, Recovery,
 };
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
 pub use ingest::{BatchLimits, Ingest, IngestWriter};
