@@ -4,7 +4,10 @@
 //! outcome recorded; the ingest and apply paths never wait for it (they only
 //! queue rows).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use metrics::{counter, gauge, histogram};
@@ -18,6 +21,9 @@ use crate::{
     store::{Attempt, ClaimedDelivery, DestinationRecord, Store, StoreError},
     telemetry::metric,
 };
+
+/// Longest a freed slot waits for others before it is claimed for alone.
+const CLAIM_COALESCE: Duration = Duration::from_millis(5);
 
 /// Most bytes of an answer's body kept with a failed attempt.
 const EXCERPT_BYTES: usize = 512;
@@ -43,6 +49,9 @@ struct Shared {
 struct Lane {
     destination: Arc<Destination>,
     slots: Arc<Semaphore>,
+    /// Free slots worth a claim at once: half of them.
+    batch: usize,
+    claimed_at: Instant,
 }
 
 impl Dispatcher {
@@ -68,6 +77,8 @@ impl Dispatcher {
                 .map(|destination| Lane {
                     destination: Arc::new(destination),
                     slots: Arc::new(Semaphore::new(settings.delivery_concurrency)),
+                    batch: settings.delivery_concurrency.div_ceil(2),
+                    claimed_at: Instant::now(),
                 })
                 .collect(),
             shared: Arc::new(Shared {
@@ -99,18 +110,27 @@ impl Dispatcher {
 
     /// Claims and sends until `shutdown`, then lets the sends in flight
     /// finish (each is bounded by the delivery timeout).
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         if self.lanes.is_empty() {
             return;
         }
         let mut sends = JoinSet::new();
         let mut failing = false;
         loop {
-            for lane in &self.lanes {
+            let mut deferred = false;
+            for lane in &mut self.lanes {
+                // Claims come in batches: one claim per freed slot would cost
+                // a round trip per delivery. Fewer free slots than a batch
+                // wait a moment for more (never longer than CLAIM_COALESCE).
                 let free = lane.slots.available_permits();
                 if free == 0 {
                     continue;
                 }
+                if free < lane.batch && lane.claimed_at.elapsed() < CLAIM_COALESCE {
+                    deferred = true;
+                    continue;
+                }
+                lane.claimed_at = Instant::now();
                 let claimed = self
                     .store
                     .deliveries()
@@ -145,10 +165,11 @@ impl Dispatcher {
                 }
             }
             while sends.try_join_next().is_some() {}
+            let tick = if deferred { CLAIM_COALESCE } else { SAFETY_TICK };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.signals.deliveries_woken() => {}
-                _ = tokio::time::sleep(SAFETY_TICK) => {}
+                _ = tokio::time::sleep(tick) => {}
             }
         }
         while sends.join_next().await.is_some() {}

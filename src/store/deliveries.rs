@@ -196,6 +196,19 @@ impl Deliveries<'_> {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Index lookups whatever the statistics say, as the event queue's
+        // claim does: on a young table the planner estimated one row
+        // everywhere, took the due index for the per-agreement check and
+        // sorted, walking every pending delivery for each candidate (113 ms
+        // a claim with 6,500 pending instead of 4 ms).
+        sqlx::query(
+            "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),
+                    set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+                    set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)",
+        )
+        .execute(&mut *tx)
+        .await?;
         let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
             "WITH claimed AS (
                  UPDATE deliveries d SET locked_until = now() + $3
@@ -203,11 +216,16 @@ impl Deliveries<'_> {
                         SELECT x.id FROM deliveries x
                          WHERE x.destination = $1 AND x.state = 'pending' AND x.next_attempt_at <= now()
                            AND (x.locked_until IS NULL OR x.locked_until <= now())
-                           AND NOT EXISTS (
-                               SELECT 1 FROM deliveries p
+                           -- The first pending one of its agreement: written as the
+                           -- first row in the lane index's order, so it is one index
+                           -- probe whatever the statistics say (an anti-join was
+                           -- planned on the due index and walked every pending row).
+                           AND (x.change_id, x.id) = (
+                               SELECT p.change_id, p.id FROM deliveries p
                                 WHERE p.destination = x.destination AND p.provider = x.provider
                                   AND p.agreement_id = x.agreement_id AND p.state = 'pending'
-                                  AND (p.change_id, p.id) < (x.change_id, x.id))
+                                ORDER BY p.change_id, p.id
+                                LIMIT 1)
                            AND EXISTS (SELECT 1 FROM delivery_destinations dst
                                         WHERE dst.name = x.destination AND dst.disabled_at IS NULL)
                          ORDER BY x.next_attempt_at, x.id
@@ -222,8 +240,9 @@ impl Deliveries<'_> {
         .bind(destination)
         .bind(limit as i64)
         .bind(lease)
-        .fetch_all(self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(rows
             .into_iter()
             .map(|row| ClaimedDelivery {
