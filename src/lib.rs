@@ -56,9 +56,15 @@ impl Application {
         telemetry::metrics();
         // Present from the first scrape, so `absent()` alerts do not fire on a
         // replica whose reconciler has not looked yet.
+        // Counters too: `rate()` over a series that appears only with its
+        // first request misses that request.
         for name in Providers::names() {
             metrics::gauge!(telemetry::metric::PROVIDER_SILENT, "provider" => name).set(0.0);
             metrics::gauge!(telemetry::metric::PROVIDER_API_PAUSED, "provider" => name).set(0.0);
+            for outcome in http::webhook_outcomes() {
+                metrics::counter!(telemetry::metric::WEBHOOK_REQUESTS, "provider" => name, "outcome" => outcome)
+                    .increment(0);
+            }
         }
         let providers = Providers::from_config(&config)?;
         let addr = settings.server.listen_addr()?;

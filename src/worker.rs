@@ -54,8 +54,23 @@ enum ApplyError {
     UnknownProvider(String),
     #[error("stored body no longer parses: {0}")]
     Parse(String),
+    #[error("the event cannot be stored as parsed: {0}")]
+    Unstorable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ApplyError {
+    /// Whether trying again cannot help: the same body parses the same way
+    /// with the same code, and the database refuses the same value again.
+    /// Such an event is dead at once (a replay after an upgrade tries again).
+    fn is_permanent(&self) -> bool {
+        match self {
+            Self::Parse(_) | Self::Unstorable(_) => true,
+            Self::Store(error) => error.is_data_error(),
+            Self::UnknownProvider(_) => false,
+        }
+    }
 }
 
 pub struct Worker {
@@ -244,15 +259,18 @@ impl Worker {
             .ok_or_else(|| ApplyError::UnknownProvider(event.provider.clone()))?;
         provider
             .parse(event.body.as_deref().unwrap_or_default())
-            .map_err(|e| ApplyError::Parse(e.to_string()))
+            .map_err(|e| ApplyError::Parse(e.to_string()))?
+            .into_storable()
+            .map_err(ApplyError::Unstorable)
     }
 
     /// Schedules a retry with backoff, or declares the event dead after its
-    /// last attempt; the error is kept either way.
+    /// last attempt or at once when retrying cannot help; the error is kept
+    /// either way.
     async fn record_failure(&self, event: &ClaimedEvent, error: &ApplyError) {
         // This attempt's number: the stored count does not include it yet.
         let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
-        let dead = attempts >= self.max_attempts;
+        let dead = attempts >= self.max_attempts || error.is_permanent();
         let retry_in = self.backoff(attempts);
         let message = error.to_string();
         counter!(metric::APPLY_FAILURES, "result" => if dead { "dead" } else { "retry" }).increment(1);

@@ -16,6 +16,10 @@ use super::{
     ConfigError, LogFormat,
 };
 
+/// The shortest time a provider waits for an answer, in ms: Adobe Sign's
+/// five seconds (seed 004). `SIGNHOOK_REQUEST_TIMEOUT_MS` must stay below it.
+const PROVIDER_DEADLINE_MS: u64 = 5_000;
+
 /// The HTTP server: where it listens, what it accepts, how long it waits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -33,8 +37,10 @@ pub struct ServerSettings {
     /// Largest request body accepted; Adobe documents payloads up to 10 MB.
     pub max_body_bytes: usize,
     /// Server-side deadline for a webhook request. It must stay below the
-    /// providers' 10 s timeout so that a slow database yields a 503 (and a
-    /// retry) rather than a provider-side timeout.
+    /// shortest provider timeout — Adobe Sign's five seconds (seed 004: "Your
+    /// app only has five seconds to respond"; BoldSign waits 10 s) — so that
+    /// a slow database yields a 503 (and a retry) rather than a provider-side
+    /// timeout.
     pub request_timeout_ms: u64,
     /// A connection that has not sent its request headers within this is
     /// closed. hyper also counts a keep-alive connection's idle time against
@@ -117,10 +123,13 @@ impl ServerSettings {
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
         ])?;
-        if self.request_timeout_ms >= 10_000 {
+        if self.request_timeout_ms >= PROVIDER_DEADLINE_MS {
             return Err(invalid(
                 "request_timeout_ms",
-                "must be below 10000: providers give up after 10 s, and a late 200 counts as a failure",
+                format!(
+                    "must be below {PROVIDER_DEADLINE_MS}: Adobe Sign gives up after 5 s (BoldSign after 10 s), \
+                     and a late 200 counts as a failure"
+                ),
             ));
         }
         if self.max_inflight_body_bytes < self.max_body_bytes {

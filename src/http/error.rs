@@ -8,6 +8,7 @@ use axum::{
     Json,
 };
 use serde::Serialize;
+use std::sync::Mutex;
 
 use crate::{providers::ProviderError, store::StoreError};
 
@@ -23,6 +24,47 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// For people; may change.
     pub message: String,
+}
+
+/// Lines a second about refusals anyone can cause (bad credentials, shed or
+/// late requests); beyond them lines are counted and the next one says how
+/// many were left out.
+const LOG_BURST: u32 = 10;
+
+static REFUSALS_LOG: RateLimitedLog = RateLimitedLog::new(LOG_BURST);
+
+/// A log-line budget per second.
+struct RateLimitedLog {
+    burst: u32,
+    /// (second the budget is for, lines left in it, lines suppressed since the last one logged)
+    state: Mutex<(u64, u32, u64)>,
+}
+
+impl RateLimitedLog {
+    const fn new(burst: u32) -> Self {
+        Self {
+            burst,
+            state: Mutex::new((0, 0, 0)),
+        }
+    }
+
+    /// `Some(lines suppressed before this one)` when a line may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (at, left, suppressed) = &mut *state;
+        if *at != second {
+            (*at, *left) = (second, self.burst);
+        }
+        if *left == 0 {
+            *suppressed += 1;
+            return None;
+        }
+        *left -= 1;
+        Some(std::mem::take(suppressed))
+    }
 }
 
 /// Seconds a provider (or client) is asked to wait after a 503.
@@ -82,6 +124,9 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Every label [`ApiError::outcome`] gives.
+    pub const WEBHOOK_OUTCOMES: [&'static str; 5] = ["rejected_auth", "invalid", "too_large", "overloaded", "unavailable"];
+
     /// The `outcome` label of a refused webhook in `signhook_webhook_requests_total`.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -125,8 +170,13 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         match &self {
             Self::Store(error) => tracing::error!(%error, "database error"),
-            Self::Timeout => tracing::warn!("request deadline exceeded"),
-            Self::Overloaded => tracing::warn!("request shed: at capacity"),
+            // What anyone can cause without credentials, and what a flood of
+            // them causes, is logged at most LOG_BURST times a second.
+            Self::Timeout | Self::Overloaded | Self::Unauthorized { .. } | Self::Forbidden { .. } => {
+                if let Some(suppressed) = REFUSALS_LOG.allow() {
+                    tracing::info!(status = status.as_u16(), code, message = %self, suppressed, "request refused");
+                }
+            }
             _ => tracing::info!(status = status.as_u16(), code, message = %self, "request refused"),
         }
         let body = Json(ErrorBody {

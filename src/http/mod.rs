@@ -10,6 +10,7 @@ mod server;
 mod webhooks;
 
 pub use server::serve;
+pub use webhooks::outcome_labels as webhook_outcomes;
 
 use std::{sync::Arc, time::Duration};
 

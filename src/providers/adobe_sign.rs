@@ -52,7 +52,7 @@ use super::{
 use crate::{
     agreement::AgreementStatus,
     config::{invalid, mask, optional_string, string_list, Config, ConfigError, HumanDuration},
-    event::{Notification, Receipt, Subject},
+    event::{Notification, Parent, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
 
@@ -340,6 +340,11 @@ const PAYLOAD_FIELDS: &[&str] = &[
     "megaSign/id",
     "megaSign/name",
     "megaSign/status",
+    "megasign/id",
+    "megasign/name",
+    "megasign/status",
+    "eventResourceParentType",
+    "eventResourceParentId",
 ];
 
 impl Provider for AdobeSign {
@@ -356,6 +361,11 @@ impl Provider for AdobeSign {
         Ok(Sender {
             tenant: Some(client_id),
         })
+    }
+
+    /// The client ID is all there is: checked before the body is read.
+    fn authenticate_headers(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Result<Option<Sender>, ProviderError> {
+        self.authenticate(headers, &[], now).map(Some)
     }
 
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
@@ -554,36 +564,72 @@ fn agreement_subject(agreement_id: &str, agreement: &Value) -> Result<Subject, C
         name: str_at(agreement, "/name").map(|s| s.into_owned()),
         status: Some(resource_status_of(&status)),
         provider_status: Some(status),
+        parent: None,
     })
 }
 
+/// The resource a notification is about: the one `eventResourceType` names
+/// (Adobe documents its values as `AGREEMENT`, `WIDGET`, `MEGASIGN`, its
+/// examples write `agreement`: compared without case), else — unnamed, named
+/// otherwise, or named without its object — the resource object present.
+/// Agreements made from a web form or a bulk send name it in
+/// `eventResourceParentType` / `eventResourceParentId` (developer guide,
+/// `acrobat_sign_events/webhookpayloadoverview.md`).
 fn subject(payload: &Value, event_type: &str) -> Option<Subject> {
-    let named = payload.get("eventResourceType").and_then(Value::as_str);
-    let kind = named
-        .filter(|kind| RESOURCE_KINDS.contains(kind))
-        .or_else(|| match named {
-            Some(_) => None,
-            None => RESOURCE_KINDS.into_iter().find(|kind| payload.get(*kind).is_some()),
+    let named = payload
+        .get("eventResourceType")
+        .and_then(Value::as_str)
+        .and_then(|named| RESOURCE_KINDS.into_iter().find(|kind| kind.eq_ignore_ascii_case(named.trim())));
+    let (kind, resource) = named
+        .and_then(|kind| Some((kind, resource_object(payload, kind)?)))
+        .or_else(|| {
+            RESOURCE_KINDS
+                .into_iter()
+                .find_map(|kind| Some((kind, resource_object(payload, kind)?)))
         })?;
-    let resource = payload.get(kind)?;
     let provider_status = str_at(resource, "/status").map(|s| s.into_owned());
+    let parent = payload
+        .get("eventResourceParentType")
+        .and_then(Value::as_str)
+        .and_then(|parent| RESOURCE_KINDS.into_iter().find(|kind| kind.eq_ignore_ascii_case(parent.trim())))
+        .zip(str_at(payload, "/eventResourceParentId"))
+        .map(|(kind, id)| Parent {
+            kind: kind.to_owned(),
+            id: id.into_owned(),
+        });
     Some(Subject {
         kind: kind.to_owned(),
         id: str_at(resource, "/id")?.into_owned(),
         name: str_at(resource, "/name").map(|s| s.into_owned()),
         status: Some(status_of(event_type, provider_status.as_deref())),
         provider_status: provider_status.or_else(|| Some(event_type.to_owned())),
+        parent,
     })
 }
 
-/// The status table documented in the README: the event decides when it is
-/// decisive, else the resource's own status, else the agreement is in flight.
+/// The payload's object for `kind`, its key compared without case (the
+/// payload overview writes `megasign`, the examples `megaSign`).
+fn resource_object<'a>(payload: &'a Value, kind: &str) -> Option<&'a Value> {
+    payload
+        .as_object()?
+        .iter()
+        .find(|(key, value)| key.eq_ignore_ascii_case(kind) && value.is_object())
+        .map(|(_, value)| value)
+}
+
+/// The status table: the event decides when it is decisive, else the
+/// resource's own status ([`resource_status_of`]). Events as listed in the
+/// developer guide (`acrobat_sign_events/webhookeventsagreements.md`,
+/// `webhookeventswidget.md`, `webhookeventsmegasign.md`); the README's table
+/// is this one.
 fn status_of(event_type: &str, resource_status: Option<&str>) -> AgreementStatus {
     use AgreementStatus::*;
     match event_type {
         "AGREEMENT_WORKFLOW_COMPLETED" => return Completed,
         "AGREEMENT_REJECTED" => return Declined,
-        "AGREEMENT_RECALLED" | "MEGASIGN_RECALLED" => return Cancelled,
+        "AGREEMENT_RECALLED" | "AGREEMENT_RECALLED_MAX_SIGNING_EMAIL_OTP_ATTEMPTS" | "MEGASIGN_RECALLED" => {
+            return Cancelled
+        }
         "AGREEMENT_AUTO_CANCELLED_CONVERSION_PROBLEM" | "WIDGET_AUTO_CANCELLED_CONVERSION_PROBLEM" => return Cancelled,
         "AGREEMENT_EXPIRED" => return Expired,
         _ => {}
@@ -592,14 +638,25 @@ fn status_of(event_type: &str, resource_status: Option<&str>) -> AgreementStatus
 }
 
 /// A resource's own `status` (agreement, widget or megaSign), from a
-/// notification or from the API.
+/// notification or from the API; statuses as the developer guide lists them
+/// (`webhookeventsagreements.md`, `webhookeventswidget.md`). Anything else
+/// (`OUT_FOR_*`, `WAITING_FOR_*`, `ACTIVE`, a new one) is in progress.
+///
+/// - `ABORTED` ("cancelled by sender or rejected by recipient", the current
+///   name of `CANCELLED`) is cancelled: the status alone does not say which
+///   of the two, and the event that ended it (`AGREEMENT_REJECTED` or
+///   `AGREEMENT_RECALLED`) decides when it is the one delivered.
+/// - A web form `DISCARDED` is gone for good: cancelled. One `DISABLED`
+///   accepts no signatures but can be enabled again, so it must not be
+///   terminal (a terminal status is never reopened): draft, "not open for
+///   signing", until `ACTIVE` makes it in progress again.
 fn resource_status_of(status: &str) -> AgreementStatus {
     use AgreementStatus::*;
     match status {
         "SIGNED" | "APPROVED" | "ACCEPTED" | "DELIVERED" | "FORM_FILLED" | "ARCHIVED" | "COMPLETED" => Completed,
-        "CANCELLED" | "RECALLED" => Cancelled,
+        "CANCELLED" | "ABORTED" | "RECALLED" | "DISCARDED" => Cancelled,
         "EXPIRED" => Expired,
-        "DRAFT" | "AUTHORING" | "PREFILL" | "DOCUMENTS_NOT_YET_PROCESSED" => Draft,
+        "DRAFT" | "AUTHORING" | "PREFILL" | "DOCUMENTS_NOT_YET_PROCESSED" | "DISABLED" => Draft,
         _ => InProgress,
     }
 }
@@ -697,27 +754,158 @@ mod tests {
         }
     }
 
+    /// Every event of the developer guide (`acrobat_sign_events/
+    /// webhookeventsagreements.md`, `webhookeventswidget.md`,
+    /// `webhookeventsmegasign.md`) and every resource status it lists, to
+    /// its normalized status.
     #[test]
     fn status_table() {
         use AgreementStatus::*;
-        let cases = [
-            ("AGREEMENT_WORKFLOW_COMPLETED", Some("OUT_FOR_SIGNATURE"), Completed),
-            ("AGREEMENT_REJECTED", None, Declined),
-            ("AGREEMENT_RECALLED", None, Cancelled),
-            ("AGREEMENT_EXPIRED", None, Expired),
-            ("AGREEMENT_ACTION_COMPLETED", Some("SIGNED"), Completed),
-            ("AGREEMENT_ACTION_COMPLETED", Some("APPROVED"), Completed),
-            ("AGREEMENT_ACTION_COMPLETED", Some("FORM_FILLED"), Completed),
-            ("AGREEMENT_ACTION_COMPLETED", Some("OUT_FOR_SIGNATURE"), InProgress),
-            ("AGREEMENT_CREATED", Some("WAITING_FOR_FAXIN"), InProgress),
-            ("AGREEMENT_CREATED", Some("AUTHORING"), Draft),
-            ("AGREEMENT_MODIFIED", Some("CANCELLED"), Cancelled),
-            ("AGREEMENT_EMAIL_VIEWED", None, InProgress),
-            ("SOMETHING_NEW", Some("SOMETHING_ELSE"), InProgress),
-        ];
-        for (event, status, expected) in cases {
-            assert_eq!(status_of(event, status), expected, "{event} {status:?}");
+        // Decisive events, whatever the resource says.
+        for (event, expected) in [
+            ("AGREEMENT_WORKFLOW_COMPLETED", Completed),
+            ("AGREEMENT_REJECTED", Declined),
+            ("AGREEMENT_RECALLED", Cancelled),
+            ("AGREEMENT_RECALLED_MAX_SIGNING_EMAIL_OTP_ATTEMPTS", Cancelled),
+            ("AGREEMENT_AUTO_CANCELLED_CONVERSION_PROBLEM", Cancelled),
+            ("AGREEMENT_EXPIRED", Expired),
+            ("WIDGET_AUTO_CANCELLED_CONVERSION_PROBLEM", Cancelled),
+            ("MEGASIGN_RECALLED", Cancelled),
+        ] {
+            for status in [None, Some("OUT_FOR_SIGNATURE"), Some("CANCELLED")] {
+                assert_eq!(status_of(event, status), expected, "{event} {status:?}");
+            }
         }
+        // Every other documented event: the resource's status decides.
+        for event in [
+            "AGREEMENT_ACTION_COMPLETED",
+            "AGREEMENT_ACTION_DELEGATED",
+            "AGREEMENT_ACTION_REPLACED_SIGNER",
+            "AGREEMENT_ACTION_REQUESTED",
+            "AGREEMENT_CREATED",
+            "AGREEMENT_DELETED",
+            "AGREEMENT_DOCUMENTS_DELETED",
+            "AGREEMENT_DOCUMENTS_VIEWED",
+            "AGREEMENT_DOCUMENTS_VIEWED_PASSWORD_PROTECTED",
+            "AGREEMENT_EMAIL_BOUNCED",
+            "AGREEMENT_EMAIL_OTP_AUTHENTICATED",
+            "AGREEMENT_EMAIL_VIEWED",
+            "AGREEMENT_EXPIRATION_UPDATED",
+            "AGREEMENT_KBA_AUTHENTICATED",
+            "AGREEMENT_MODIFIED",
+            "AGREEMENT_OFFLINE_SYNC",
+            "AGREEMENT_PARTICIPANT_COMPLETED",
+            "AGREEMENT_PARTICIPANT_REPLACED",
+            "AGREEMENT_READY_TO_NOTARIZE",
+            "AGREEMENT_READY_TO_VAULT",
+            "AGREEMENT_REMINDER_INITIATED",
+            "AGREEMENT_REMINDER_SENT",
+            "AGREEMENT_RESTARTED",
+            "AGREEMENT_SHARED",
+            "AGREEMENT_SIGNER_NAME_CHANGED_BY_SIGNER",
+            "AGREEMENT_UNSHARED",
+            "AGREEMENT_UNSHARED_AUTO",
+            "AGREEMENT_USER_ACK_AGREEMENT_MODIFIED",
+            "AGREEMENT_VAULTED",
+            "AGREEMENT_WEB_IDENTITY_AUTHENTICATED",
+            "WIDGET_CREATED",
+            "WIDGET_DISABLED",
+            "WIDGET_ENABLED",
+            "WIDGET_MODIFIED",
+            "WIDGET_SHARED",
+            "MEGASIGN_CREATED",
+            "MEGASIGN_REMINDER_INITIATED",
+            "MEGASIGN_REMINDER_SENT",
+            "MEGASIGN_SHARED",
+            "SOMETHING_NEW",
+        ] {
+            assert_eq!(status_of(event, Some("SIGNED")), Completed, "{event}");
+            assert_eq!(status_of(event, Some("OUT_FOR_SIGNATURE")), InProgress, "{event}");
+            assert_eq!(status_of(event, None), InProgress, "{event}");
+        }
+        // Every documented agreement and web form status.
+        for (status, expected) in [
+            ("OUT_FOR_SIGNATURE", InProgress),
+            ("OUT_FOR_DELIVERY", InProgress),
+            ("OUT_FOR_ACCEPTANCE", InProgress),
+            ("OUT_FOR_FORM_FILLING", InProgress),
+            ("OUT_FOR_APPROVAL", InProgress),
+            ("WAITING_FOR_FAXING", InProgress),
+            ("WAITING_FOR_VERIFICATION", InProgress),
+            ("WIDGET_WAITING_FOR_VERIFICATION", InProgress),
+            ("AUTHORING", Draft),
+            ("DRAFT", Draft),
+            ("PREFILL", Draft),
+            ("DOCUMENTS_NOT_YET_PROCESSED", Draft),
+            ("SIGNED", Completed),
+            ("APPROVED", Completed),
+            ("DELIVERED", Completed),
+            ("ACCEPTED", Completed),
+            ("FORM_FILLED", Completed),
+            ("ARCHIVED", Completed),
+            ("ABORTED", Cancelled),
+            ("CANCELLED", Cancelled),
+            ("EXPIRED", Expired),
+            ("ACTIVE", InProgress),
+            ("DISABLED", Draft),
+            ("DISCARDED", Cancelled),
+            ("SOMETHING_ELSE", InProgress),
+        ] {
+            assert_eq!(resource_status_of(status), expected, "{status}");
+        }
+    }
+
+    /// `eventResourceType` as documented (`AGREEMENT`, `WIDGET`, `MEGASIGN`)
+    /// or as the examples write it; the object present when it names
+    /// nothing known or its object is missing; parents of child agreements
+    /// (developer guide, `webhookpayloadoverview.md`).
+    #[test]
+    fn resources_are_found_whatever_the_case_and_parents_are_kept() {
+        let subject_of = |payload: Value| subject(&payload, "AGREEMENT_CREATED");
+        let found = |payload: Value| subject_of(payload).map(|s| (s.kind, s.id));
+        let pair = |kind: &str, id: &str| Some((kind.to_owned(), id.to_owned()));
+        let agreement = json!({"id": "a1", "status": "OUT_FOR_SIGNATURE"});
+        for named in ["AGREEMENT", "agreement", "Agreement", "", "LIBRARY_DOCUMENT"] {
+            assert_eq!(
+                found(json!({"eventResourceType": named, "agreement": agreement})),
+                pair("agreement", "a1"),
+                "{named}"
+            );
+        }
+        assert_eq!(found(json!({"agreement": agreement})), pair("agreement", "a1"));
+        assert_eq!(
+            found(json!({"eventResourceType": "WIDGET", "widget": {"id": "w1"}})),
+            pair("widget", "w1")
+        );
+        assert_eq!(
+            found(json!({"eventResourceType": "MEGASIGN", "megasign": {"id": "m1"}})),
+            pair("megaSign", "m1")
+        );
+        assert_eq!(
+            found(json!({"eventResourceType": "MEGASIGN", "agreement": agreement})),
+            pair("agreement", "a1"),
+            "named but absent: the object present"
+        );
+        assert_eq!(found(json!({"eventResourceType": "LIBRARY_DOCUMENT", "libraryDocument": {"id": "l1"}})), None);
+        let child = subject_of(json!({"eventResourceType": "AGREEMENT", "agreement": agreement,
+                                      "eventResourceParentType": "WIDGET", "eventResourceParentId": "w1"}))
+        .expect("an agreement");
+        assert_eq!(
+            child.parent,
+            Some(Parent {
+                kind: "widget".to_owned(),
+                id: "w1".to_owned()
+            })
+        );
+        let parsed = adobe(&[])
+            .parse(
+                json!({"webhookNotificationId": "n1", "event": "AGREEMENT_CREATED", "eventResourceType": "AGREEMENT",
+                       "eventResourceParentType": "MEGASIGN", "eventResourceParentId": "m1", "agreement": agreement})
+                .to_string()
+                .as_bytes(),
+            )
+            .expect("parses");
+        assert_eq!(parsed.subject.and_then(|s| s.parent).map(|p| (p.kind, p.id)), pair("megaSign", "m1"));
     }
 
     #[test]

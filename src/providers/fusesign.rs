@@ -224,6 +224,11 @@ impl Provider for FuseSign {
         Ok(Sender::default())
     }
 
+    /// The static signature is all there is: checked before the body is read.
+    fn authenticate_headers(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Result<Option<Sender>, ProviderError> {
+        self.authenticate(headers, &[], now).map(Some)
+    }
+
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
         let payload = Value::Object(json_object_sparse(body, PAYLOAD_FIELDS)?);
         let event_id = str_at(&payload, "/BundleHistoryEvent/Id")
@@ -244,6 +249,7 @@ impl Provider for FuseSign {
                 name: None,
                 status: status_of(&event_type),
                 provider_status: Some(event_type.clone()),
+                parent: None,
             });
         Ok(Notification {
             occurred_at: payload.pointer("/BundleHistoryEvent/DateTime").and_then(parse_time),
@@ -335,6 +341,7 @@ fn bundle_subject(bundle_id: &str, bundle: &Value) -> Result<Subject, CallError>
         name: field("/Subject", "/subject").map(|s| s.into_owned()),
         status: bundle_status_of(&status),
         provider_status: Some(status),
+        parent: None,
     })
 }
 

@@ -180,8 +180,43 @@ pub trait Provider: Send + Sync + 'static {
     /// raw body bytes exactly as received.
     fn authenticate(&self, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<Sender, ProviderError>;
 
+    /// What the headers alone prove, checked before the body is read so that
+    /// a refused request costs no body memory: `Some` when they authenticate
+    /// the request on their own (a client ID, a static signature), `None`
+    /// when [`Provider::authenticate`] needs the body too (an HMAC), after
+    /// every check the headers allow (a BoldSign header is parsed and its
+    /// timestamp checked). Must refuse whatever `authenticate` refuses on
+    /// the headers' account.
+    fn authenticate_headers(&self, _headers: &HeaderMap, _now: DateTime<Utc>) -> Result<Option<Sender>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Whether the headers announce the provider's unauthenticated check of
+    /// the URL (BoldSign's `Verification`, sent while a webhook is created,
+    /// before it has a secret); [`Provider::is_handshake`] confirms it from
+    /// the body. Such a request is authenticated only if it is not one.
+    fn announces_handshake(&self, _headers: &HeaderMap) -> bool {
+        false
+    }
+
+    /// Whether `body` is the URL check that [`Provider::announces_handshake`]
+    /// announced: answered 200 with [`Provider::acknowledge_handshake`], never
+    /// stored, never applied.
+    fn is_handshake(&self, _body: &[u8]) -> bool {
+        false
+    }
+
+    /// The 200 answer to a URL check.
+    fn acknowledge_handshake(&self) -> Ack {
+        Ack {
+            headers: Vec::new(),
+            body: serde_json::json!({ "received": true, "verification": true }),
+        }
+    }
+
     /// Extracts the notification. Lenient: unknown fields and unknown event
-    /// types are fine; only a body that cannot be identified is an error.
+    /// types are fine; only a body that cannot be identified is an error
+    /// (the receive path then keeps it quarantined, with this error).
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError>;
 
     /// The 200 answer once the event is durable.

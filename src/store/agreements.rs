@@ -17,7 +17,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use super::{ClaimedEvent, StoreError};
 use crate::{
     agreement::{AgreementState, AgreementStatus, Source},
-    event::{Notification, Subject},
+    event::{Notification, Parent, Subject},
 };
 
 #[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
@@ -28,6 +28,10 @@ pub struct AgreementView {
     pub status: Option<String>,
     pub provider_status: Option<String>,
     pub name: Option<String>,
+    /// The resource it was made from (an Adobe Sign web form, `widget`, or
+    /// bulk send, `megaSign`), when the provider said.
+    pub parent_type: Option<String>,
+    pub parent_id: Option<String>,
     pub last_event_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     /// The per-agreement webhook registered at the provider, if any.
@@ -189,8 +193,8 @@ impl Agreements<'_> {
     /// The agreement and its history, oldest first.
     pub async fn get(&self, provider: &str, agreement_id: &str) -> Result<Option<AgreementView>, StoreError> {
         let Some(mut view): Option<AgreementView> = sqlx::query_as(
-            "SELECT provider, agreement_id, resource_type, status, provider_status, name, last_event_at, updated_at,
-                    webhook_id, watch_pending, last_polled_at, next_poll_at, poll_failures, last_poll_error
+            "SELECT provider, agreement_id, resource_type, status, provider_status, name, parent_type, parent_id,
+                    last_event_at, updated_at, webhook_id, watch_pending, last_polled_at, next_poll_at, poll_failures, last_poll_error
                FROM agreements WHERE provider = $1 AND agreement_id = $2",
         )
         .bind(provider)
@@ -304,26 +308,37 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     //    DO UPDATE rather than DO NOTHING so existing rows are locked and
     //    returned too: an agreement's events are applied by one batch at a
     //    time, whichever worker or replica holds them.
-    let mut keys: Vec<(&str, &str, &str)> = applied
-        .iter()
-        .map(|a| {
-            (
+    //    The first parent link an agreement is given is kept.
+    let mut keys: Vec<(&str, &str, &str, Option<&Parent>)> = Vec::new();
+    for a in applied {
+        let parent = a.subject.parent.as_ref();
+        match keys.last_mut() {
+            Some(last) if (last.0, last.1) == (a.event.provider.as_str(), a.subject.id.as_str()) => {
+                last.3 = last.3.or(parent);
+            }
+            _ => keys.push((
                 a.event.provider.as_str(),
                 a.subject.id.as_str(),
                 a.subject.kind.as_str(),
-            )
-        })
-        .collect();
-    keys.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+                parent,
+            )),
+        }
+    }
     let rows: Vec<AgreementRow> = sqlx::query_as(
-        "INSERT INTO agreements (provider, agreement_id, resource_type)
-         SELECT p, a, r FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(p, a, r, n) ORDER BY n
-         ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
+        "INSERT INTO agreements (provider, agreement_id, resource_type, parent_type, parent_id)
+         SELECT p, a, r, pt, pi
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS k(p, a, r, pt, pi, n)
+          ORDER BY n
+         ON CONFLICT (provider, agreement_id) DO UPDATE
+            SET parent_type = COALESCE(agreements.parent_type, EXCLUDED.parent_type),
+                parent_id = COALESCE(agreements.parent_id, EXCLUDED.parent_id)
          RETURNING provider, agreement_id, status, status_at, provider_status, name, last_event_at",
     )
     .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.3.map(|p| p.kind.as_str())).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.3.map(|p| p.id.as_str())).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     // Each agreement's state, and whether the batch changed it.

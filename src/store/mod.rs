@@ -56,6 +56,21 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether the database refused a value (SQLSTATE classes 22 "data
+    /// exception", 23 "integrity constraint violation" and 54 "program limit
+    /// exceeded", e.g. an index entry too large), as opposed to being
+    /// unavailable or too slow: the same values fail the same way again.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(error)) => error
+                .code()
+                .is_some_and(|code| ["22", "23", "54"].iter().any(|class| code.starts_with(class))),
+            _ => false,
+        }
+    }
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {

@@ -10,7 +10,7 @@ use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use super::StoreError;
 use crate::{
     agreement::AgreementStatus,
-    event::{Notification, Subject},
+    event::{Notification, Parent, Subject},
 };
 
 /// Events claimed by one open transaction; see [`Queue::claim`].
@@ -38,6 +38,8 @@ pub struct ClaimedEvent {
     subject_status: Option<String>,
     provider_status: Option<String>,
     subject_name: Option<String>,
+    parent_type: Option<String>,
+    parent_id: Option<String>,
 }
 
 impl ClaimedEvent {
@@ -55,6 +57,7 @@ impl ClaimedEvent {
                 name: self.subject_name.clone(),
                 status: self.subject_status.as_deref().and_then(AgreementStatus::parse),
                 provider_status: self.provider_status.clone(),
+                parent: self.parent_type.clone().zip(self.parent_id.clone()).map(|(kind, id)| Parent { kind, id }),
             }),
         })
     }
@@ -128,7 +131,7 @@ impl Queue<'_> {
                 sqlx::query_as(
                     "SELECT id, provider, event_id, event_type, CASE WHEN parsed THEN NULL ELSE body END AS body,
                             received_at, attempts, parsed, occurred_at, resource_type, resource_id, subject_status,
-                            provider_status, subject_name
+                            provider_status, subject_name, parent_type, parent_id
                        FROM events WHERE id = ANY($1) ORDER BY id",
                 )
                 .bind(&ids)
