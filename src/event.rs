@@ -230,3 +230,74 @@ pub struct Receipt {
     pub id: i64,
     pub duplicate: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(event_id: &str, subject_id: &str, name: &str) -> Notification {
+        Notification {
+            event_id: event_id.to_owned(),
+            event_type: "Sent\0".to_owned(),
+            occurred_at: None,
+            tenant: Some("t\0".to_owned()),
+            subject: Some(Subject {
+                kind: "document".to_owned(),
+                id: subject_id.to_owned(),
+                name: Some(name.to_owned()),
+                status: None,
+                provider_status: Some("\0".to_owned()),
+                parent: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn ids_that_do_not_fit_get_a_fixed_size_key() {
+        let at_limit = "a".repeat(MAX_ID_BYTES);
+        assert_eq!(event_key(&at_limit), at_limit.as_str());
+        assert_eq!(event_key("e-1"), "e-1");
+        for id in ["a".repeat(MAX_ID_BYTES + 1), "a".repeat(10 * 1024), "e\0-1".to_owned()] {
+            let key = event_key(&id);
+            assert!(key.starts_with("sha256:") && key.len() == 71, "{key}");
+            assert_eq!(key, event_key(&id), "stable");
+        }
+        assert_ne!(event_key(&"a".repeat(300)), event_key(&"b".repeat(300)));
+        assert_eq!(body_key(b"x"), body_key(b"x"));
+        assert_ne!(body_key(b"x"), body_key(b"y"));
+    }
+
+    #[test]
+    fn storable_notifications_hold_no_nul_and_refuse_unstorable_subject_ids() {
+        let stored = notification(&"e".repeat(5000), "d1", "Offer\0letter")
+            .into_storable()
+            .expect("storable");
+        assert!(stored.event_id.starts_with("sha256:"));
+        assert_eq!(stored.event_type, "Sent\u{FFFD}");
+        assert_eq!(stored.tenant.as_deref(), Some("t\u{FFFD}"));
+        let subject = stored.subject.expect("kept");
+        assert_eq!(subject.name.as_deref(), Some("Offer\u{FFFD}letter"));
+        assert_eq!(subject.provider_status.as_deref(), Some("\u{FFFD}"));
+        for id in ["d\01".to_owned(), "d".repeat(MAX_ID_BYTES + 1)] {
+            let why = notification("e", &id, "n").into_storable().expect_err("not storable");
+            assert!(why.starts_with("the document id cannot be stored"), "{why}");
+        }
+    }
+
+    #[test]
+    fn events_with_unstorable_ids_are_kept_quarantined_under_their_body_hash() {
+        let body = Bytes::from_static(b"{\"long\": true}");
+        let event = NewEvent::understood(
+            "boldsign",
+            notification("e", &"d".repeat(1000), "n"),
+            None,
+            None,
+            body.clone(),
+        );
+        assert_eq!(event.event_id, body_key(&body));
+        assert_eq!(event.event_type, QUARANTINED_TYPE);
+        assert!(event.subject.is_none());
+        assert!(event.quarantined.expect("a reason").contains("1000 bytes long"));
+        assert_eq!(event.body, body, "byte for byte");
+    }
+}

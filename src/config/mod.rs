@@ -249,6 +249,12 @@ mod tests {
                 serde_json::json!(15000),
                 "SIGNHOOK_REQUEST_TIMEOUT_MS",
             ),
+            // Adobe Sign waits five seconds (seed 004).
+            (
+                "request_timeout_ms",
+                serde_json::json!(5000),
+                "SIGNHOOK_REQUEST_TIMEOUT_MS",
+            ),
             ("admin_token", serde_json::json!("short"), "SIGNHOOK_ADMIN_TOKEN"),
             (
                 "reconcile_interval",
