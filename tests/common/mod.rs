@@ -502,6 +502,16 @@ impl Api {
             .expect("event stored")
     }
 
+    /// `(event_type, last_error)` of every dead event of `provider`, oldest
+    /// first: what the keep-and-acknowledge path kept.
+    pub async fn dead_events(&self, provider: &str) -> Vec<(String, Option<String>)> {
+        sqlx::query_as("SELECT event_type, last_error FROM events WHERE provider = $1 AND state = 'dead' ORDER BY id")
+            .bind(provider)
+            .fetch_all(&self.db)
+            .await
+            .expect("dead events")
+    }
+
     /// The stored event's id (what the admin API's replay takes).
     pub async fn event_db_id(&self, provider: &str, event_id: &str) -> i64 {
         sqlx::query_scalar("SELECT id FROM events WHERE provider = $1 AND event_id = $2")
