@@ -102,6 +102,7 @@ impl Agreements<'_> {
                 let subject = notification.subject.as_ref()?;
                 Some(Applied {
                     event,
+                    event_id: &notification.event_id,
                     subject,
                     occurred_at: notification.occurred_at.unwrap_or(event.received_at),
                 })
@@ -221,6 +222,9 @@ impl Agreements<'_> {
 /// (events without a provider time are ordered by when we got them).
 struct Applied<'a> {
     event: &'a ClaimedEvent,
+    /// The provider's event id as parsed: a quarantined event replayed is
+    /// stored under its body's hash, its history shows its own id.
+    event_id: &'a str,
     subject: &'a Subject,
     occurred_at: DateTime<Utc>,
 }
@@ -360,7 +364,7 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     .bind(applied.iter().map(|a| a.event.provider.as_str()).collect::<Vec<_>>())
     .bind(applied.iter().map(|a| a.subject.id.as_str()).collect::<Vec<_>>())
     .bind(applied.iter().map(|a| a.event.id).collect::<Vec<_>>())
-    .bind(applied.iter().map(|a| a.event.event_id.as_str()).collect::<Vec<_>>())
+    .bind(applied.iter().map(|a| a.event_id).collect::<Vec<_>>())
     .bind(applied.iter().map(|a| a.event.event_type.as_str()).collect::<Vec<_>>())
     .bind(
         applied
