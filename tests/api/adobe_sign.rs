@@ -285,7 +285,7 @@ async fn unparseable_authenticated_bodies_are_kept_dead_and_acknowledged_with_th
         (b"[1, 2, 3]", "must be a JSON object"),
         (b"\"a string\"", "must be a JSON object"),
         (b"{}", "webhookNotificationId is missing"),
-        (br#"{"webhookNotificationId": 42.5e400}"#, "not valid JSON"),
+        (br#"{"webhookNotificationId": null}"#, "webhookNotificationId is missing"),
         (b"\xff\xfe{garbage", "not valid JSON"),
         (b"", "not valid JSON"),
     ];
@@ -489,4 +489,24 @@ async fn nine_mib_notification_with_a_signed_document_is_accepted() {
     assert_eq!(stored as usize, bytes.len());
     app.wait_idle().await;
     assert_eq!(app.get_agreement("adobe-sign", AGREEMENT).await["status"], "completed");
+}
+
+/// Numeric event ids beyond `u64` are kept as written, never rounded
+/// through `f64`: two different ids are two events, not a duplicate.
+#[tokio::test]
+async fn numeric_event_ids_beyond_u64_are_exact() {
+    let app = spawn_app().await;
+    for (n, id) in ["18446744073709551617", "18446744073709551618"].into_iter().enumerate() {
+        let body = adobe_event("placeholder", &format!("agr-{n}"), "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z")
+            .to_string()
+            .replace("\"placeholder\"", id);
+        let response = app.post_adobe_raw(body.into_bytes()).await;
+        assert_eq!(response.status(), 200);
+    }
+    app.wait_idle().await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT event_id FROM events ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(ids, ["18446744073709551617", "18446744073709551618"]);
 }
