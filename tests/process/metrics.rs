@@ -30,8 +30,15 @@ async fn metrics_count_webhook_outcomes_and_the_queue() {
         app.post("/webhooks/adobe-sign", &[], body.to_string()).await.status(),
         401
     );
-    assert_eq!(app.post_adobe_raw("not json").await.status(), 400);
+    // Authenticated junk is kept and acknowledged (quarantined).
+    assert_eq!(app.post_adobe_raw("not json").await.status(), 200);
     assert_eq!(app.post_fusesign_with(Some("wrong"), b"{}").await.status(), 401);
+    // BoldSign's URL check (official .NET SDK, examples/WebhookExampleController.cs).
+    let verification = br#"{"event": {"id": "v-1", "eventType": "Verification"}, "data": null}"#;
+    let response = app
+        .post("/webhooks/boldsign", &[("X-BoldSign-Event", "Verification")], verification.to_vec())
+        .await;
+    assert_eq!(response.status(), 200);
     app.wait_until_processed(1).await;
 
     let text = app.metrics().await;
@@ -44,14 +51,16 @@ async fn metrics_count_webhook_outcomes_and_the_queue() {
     assert_eq!(requests("adobe-sign", "accepted"), Some(1.0), "{text}");
     assert_eq!(requests("adobe-sign", "duplicate"), Some(1.0));
     assert_eq!(requests("adobe-sign", "rejected_auth"), Some(1.0));
-    assert_eq!(requests("adobe-sign", "invalid"), Some(1.0));
+    assert_eq!(requests("adobe-sign", "quarantined"), Some(1.0));
+    assert_eq!(requests("adobe-sign", "invalid"), Some(0.0));
     assert_eq!(requests("fusesign", "rejected_auth"), Some(1.0));
+    assert_eq!(requests("boldsign", "verification"), Some(1.0));
     assert_eq!(
         metric_sample(&text, "signhook_ack_duration_seconds_count{provider=\"adobe-sign\"}"),
         Some(4.0)
     );
     assert_eq!(metric_sample(&text, "signhook_events{state=\"processed\"}"), Some(1.0));
-    assert_eq!(metric_sample(&text, "signhook_events{state=\"dead\"}"), Some(0.0));
+    assert_eq!(metric_sample(&text, "signhook_events{state=\"dead\"}"), Some(1.0), "the quarantined body");
     assert_eq!(
         metric_sample(&text, "signhook_oldest_pending_event_age_seconds"),
         Some(0.0)
@@ -66,6 +75,33 @@ async fn metrics_count_webhook_outcomes_and_the_queue() {
             > 1.7e9
     );
     assert!(text.contains("# HELP signhook_webhook_requests_total"));
+}
+
+/// Every provider's request counters (each outcome) and silence gauge exist
+/// at zero in the very first scrape, so `rate()` and `absent()` alerts work
+/// on a replica that has received nothing yet.
+#[tokio::test]
+async fn every_provider_series_exists_from_the_first_scrape() {
+    let app = spawn_app().await;
+    let text = app.metrics().await;
+    for provider in ["adobe-sign", "boldsign", "fusesign"] {
+        for outcome in [
+            "accepted",
+            "duplicate",
+            "quarantined",
+            "verification",
+            "rejected_auth",
+            "invalid",
+            "too_large",
+            "overloaded",
+            "unavailable",
+        ] {
+            let series = format!("signhook_webhook_requests_total{{provider=\"{provider}\",outcome=\"{outcome}\"}}");
+            assert_eq!(metric_sample(&text, &series), Some(0.0), "{series}\n{text}");
+        }
+        let silent = format!("signhook_provider_silent{{provider=\"{provider}\"}}");
+        assert_eq!(metric_sample(&text, &silent), Some(0.0), "{silent}");
+    }
 }
 
 /// Adobe Sign with API credentials, a reconciler ticking every 100 ms,
