@@ -335,3 +335,55 @@ fn every_metric_name_is_documented_in_the_readme() {
         );
     }
 }
+
+/// A client that disconnects after sending, while its event waits for the
+/// database, does not take the record of it along: the event is committed,
+/// counted (`outcome="accepted"`), recorded as provider activity and logged.
+#[tokio::test]
+async fn a_request_whose_client_left_is_still_committed_counted_and_logged() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = spawn_app_with(&[("RUST_LOG", "info,sqlx=warn,tower_http::trace::on_request=debug")]).await;
+    // Hold the insert so that the client is certainly gone before the answer.
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let body = adobe_event("gone-1", "agr-gone", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z").to_string();
+    let request = format!(
+        "POST /webhooks/adobe-sign HTTP/1.1\r\nHost: x\r\nX-AdobeSign-ClientId: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        crate::common::ADOBE_CLIENT_ID,
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(app.socket_addr()).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    app.wait_until("the request to be in flight", || async {
+        app.log_count("started processing request") >= 1
+    })
+    .await;
+    drop(socket);
+    // hyper notices the closed connection and drops the request's handler;
+    // give it a moment to do so before the database answers (no observable
+    // signal exists for it: an answer written to a closed socket would pass
+    // this test too, only less pointedly).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    blocker.rollback().await.unwrap();
+
+    app.wait_until("the event to be counted and logged", || async {
+        let text = app.metrics().await;
+        metric_sample(
+            &text,
+            "signhook_webhook_requests_total{provider=\"adobe-sign\",outcome=\"accepted\"}",
+        ) == Some(1.0)
+            && app.log_count("the client had gone before the answer") == 1
+    })
+    .await;
+    assert_eq!(app.event_count("adobe-sign").await, 1);
+    app.wait_until("the activity to be recorded", || async {
+        let text = app.metrics().await;
+        metric_sample(&text, "signhook_last_webhook_timestamp_seconds{provider=\"adobe-sign\"}").is_some_and(|t| t > 1.7e9)
+    })
+    .await;
+}
