@@ -249,3 +249,58 @@ async fn bodies_in_flight_are_bounded_in_bytes() {
     let shed = results.iter().filter(|(_, code, _)| code == "overloaded").count();
     assert_eq!(shed, 2, "only one 40 KB body fits a 64 KiB budget: {results:?}");
 }
+
+/// Body memory is drawn from the in-flight budget as bytes arrive, and only
+/// once the headers' credentials pass: twelve uploads trickling a body
+/// declared as large as the whole budget — without credentials (refused
+/// before a byte of the body is read) or with a BoldSign signature header
+/// that looks right (read, 1 KiB at a time, until the HMAC fails) — leave
+/// room for every authenticated notification.
+#[tokio::test]
+async fn trickled_uploads_cannot_spend_the_body_budget_of_authenticated_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BUDGET: &str = "1048576";
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_MAX_BODY_BYTES", BUDGET),
+        ("SIGNHOOK_MAX_INFLIGHT_BODY_BYTES", BUDGET),
+    ])
+    .await;
+    let looks_signed = format!("t={}, s0={}", unix_now(), "ab".repeat(32));
+    let mut tricklers = Vec::new();
+    for n in 0..12 {
+        let credential = match n % 3 {
+            0 => String::new(),
+            1 => "X-AdobeSign-ClientId: not-ours\r\n".to_owned(),
+            _ => format!("X-BoldSign-Signature: {looks_signed}\r\n"),
+        };
+        let path = if n % 3 == 2 { "/webhooks/boldsign" } else { "/webhooks/adobe-sign" };
+        let mut socket = tokio::net::TcpStream::connect(app.socket_addr()).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\n{credential}Content-Length: {BUDGET}\r\n\r\n{{\"a\":");
+        socket.write_all(head.as_bytes()).await.unwrap();
+        tricklers.push((n, socket));
+    }
+    // Authenticated notifications of every provider while they trickle.
+    for i in 0..5 {
+        let adobe = adobe_event(&format!("t-{i}"), "a", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+        assert_eq!(app.post_adobe(&adobe).await.status(), 200, "adobe {i}");
+        let bold = boldsign_event(&format!("b-{i}"), "d", "Sent", None, unix_now());
+        assert_eq!(app.post_boldsign(&bold).await.status(), 200, "boldsign {i}");
+        for (_, socket) in &mut tricklers {
+            let _ = socket.write_all(b" ").await;
+        }
+    }
+    // The ones without valid header credentials were answered without their body.
+    for (n, socket) in &mut tricklers {
+        if *n % 3 == 2 {
+            continue;
+        }
+        let mut answer = vec![0; 12];
+        let read = tokio::time::timeout(WAIT_LIMIT, socket.read_exact(&mut answer)).await;
+        assert!(read.is_ok(), "trickler {n} was answered");
+        let status = String::from_utf8_lossy(&answer).into_owned();
+        assert!(status.ends_with(if *n % 3 == 0 { "401" } else { "403" }), "trickler {n}: {status}");
+    }
+    assert_eq!(app.event_count("adobe-sign").await, 5);
+    assert_eq!(app.event_count("boldsign").await, 5);
+}
