@@ -142,7 +142,8 @@ impl Notification {
             Some(subject) => {
                 check_id(&subject.id).map_err(|why| format!("the {} id cannot be stored: {why}", subject.kind))?;
                 if let Some(parent) = &subject.parent {
-                    check_id(&parent.id).map_err(|why| format!("the parent {} id cannot be stored: {why}", parent.kind))?;
+                    check_id(&parent.id)
+                        .map_err(|why| format!("the parent {} id cannot be stored: {why}", parent.kind))?;
                 }
                 Some(Subject {
                     kind: storable_text(subject.kind),
@@ -278,7 +279,7 @@ mod tests {
         let subject = stored.subject.expect("kept");
         assert_eq!(subject.name.as_deref(), Some("Offer\u{FFFD}letter"));
         assert_eq!(subject.provider_status.as_deref(), Some("\u{FFFD}"));
-        for id in ["d\01".to_owned(), "d".repeat(MAX_ID_BYTES + 1)] {
+        for id in ["d\0-1".to_owned(), "d".repeat(MAX_ID_BYTES + 1)] {
             let why = notification("e", &id, "n").into_storable().expect_err("not storable");
             assert!(why.starts_with("the document id cannot be stored"), "{why}");
         }

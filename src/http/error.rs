@@ -125,7 +125,8 @@ pub enum ApiError {
 
 impl ApiError {
     /// Every label [`ApiError::outcome`] gives.
-    pub const WEBHOOK_OUTCOMES: [&'static str; 5] = ["rejected_auth", "invalid", "too_large", "overloaded", "unavailable"];
+    pub const WEBHOOK_OUTCOMES: [&'static str; 5] =
+        ["rejected_auth", "invalid", "too_large", "overloaded", "unavailable"];
 
     /// The `outcome` label of a refused webhook in `signhook_webhook_requests_total`.
     pub fn outcome(&self) -> &'static str {

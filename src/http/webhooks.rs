@@ -149,7 +149,10 @@ impl Outcome {
 
 /// Every `outcome` label a webhook request can be counted with.
 pub fn outcome_labels() -> impl Iterator<Item = &'static str> {
-    Outcome::ALL.into_iter().map(Outcome::label).chain(ApiError::WEBHOOK_OUTCOMES)
+    Outcome::ALL
+        .into_iter()
+        .map(Outcome::label)
+        .chain(ApiError::WEBHOOK_OUTCOMES)
 }
 
 /// The provider's event id of a webhook request, for its access-log line
@@ -181,7 +184,10 @@ async fn accept(
     };
     let (body, _reserved) = read_body(body, limit, &state.body_budget).await?;
     if announced && provider.is_handshake(&body) {
-        tracing::info!(provider = provider.name(), "answered the provider's URL verification; nothing stored");
+        tracing::info!(
+            provider = provider.name(),
+            "answered the provider's URL verification; nothing stored"
+        );
         return Ok((ack_response(provider.acknowledge_handshake()), Outcome::Verification));
     }
     let sender = match early {
@@ -193,8 +199,16 @@ async fn accept(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let event = match provider.parse(&body) {
-        Ok(notification) => NewEvent::understood(provider.name(), notification, sender.tenant.clone(), content_type, body),
-        Err(error) => NewEvent::quarantined(provider.name(), error.to_string(), sender.tenant.clone(), content_type, body),
+        Ok(notification) => {
+            NewEvent::understood(provider.name(), notification, sender.tenant.clone(), content_type, body)
+        }
+        Err(error) => NewEvent::quarantined(
+            provider.name(),
+            error.to_string(),
+            sender.tenant.clone(),
+            content_type,
+            body,
+        ),
     };
     *event_id = Some(event.event_id.clone());
     let quarantined = event.quarantined.clone();

@@ -579,7 +579,11 @@ fn subject(payload: &Value, event_type: &str) -> Option<Subject> {
     let named = payload
         .get("eventResourceType")
         .and_then(Value::as_str)
-        .and_then(|named| RESOURCE_KINDS.into_iter().find(|kind| kind.eq_ignore_ascii_case(named.trim())));
+        .and_then(|named| {
+            RESOURCE_KINDS
+                .into_iter()
+                .find(|kind| kind.eq_ignore_ascii_case(named.trim()))
+        });
     let (kind, resource) = named
         .and_then(|kind| Some((kind, resource_object(payload, kind)?)))
         .or_else(|| {
@@ -591,7 +595,11 @@ fn subject(payload: &Value, event_type: &str) -> Option<Subject> {
     let parent = payload
         .get("eventResourceParentType")
         .and_then(Value::as_str)
-        .and_then(|parent| RESOURCE_KINDS.into_iter().find(|kind| kind.eq_ignore_ascii_case(parent.trim())))
+        .and_then(|parent| {
+            RESOURCE_KINDS
+                .into_iter()
+                .find(|kind| kind.eq_ignore_ascii_case(parent.trim()))
+        })
         .zip(str_at(payload, "/eventResourceParentId"))
         .map(|(kind, id)| Parent {
             kind: kind.to_owned(),
@@ -886,7 +894,10 @@ mod tests {
             pair("agreement", "a1"),
             "named but absent: the object present"
         );
-        assert_eq!(found(json!({"eventResourceType": "LIBRARY_DOCUMENT", "libraryDocument": {"id": "l1"}})), None);
+        assert_eq!(
+            found(json!({"eventResourceType": "LIBRARY_DOCUMENT", "libraryDocument": {"id": "l1"}})),
+            None
+        );
         let child = subject_of(json!({"eventResourceType": "AGREEMENT", "agreement": agreement,
                                       "eventResourceParentType": "WIDGET", "eventResourceParentId": "w1"}))
         .expect("an agreement");
@@ -905,7 +916,10 @@ mod tests {
                 .as_bytes(),
             )
             .expect("parses");
-        assert_eq!(parsed.subject.and_then(|s| s.parent).map(|p| (p.kind, p.id)), pair("megaSign", "m1"));
+        assert_eq!(
+            parsed.subject.and_then(|s| s.parent).map(|p| (p.kind, p.id)),
+            pair("megaSign", "m1")
+        );
     }
 
     #[test]

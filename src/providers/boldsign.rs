@@ -939,7 +939,13 @@ mod tests {
         }
         let senders = json!({"event": {"id": "e", "eventType": "SenderIdentityVerified"},
                              "data": {"object": "senderIdentity", "documentId": "d1"}});
-        assert_eq!(boldsign(&[], 0).parse(senders.to_string().as_bytes()).expect("parses").subject, None);
+        assert_eq!(
+            boldsign(&[], 0)
+                .parse(senders.to_string().as_bytes())
+                .expect("parses")
+                .subject,
+            None
+        );
     }
 
     /// `X-BoldSign-Event: Verification` over a `Verification` body is the

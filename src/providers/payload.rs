@@ -248,7 +248,8 @@ mod tests {
     fn numbers_are_kept_exactly_as_written() {
         let body = br#"{"a": 18446744073709551617, "b": 18446744073709551618, "c": -42, "d": 18446744073709551615,
                         "e": 1.50, "f": 42.5e400, "g": "s", "h": {"x": 1}}"#;
-        let kept = Value::Object(json_object_sparse(body, &["a", "b", "c", "d", "e", "f", "g", "h"]).expect("an object"));
+        let kept =
+            Value::Object(json_object_sparse(body, &["a", "b", "c", "d", "e", "f", "g", "h"]).expect("an object"));
         assert_eq!(
             kept,
             json!({"a": "18446744073709551617", "b": "18446744073709551618", "c": -42, "d": u64::MAX,

@@ -113,7 +113,10 @@ async fn write_batches(
                     .collect()
             }
         };
-        if results.iter().any(|r: &Result<Receipt, _>| r.as_ref().is_ok_and(|r| !r.duplicate)) {
+        if results
+            .iter()
+            .any(|r: &Result<Receipt, _>| r.as_ref().is_ok_and(|r| !r.duplicate))
+        {
             on_commit();
         }
         for (reply, result) in replies.into_iter().zip(results) {

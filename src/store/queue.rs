@@ -57,7 +57,11 @@ impl ClaimedEvent {
                 name: self.subject_name.clone(),
                 status: self.subject_status.as_deref().and_then(AgreementStatus::parse),
                 provider_status: self.provider_status.clone(),
-                parent: self.parent_type.clone().zip(self.parent_id.clone()).map(|(kind, id)| Parent { kind, id }),
+                parent: self
+                    .parent_type
+                    .clone()
+                    .zip(self.parent_id.clone())
+                    .map(|(kind, id)| Parent { kind, id }),
             }),
         })
     }

@@ -285,7 +285,10 @@ async fn unparseable_authenticated_bodies_are_kept_dead_and_acknowledged_with_th
         (b"[1, 2, 3]", "must be a JSON object"),
         (b"\"a string\"", "must be a JSON object"),
         (b"{}", "webhookNotificationId is missing"),
-        (br#"{"webhookNotificationId": null}"#, "webhookNotificationId is missing"),
+        (
+            br#"{"webhookNotificationId": null}"#,
+            "webhookNotificationId is missing",
+        ),
         (b"\xff\xfe{garbage", "not valid JSON"),
         (b"", "not valid JSON"),
     ];
@@ -316,7 +319,9 @@ async fn unparseable_authenticated_bodies_are_kept_dead_and_acknowledged_with_th
 
     // The same junk without an allowed client ID is refused; nothing stored.
     for (headers, expected) in [(&[][..], 401), (&[("X-AdobeSign-ClientId", "not-ours")][..], 403)] {
-        let response = app.post("/webhooks/adobe-sign", headers, b"not json at all".to_vec()).await;
+        let response = app
+            .post("/webhooks/adobe-sign", headers, b"not json at all".to_vec())
+            .await;
         assert_eq!(response.status(), expected);
     }
     assert_eq!(app.event_count("adobe-sign").await, cases.len() as i64);
@@ -355,21 +360,59 @@ async fn values_postgres_cannot_hold_fail_no_request_and_no_neighbour() {
     let long_event_id = "n".repeat(10 * 1024);
     let long_agreement_id = "a".repeat(10 * 1024);
     let with_name = |id: &str, name: &str| {
-        let mut event = adobe_event(id, &format!("agr-{id}"), "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), date);
+        let mut event = adobe_event(
+            id,
+            &format!("agr-{id}"),
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            date,
+        );
         event["agreement"]["name"] = json!(name);
         event
     };
-    let bad = vec![
-        ("nul in the event id", adobe_event("bad\u{0}id", "agr-nul-event", "AGREEMENT_CREATED", None, date)),
-        ("10 KB event id", adobe_event(&long_event_id, "agr-long-event", "AGREEMENT_CREATED", None, date)),
+    let bad = [
+        (
+            "nul in the event id",
+            adobe_event("bad\u{0}id", "agr-nul-event", "AGREEMENT_CREATED", None, date),
+        ),
+        (
+            "10 KB event id",
+            adobe_event(&long_event_id, "agr-long-event", "AGREEMENT_CREATED", None, date),
+        ),
         ("nul in the name", with_name("bad-name", "Mutual\u{0}NDA")),
-        ("nul in the event type", adobe_event("bad-type", "agr-bad-type", "AGREEMENT\u{0}CREATED", None, date)),
-        ("nul in the status", adobe_event("bad-status", "agr-bad-status", "AGREEMENT_CREATED", Some("OUT\u{0}"), date)),
-        ("nul in the agreement id", adobe_event("bad-agr", "agr\u{0}1", "AGREEMENT_CREATED", None, date)),
-        ("10 KB agreement id", adobe_event("long-agr", &long_agreement_id, "AGREEMENT_CREATED", None, date)),
+        (
+            "nul in the event type",
+            adobe_event("bad-type", "agr-bad-type", "AGREEMENT\u{0}CREATED", None, date),
+        ),
+        (
+            "nul in the status",
+            adobe_event(
+                "bad-status",
+                "agr-bad-status",
+                "AGREEMENT_CREATED",
+                Some("OUT\u{0}"),
+                date,
+            ),
+        ),
+        (
+            "nul in the agreement id",
+            adobe_event("bad-agr", "agr\u{0}1", "AGREEMENT_CREATED", None, date),
+        ),
+        (
+            "10 KB agreement id",
+            adobe_event("long-agr", &long_agreement_id, "AGREEMENT_CREATED", None, date),
+        ),
     ];
     for round in 0..2 {
-        let good = (0..60).map(|i| adobe_event(&format!("good-{round}-{i}"), &format!("ok-{round}-{i}"), "AGREEMENT_CREATED", None, date));
+        let good = (0..60).map(|i| {
+            adobe_event(
+                &format!("good-{round}-{i}"),
+                &format!("ok-{round}-{i}"),
+                "AGREEMENT_CREATED",
+                None,
+                date,
+            )
+        });
         let requests = bad
             .iter()
             .map(|(case, event)| (case.to_string(), event.clone()))
@@ -391,16 +434,35 @@ async fn values_postgres_cannot_hold_fail_no_request_and_no_neighbour() {
         }
     }
     // Storable once made so: applied, each stored once for its two rounds.
-    for agreement_id in ["agr-nul-event", "agr-long-event", "agr-bad-name", "agr-bad-type", "agr-bad-status"] {
+    for agreement_id in [
+        "agr-nul-event",
+        "agr-long-event",
+        "agr-bad-name",
+        "agr-bad-type",
+        "agr-bad-status",
+    ] {
         let agreement = app.get_agreement("adobe-sign", agreement_id).await;
-        assert_eq!(agreement["history"].as_array().unwrap().len(), 1, "{agreement_id}: {agreement}");
+        assert_eq!(
+            agreement["history"].as_array().unwrap().len(),
+            1,
+            "{agreement_id}: {agreement}"
+        );
     }
-    assert_eq!(app.get_agreement("adobe-sign", "agr-bad-name").await["name"], "Mutual\u{FFFD}NDA");
+    assert_eq!(
+        app.get_agreement("adobe-sign", "agr-bad-name").await["name"],
+        "Mutual\u{FFFD}NDA"
+    );
     // An agreement id that cannot be stored names no agreement: kept dead.
     let dead = app.dead_events("adobe-sign").await;
     assert_eq!(dead.len(), 2, "{dead:?}");
     for (_, error) in &dead {
-        assert!(error.as_deref().unwrap_or_default().contains("the agreement id cannot be stored"), "{dead:?}");
+        assert!(
+            error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("the agreement id cannot be stored"),
+            "{dead:?}"
+        );
     }
     assert_eq!(app.event_count("adobe-sign").await, 120 + bad.len() as i64);
 }
@@ -413,9 +475,21 @@ async fn values_postgres_cannot_hold_fail_no_request_and_no_neighbour() {
 #[tokio::test]
 async fn aborted_upper_case_resource_types_and_parent_links_are_understood() {
     let app = spawn_app().await;
-    let mut aborted = adobe_event("n-aborted", "agr-aborted", "AGREEMENT_MODIFIED", Some("ABORTED"), "2026-11-20T09:00:00Z");
+    let mut aborted = adobe_event(
+        "n-aborted",
+        "agr-aborted",
+        "AGREEMENT_MODIFIED",
+        Some("ABORTED"),
+        "2026-11-20T09:00:00Z",
+    );
     aborted["eventResourceType"] = json!("AGREEMENT");
-    let mut child = adobe_event("n-child", "agr-child", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z");
+    let mut child = adobe_event(
+        "n-child",
+        "agr-child",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    );
     child["eventResourceType"] = json!("AGREEMENT");
     child["eventResourceParentType"] = json!("WIDGET");
     child["eventResourceParentId"] = json!("CBJwidget1");
@@ -428,14 +502,24 @@ async fn aborted_upper_case_resource_types_and_parent_links_are_understood() {
     }
     app.wait_idle().await;
     let agreement = app.get_agreement("adobe-sign", "agr-aborted").await;
-    assert_eq!((agreement["status"].as_str(), agreement["provider_status"].as_str()), (Some("cancelled"), Some("ABORTED")));
+    assert_eq!(
+        (agreement["status"].as_str(), agreement["provider_status"].as_str()),
+        (Some("cancelled"), Some("ABORTED"))
+    );
     let child = app.get_agreement("adobe-sign", "agr-child").await;
     assert_eq!(
-        (child["status"].as_str(), child["parent_type"].as_str(), child["parent_id"].as_str()),
+        (
+            child["status"].as_str(),
+            child["parent_type"].as_str(),
+            child["parent_id"].as_str()
+        ),
         (Some("in_progress"), Some("widget"), Some("CBJwidget1"))
     );
     let widget = app.get_agreement("adobe-sign", "CBJwidget1").await;
-    assert_eq!((widget["resource_type"].as_str(), widget["status"].as_str()), (Some("widget"), Some("cancelled")));
+    assert_eq!(
+        (widget["resource_type"].as_str(), widget["status"].as_str()),
+        (Some("widget"), Some("cancelled"))
+    );
 }
 
 #[tokio::test]
@@ -497,9 +581,15 @@ async fn nine_mib_notification_with_a_signed_document_is_accepted() {
 async fn numeric_event_ids_beyond_u64_are_exact() {
     let app = spawn_app().await;
     for (n, id) in ["18446744073709551617", "18446744073709551618"].into_iter().enumerate() {
-        let body = adobe_event("placeholder", &format!("agr-{n}"), "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z")
-            .to_string()
-            .replace("\"placeholder\"", id);
+        let body = adobe_event(
+            "placeholder",
+            &format!("agr-{n}"),
+            "AGREEMENT_CREATED",
+            None,
+            "2026-11-20T09:00:00Z",
+        )
+        .to_string()
+        .replace("\"placeholder\"", id);
         let response = app.post_adobe_raw(body.into_bytes()).await;
         assert_eq!(response.status(), 200);
     }

@@ -447,7 +447,10 @@ async fn unparseable_signed_bodies_are_kept_dead_and_acknowledged() {
         (b"\xff\xfe{garbage", "not valid JSON"),
         (b"{}", "event.id is missing"),
         (br#"{"event": {"id": "", "eventType": "Sent"}}"#, "event.id is missing"),
-        (br#"{"event": {"eventType": "Sent"}, "data": {"documentId": "d"}}"#, "event.id is missing"),
+        (
+            br#"{"event": {"eventType": "Sent"}, "data": {"documentId": "d"}}"#,
+            "event.id is missing",
+        ),
         (b"", "not valid JSON"),
     ];
     for (body, _) in cases {
@@ -484,7 +487,10 @@ fn verification_body() -> Vec<u8> {
 }
 
 async fn post_announced_verification(app: &TestApp, signature: Option<&str>, body: &[u8]) -> reqwest::Response {
-    let mut headers = vec![("Content-Type", "application/json"), ("X-BoldSign-Event", "Verification")];
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("X-BoldSign-Event", "Verification"),
+    ];
     if let Some(signature) = signature {
         headers.push(("X-BoldSign-Signature", signature));
     }
@@ -509,8 +515,14 @@ async fn verification_is_answered_200_signed_or_not_once_secrets_are_set() {
     let body = verification_body();
     assert_eq!(post_announced_verification(&app, None, &body).await.status(), 200);
     let signed = boldsign_signature(BOLDSIGN_SECRET, unix_now(), &body);
-    assert_eq!(post_announced_verification(&app, Some(&signed), &body).await.status(), 200);
-    assert_eq!(post_announced_verification(&app, Some("garbage"), &body).await.status(), 200);
+    assert_eq!(
+        post_announced_verification(&app, Some(&signed), &body).await.status(),
+        200
+    );
+    assert_eq!(
+        post_announced_verification(&app, Some("garbage"), &body).await.status(),
+        200
+    );
     assert_eq!(app.event_count("boldsign").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM agreements").await, 0);
 }
@@ -526,12 +538,27 @@ async fn a_verification_header_over_another_event_must_be_signed() {
     assert_eq!(unsigned.status(), 401);
     let t = unix_now();
     let forged = format!("t={t}, s0={}", hex_signature("not-the-secret", t, &completed));
-    assert_eq!(post_announced_verification(&app, Some(&forged), &completed).await.status(), 401);
+    assert_eq!(
+        post_announced_verification(&app, Some(&forged), &completed)
+            .await
+            .status(),
+        401
+    );
     assert_eq!(app.event_count("boldsign").await, 0);
-    assert_eq!(app.admin_get(&format!("/api/agreements/boldsign/{DOCUMENT}")).await.status(), 404);
+    assert_eq!(
+        app.admin_get(&format!("/api/agreements/boldsign/{DOCUMENT}"))
+            .await
+            .status(),
+        404
+    );
     // Signed, the same request is an ordinary event.
     let signed = boldsign_signature(BOLDSIGN_SECRET, t, &completed);
-    assert_eq!(post_announced_verification(&app, Some(&signed), &completed).await.status(), 200);
+    assert_eq!(
+        post_announced_verification(&app, Some(&signed), &completed)
+            .await
+            .status(),
+        200
+    );
     app.wait_for_agreement_status("boldsign", DOCUMENT, "completed").await;
 }
 

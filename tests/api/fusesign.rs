@@ -292,8 +292,14 @@ async fn unparseable_authenticated_bodies_are_kept_dead_and_acknowledged() {
         (b"[1, 2, 3]", "must be a JSON object"),
         (b"\xff\xfe{garbage", "not valid JSON"),
         (b"{}", "neither BundleHistoryEvent.Id nor WebhookId"),
-        (br#"{"BundleId": "b", "EventType": "BundleFinalised"}"#, "neither BundleHistoryEvent.Id nor WebhookId"),
-        (br#"{"WebhookId": "", "BundleHistoryEvent": {"Id": "  "}}"#, "neither BundleHistoryEvent.Id nor WebhookId"),
+        (
+            br#"{"BundleId": "b", "EventType": "BundleFinalised"}"#,
+            "neither BundleHistoryEvent.Id nor WebhookId",
+        ),
+        (
+            br#"{"WebhookId": "", "BundleHistoryEvent": {"Id": "  "}}"#,
+            "neither BundleHistoryEvent.Id nor WebhookId",
+        ),
         (b"", "not valid JSON"),
     ];
     for (body, _) in cases {

@@ -274,7 +274,11 @@ async fn trickled_uploads_cannot_spend_the_body_budget_of_authenticated_requests
             1 => "X-AdobeSign-ClientId: not-ours\r\n".to_owned(),
             _ => format!("X-BoldSign-Signature: {looks_signed}\r\n"),
         };
-        let path = if n % 3 == 2 { "/webhooks/boldsign" } else { "/webhooks/adobe-sign" };
+        let path = if n % 3 == 2 {
+            "/webhooks/boldsign"
+        } else {
+            "/webhooks/adobe-sign"
+        };
         let mut socket = tokio::net::TcpStream::connect(app.socket_addr()).await.unwrap();
         let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\n{credential}Content-Length: {BUDGET}\r\n\r\n{{\"a\":");
         socket.write_all(head.as_bytes()).await.unwrap();
@@ -282,7 +286,13 @@ async fn trickled_uploads_cannot_spend_the_body_budget_of_authenticated_requests
     }
     // Authenticated notifications of every provider while they trickle.
     for i in 0..5 {
-        let adobe = adobe_event(&format!("t-{i}"), "a", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+        let adobe = adobe_event(
+            &format!("t-{i}"),
+            "a",
+            "AGREEMENT_CREATED",
+            None,
+            "2026-11-20T09:00:00Z",
+        );
         assert_eq!(app.post_adobe(&adobe).await.status(), 200, "adobe {i}");
         let bold = boldsign_event(&format!("b-{i}"), "d", "Sent", None, unix_now());
         assert_eq!(app.post_boldsign(&bold).await.status(), 200, "boldsign {i}");
@@ -299,7 +309,10 @@ async fn trickled_uploads_cannot_spend_the_body_budget_of_authenticated_requests
         let read = tokio::time::timeout(WAIT_LIMIT, socket.read_exact(&mut answer)).await;
         assert!(read.is_ok(), "trickler {n} was answered");
         let status = String::from_utf8_lossy(&answer).into_owned();
-        assert!(status.ends_with(if *n % 3 == 0 { "401" } else { "403" }), "trickler {n}: {status}");
+        assert!(
+            status.ends_with(if *n % 3 == 0 { "401" } else { "403" }),
+            "trickler {n}: {status}"
+        );
     }
     assert_eq!(app.event_count("adobe-sign").await, 5);
     assert_eq!(app.event_count("boldsign").await, 5);

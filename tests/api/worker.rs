@@ -248,7 +248,13 @@ async fn a_value_the_database_refuses_fails_only_its_own_event_and_is_kept_for_r
         sqlx::query(statement).execute(&app.db).await.unwrap();
     }
     let date = "2026-11-20T09:00:00Z";
-    let refused = adobe_event("refused", "agr-refused", "AGREEMENT_WORKFLOW_COMPLETED", Some("SIGNED"), date);
+    let refused = adobe_event(
+        "refused",
+        "agr-refused",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        date,
+    );
     let events: Vec<Value> = std::iter::once(refused.clone())
         .chain((0..30).map(|i| adobe_event(&format!("g-{i}"), &format!("agr-{i}"), "AGREEMENT_CREATED", None, date)))
         .collect();
@@ -258,23 +264,41 @@ async fn a_value_the_database_refuses_fails_only_its_own_event_and_is_kept_for_r
     }
     app.wait_idle().await;
     for i in 0..30 {
-        assert_eq!(app.get_agreement("adobe-sign", &format!("agr-{i}")).await["status"], "in_progress");
+        assert_eq!(
+            app.get_agreement("adobe-sign", &format!("agr-{i}")).await["status"],
+            "in_progress"
+        );
     }
     let dead = app.dead_events("adobe-sign").await;
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert!(dead[0].1.as_deref().unwrap_or_default().contains("injected refusal of refused"), "{dead:?}");
+    assert!(
+        dead[0]
+            .1
+            .as_deref()
+            .unwrap_or_default()
+            .contains("injected refusal of refused"),
+        "{dead:?}"
+    );
     // A retry of the same delivery is a duplicate of the kept one.
     assert_eq!(app.post_adobe(&refused).await.status(), 200);
     assert_eq!(app.event_count("adobe-sign").await, 31);
 
-    sqlx::query("DROP TRIGGER refuse_value ON events").execute(&app.db).await.unwrap();
+    sqlx::query("DROP TRIGGER refuse_value ON events")
+        .execute(&app.db)
+        .await
+        .unwrap();
     let id: i64 = sqlx::query_scalar("SELECT id FROM events WHERE state = 'dead'")
         .fetch_one(&app.db)
         .await
         .unwrap();
     assert_eq!(app.replay(id).await.status(), 202);
-    let agreement = app.wait_for_agreement_status("adobe-sign", "agr-refused", "completed").await;
-    assert_eq!(agreement["history"][0]["event_id"], "refused", "parsed again from the kept body");
+    let agreement = app
+        .wait_for_agreement_status("adobe-sign", "agr-refused", "completed")
+        .await;
+    assert_eq!(
+        agreement["history"][0]["event_id"], "refused",
+        "parsed again from the kept body"
+    );
 }
 
 /// An event whose value the database refuses when it is applied (a data
@@ -293,7 +317,15 @@ async fn an_event_the_database_refuses_to_apply_is_dead_at_once_and_its_batch_ap
     }
     let date = "2026-11-20T09:00:00Z";
     let mut events = vec![adobe_event("r-1", "refused", "AGREEMENT_CREATED", None, date)];
-    events.extend((0..20).map(|i| adobe_event(&format!("b-{i}"), &format!("batch-{i}"), "AGREEMENT_CREATED", None, date)));
+    events.extend((0..20).map(|i| {
+        adobe_event(
+            &format!("b-{i}"),
+            &format!("batch-{i}"),
+            "AGREEMENT_CREATED",
+            None,
+            date,
+        )
+    }));
     for response in futures::future::join_all(events.iter().map(|event| app.post_adobe(event))).await {
         assert_eq!(response.status(), 200);
     }
@@ -306,6 +338,9 @@ async fn an_event_the_database_refuses_to_apply_is_dead_at_once_and_its_batch_ap
     assert!(error.unwrap_or_default().contains("injected data error for refused"));
     app.wait_idle().await;
     for i in 0..20 {
-        assert_eq!(app.get_agreement("adobe-sign", &format!("batch-{i}")).await["status"], "in_progress");
+        assert_eq!(
+            app.get_agreement("adobe-sign", &format!("batch-{i}")).await["status"],
+            "in_progress"
+        );
     }
 }

@@ -36,7 +36,11 @@ async fn metrics_count_webhook_outcomes_and_the_queue() {
     // BoldSign's URL check (official .NET SDK, examples/WebhookExampleController.cs).
     let verification = br#"{"event": {"id": "v-1", "eventType": "Verification"}, "data": null}"#;
     let response = app
-        .post("/webhooks/boldsign", &[("X-BoldSign-Event", "Verification")], verification.to_vec())
+        .post(
+            "/webhooks/boldsign",
+            &[("X-BoldSign-Event", "Verification")],
+            verification.to_vec(),
+        )
         .await;
     assert_eq!(response.status(), 200);
     app.wait_until_processed(1).await;
@@ -60,7 +64,11 @@ async fn metrics_count_webhook_outcomes_and_the_queue() {
         Some(4.0)
     );
     assert_eq!(metric_sample(&text, "signhook_events{state=\"processed\"}"), Some(1.0));
-    assert_eq!(metric_sample(&text, "signhook_events{state=\"dead\"}"), Some(1.0), "the quarantined body");
+    assert_eq!(
+        metric_sample(&text, "signhook_events{state=\"dead\"}"),
+        Some(1.0),
+        "the quarantined body"
+    );
     assert_eq!(
         metric_sample(&text, "signhook_oldest_pending_event_age_seconds"),
         Some(0.0)
@@ -383,7 +391,11 @@ async fn a_request_whose_client_left_is_still_committed_counted_and_logged() {
     assert_eq!(app.event_count("adobe-sign").await, 1);
     app.wait_until("the activity to be recorded", || async {
         let text = app.metrics().await;
-        metric_sample(&text, "signhook_last_webhook_timestamp_seconds{provider=\"adobe-sign\"}").is_some_and(|t| t > 1.7e9)
+        metric_sample(
+            &text,
+            "signhook_last_webhook_timestamp_seconds{provider=\"adobe-sign\"}",
+        )
+        .is_some_and(|t| t > 1.7e9)
     })
     .await;
 }
