@@ -12,7 +12,7 @@ use std::{
     sync::Arc,
 };
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{Store, StoreError};
@@ -147,6 +147,11 @@ async fn insert_one_by_one(store: &Store, events: Vec<NewEvent>) -> Vec<Result<R
     results
 }
 
+/// Body bytes in one insert above which its connection's buffers are shrunk
+/// back afterwards (sqlx keeps a connection's write buffer at the largest
+/// message it has sent).
+const SHRINK_BUFFERS_ABOVE: usize = 1024 * 1024;
+
 fn parent(event: &NewEvent) -> Option<&Parent> {
     event.subject.as_ref()?.parent.as_ref()
 }
@@ -169,6 +174,7 @@ impl Ingest<'_> {
         let mut sorted: Vec<&NewEvent> = events.iter().collect();
         sorted.sort_by(|a, b| (a.provider, &a.event_id).cmp(&(b.provider, &b.event_id)));
         let column = |f: fn(&NewEvent) -> Option<&str>| sorted.iter().map(|e| f(e)).collect::<Vec<_>>();
+        let mut conn = self.pool.acquire().await?;
         let inserted: Vec<(i64, String, String)> = sqlx::query_as(
             "WITH stored AS (
                  INSERT INTO events (provider, event_id, event_type, resource_type, resource_id, tenant,
@@ -207,8 +213,14 @@ impl Ingest<'_> {
         .bind(column(|e| e.quarantined.as_deref()))
         .bind(column(|e| parent(e).map(|p| p.kind.as_str())))
         .bind(column(|e| parent(e).map(|p| p.id.as_str())))
-        .fetch_all(self.pool)
+        .fetch_all(&mut *conn)
         .await?;
+        // A connection keeps its buffers at their largest: after a batch of
+        // big bodies that is megabytes per pooled connection, for good.
+        if events.iter().map(|e| e.body.len()).sum::<usize>() > SHRINK_BUFFERS_ABOVE {
+            conn.shrink_buffers();
+        }
+        drop(conn);
 
         let fresh: HashSet<(String, String)> = inserted.iter().map(|(_, p, e)| (p.clone(), e.clone())).collect();
         let mut ids: HashMap<(String, String), i64> = inserted.into_iter().map(|(id, p, e)| ((p, e), id)).collect();
