@@ -53,6 +53,10 @@ impl RateLimitedLog {
         let second = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs());
+        self.allow_at(second)
+    }
+
+    fn allow_at(&self, second: u64) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (at, left, suppressed) = &mut *state;
         if *at != second {
@@ -234,5 +238,26 @@ impl From<QueryRejection> for ApiError {
             code: "invalid_query",
             message: rejection.body_text(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_lines_are_limited_per_second_and_say_how_many_were_left_out() {
+        let log = RateLimitedLog::new(2);
+        assert_eq!(log.allow_at(100), Some(0));
+        assert_eq!(log.allow_at(100), Some(0));
+        assert_eq!(log.allow_at(100), None);
+        assert_eq!(log.allow_at(100), None);
+        assert_eq!(
+            log.allow_at(101),
+            Some(2),
+            "the next second's first line counts those left out"
+        );
+        assert_eq!(log.allow_at(101), Some(0));
+        assert_eq!(log.allow_at(101), None);
     }
 }
