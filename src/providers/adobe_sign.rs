@@ -650,8 +650,9 @@ fn status_of(event_type: &str, resource_status: Option<&str>) -> AgreementStatus
 /// (`webhookeventsagreements.md`, `webhookeventswidget.md`). Anything else
 /// (`OUT_FOR_*`, `WAITING_FOR_*`, `ACTIVE`, a new one) is in progress.
 ///
-/// - `ABORTED` ("cancelled by sender or rejected by recipient", the current
-///   name of `CANCELLED`) is cancelled: the status alone does not say which
+/// - `ABORTED` ("Cancelled (by sender) OR rejected (by recipient) — Terminal
+///   State"; `CANCELLED` is its legacy name: developer guide,
+///   `techblog/tldr/api-agreement-statuses.md`) is cancelled: the status alone does not say which
 ///   of the two, and the event that ended it (`AGREEMENT_REJECTED` or
 ///   `AGREEMENT_RECALLED`) decides when it is the one delivered.
 /// - A web form `DISCARDED` is gone for good: cancelled. One `DISABLED`
