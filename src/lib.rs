@@ -5,6 +5,7 @@
 
 pub mod agreement;
 pub mod config;
+pub mod documents;
 pub mod event;
 pub mod http;
 pub mod ledger;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{Config, ConfigError},
+    documents::{fetch::Fetcher, object::ObjectDocuments, DocumentStore, StoreLocation},
     http::AppState,
     providers::Providers,
     reconciler::Reconciler,
@@ -67,12 +69,22 @@ impl Application {
         // Every provider API call from now on draws from the budgets all
         // replicas share.
         providers.attach(Arc::new(store.clone()));
+        let documents: Arc<dyn DocumentStore> = match settings.documents.location()? {
+            StoreLocation::Postgres => Arc::new(store.blobs()),
+            StoreLocation::Object(url) => Arc::new(ObjectDocuments::open(&url)?),
+        };
+        let fetcher = Arc::new(Fetcher::new(
+            store.clone(),
+            providers.clone(),
+            documents,
+            settings.documents.clone(),
+        ));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
         Ok(Self {
             listener,
-            state: AppState::new(store, providers, WorkerHandle::default(), settings),
+            state: AppState::new(store, providers, WorkerHandle::default(), settings, fetcher),
         })
     }
 
@@ -103,10 +115,18 @@ impl Application {
         // Polls stale agreements and watches for silent providers; the
         // activity it reads is written to the database by the flush loop.
         let reconciler = Reconciler::new(state.store.clone(), state.providers.clone(), state.settings.clone());
-        let background = [
+        let mut background = vec![
             tokio::spawn(reconciler.run(shutdown.clone())),
             tokio::spawn(state.activity.clone().flush_loop(state.store.clone(), shutdown.clone())),
+            tokio::spawn(state.fetcher.clone().watch_missing(shutdown.clone())),
         ];
+        // Fetch the copies of completed agreements; a job in progress at
+        // shutdown is abandoned and taken over after its lease.
+        background.extend(
+            (0..state.settings.documents.workers).map(|_| tokio::spawn(state.fetcher.clone().run(shutdown.clone()))),
+        );
+        tracing::info!(store = %state.fetcher.documents().describe(), fetchers = state.settings.documents.workers,
+            "documents of completed agreements are kept");
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
 
         let header_timeout = state.settings.server.header_read_timeout();

@@ -79,6 +79,17 @@ pub mod metric {
     /// Counter, label `provider`: throttling answers (429, or 503 with
     /// `Retry-After`) this replica received.
     pub const PROVIDER_API_THROTTLED: &str = "signhook_provider_api_throttled_total";
+    /// Counter, labels `provider`, `kind` (signed, audit_trail, signed_2…),
+    /// `outcome` (stored, failed, deferred): documents of completed agreements.
+    pub const DOCUMENTS_FETCHED: &str = "signhook_documents_fetched_total";
+    /// Counter (bytes), labels `provider`, `kind`: document bytes stored by
+    /// this replica (content already in the store counts too: it was fetched).
+    pub const DOCUMENT_BYTES: &str = "signhook_document_bytes_stored_total";
+    /// Gauge, label `provider`: completed agreements still without their
+    /// signed copy `SIGNHOOK_DOCUMENT_MISSING_AFTER` after completing.
+    pub const DOCUMENTS_MISSING: &str = "signhook_documents_missing";
+    /// Counter, label `provider`: document fetch jobs that ended dead.
+    pub const DOCUMENT_JOBS_DEAD: &str = "signhook_document_jobs_dead_total";
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -132,6 +143,16 @@ fn describe() {
         metric::PROVIDER_API_PAUSED,
         "1 while every call to the provider's API account waits out its Retry-After"
     );
+    describe_counter!(
+        metric::DOCUMENTS_FETCHED,
+        "Documents of completed agreements by provider, kind and outcome"
+    );
+    describe_counter!(metric::DOCUMENT_BYTES, Unit::Bytes, "Document bytes stored");
+    describe_gauge!(
+        metric::DOCUMENTS_MISSING,
+        "Completed agreements without their signed copy after SIGNHOOK_DOCUMENT_MISSING_AFTER"
+    );
+    describe_counter!(metric::DOCUMENT_JOBS_DEAD, "Document fetch jobs that ended dead");
     describe_counter!(
         metric::PROVIDER_API_THROTTLED,
         "Throttling answers (429, 503 with Retry-After) from the provider's API"

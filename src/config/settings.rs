@@ -347,6 +347,83 @@ impl ReconcileSettings {
     }
 }
 
+/// Copies of completed agreements: where they are kept, and how they are fetched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DocumentSettings {
+    /// `postgres` (default: the service's database), or an `object_store`
+    /// URL: `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+    /// or `file:///var/lib/signhook/documents`; cloud credentials come from
+    /// each cloud's usual environment variables.
+    #[serde(rename = "document_store")]
+    pub store: String,
+    /// Fetch loops per replica; 0: this replica fetches no documents (jobs
+    /// are still recorded, for the replicas that do).
+    #[serde(rename = "document_workers")]
+    pub workers: usize,
+    /// Attempts of a fetch job before it is `dead`.
+    #[serde(rename = "document_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the second attempt, doubling after each failure up to
+    /// `document_retry_max`.
+    #[serde(rename = "document_retry_base")]
+    pub retry_base: HumanDuration,
+    #[serde(rename = "document_retry_max")]
+    pub retry_max: HumanDuration,
+    /// How long a claimed job is invisible to other fetchers; a replica
+    /// killed mid-fetch leaves its job to the next claim after this. Also the
+    /// longest one fetch may take.
+    #[serde(rename = "document_lease")]
+    pub lease: HumanDuration,
+    /// How often a fetch loop looks for due jobs when none woke it.
+    #[serde(rename = "document_poll_interval")]
+    pub poll_interval: HumanDuration,
+    /// A completed agreement still without its signed copy this long after
+    /// completing is reported (WARN and `signhook_documents_missing`).
+    #[serde(rename = "document_missing_after")]
+    pub missing_after: HumanDuration,
+}
+
+impl Default for DocumentSettings {
+    fn default() -> Self {
+        Self {
+            store: "postgres".to_owned(),
+            workers: 1,
+            max_attempts: 10,
+            retry_base: HumanDuration::from_secs(30),
+            retry_max: HumanDuration::from_secs(3600),
+            lease: HumanDuration::from_secs(600),
+            poll_interval: HumanDuration::from_secs(5),
+            missing_after: HumanDuration::from_secs(3600),
+        }
+    }
+}
+
+impl DocumentSettings {
+    /// `SIGNHOOK_DOCUMENT_STORE`, parsed.
+    pub fn location(&self) -> Result<crate::documents::StoreLocation, ConfigError> {
+        self.store.parse().map_err(|message: String| invalid("document_store", message))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.location()?;
+        positive(&[("document_max_attempts", u64::from(self.max_attempts))])?;
+        let durations = [
+            ("document_retry_base", self.retry_base),
+            ("document_lease", self.lease),
+            ("document_poll_interval", self.poll_interval),
+            ("document_missing_after", self.missing_after),
+        ];
+        if let Some((key, _)) = durations.iter().find(|(_, d)| d.get().is_zero()) {
+            return Err(invalid(key, "must be longer than 0"));
+        }
+        if self.retry_max.get() < self.retry_base.get() {
+            return Err(invalid("document_retry_max", "must not be below SIGNHOOK_DOCUMENT_RETRY_BASE"));
+        }
+        Ok(())
+    }
+}
+
 /// Settings of the service itself (each provider reads its own, see
 /// `providers/`). Shown flat, as the keys are written, by `check-config`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -361,6 +438,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     #[serde(flatten)]
     pub reconcile: ReconcileSettings,
+    #[serde(flatten)]
+    pub documents: DocumentSettings,
 }
 
 impl Settings {
@@ -380,12 +459,14 @@ impl Settings {
             ingest: super::extract(figment)?,
             worker: super::extract(figment)?,
             reconcile: super::extract(figment)?,
+            documents: super::extract(figment)?,
         };
         settings.server.validate()?;
         settings.database.validate()?;
         settings.ingest.validate()?;
         settings.worker.validate()?;
         settings.reconcile.validate()?;
+        settings.documents.validate()?;
         Ok(settings)
     }
 }

@@ -3,6 +3,7 @@
 //! file per route group.
 
 mod admin;
+mod documents;
 pub mod error;
 mod health;
 pub mod openapi;
@@ -34,6 +35,7 @@ use tower_http::{
 use self::error::ApiError;
 use crate::{
     config::Settings,
+    documents::fetch::Fetcher,
     providers::{Provider, Providers},
     silence::Activity,
     store::{BatchLimits, IngestWriter, Store},
@@ -56,10 +58,18 @@ pub struct AppState {
     pub body_budget: Arc<Semaphore>,
     /// Last accepted webhook per provider (in memory; flushed to the database).
     pub activity: Activity,
+    /// Fetches and serves the copies of completed agreements.
+    pub fetcher: Arc<Fetcher>,
 }
 
 impl AppState {
-    pub fn new(store: Store, providers: Providers, worker: WorkerHandle, settings: Arc<Settings>) -> Self {
+    pub fn new(
+        store: Store,
+        providers: Providers,
+        worker: WorkerHandle,
+        settings: Arc<Settings>,
+        fetcher: Arc<Fetcher>,
+    ) -> Self {
         let budget_kib = (settings.server.max_inflight_body_bytes / 1024).min(Semaphore::MAX_PERMITS);
         let limits = BatchLimits {
             max_rows: settings.ingest.batch_max_rows,
@@ -74,6 +84,7 @@ impl AppState {
             body_budget: Arc::new(Semaphore::new(budget_kib)),
             settings,
             activity: Activity::default(),
+            fetcher,
         }
     }
 
@@ -89,6 +100,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let admin = admin::router()
+        .merge(documents::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token))
         // After the token layer: the document is served without the token.
         .route("/openapi.json", get(openapi::openapi_json));

@@ -12,7 +12,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, error::ApiError, health, webhooks, AppState};
+use super::{admin, documents, error::ApiError, health, webhooks, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,9 @@ use super::{admin, error::ApiError, health, webhooks, AppState};
         admin::refresh,
         admin::watch,
         admin::unwatch,
+        documents::list,
+        documents::download,
+        documents::refetch,
         admin::providers,
         admin::events,
         admin::replay,

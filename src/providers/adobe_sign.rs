@@ -28,6 +28,18 @@
 //! API definition marks it required). Scopes: `webhook_read` (the GETs),
 //! `webhook_write` (POST) and `webhook_retention` (DELETE), besides
 //! `agreement_read`.
+//!
+//! A completed agreement's copy: the signed PDF is
+//! `GET /api/rest/v6/agreements/{id}/combinedDocument` (`Accept:
+//! application/pdf`, without `attachAuditReport`: the audit trail is kept on
+//! its own) and the audit trail `GET /api/rest/v6/agreements/{id}/auditTrail`
+//! (API definition `agreements.json`, `getCombinedDocument` and
+//! `getAuditTrail`; developer guide, "Download the agreement"), both with
+//! `agreement_read`. A notification of a webhook with `includeSignedDocuments`
+//! carries the signed PDF as base64 in `agreement.signedDocumentInfo.document`
+//! (webhook guide, agreement events); it is taken from there, unless Adobe
+//! trimmed it to keep the payload under 10 MB (`conditionalParametersTrimmed`,
+//! webhook payload overview): then it is downloaded.
 
 use std::{
     sync::{Arc, RwLock},
@@ -52,6 +64,7 @@ use super::{
 use crate::{
     agreement::AgreementStatus,
     config::{invalid, mask, optional_string, string_list, Config, ConfigError, HumanDuration},
+    documents::{self, DocumentRef, Download, InlineDocument},
     event::{Notification, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
@@ -441,6 +454,37 @@ impl Provider for AdobeSign {
         Some(AGREEMENT)
     }
 
+    fn documents<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async move {
+            api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let document = |kind: &str, endpoint: &str, suffix: &str| DocumentRef {
+                kind: kind.to_owned(),
+                file_name: format!("{agreement_id}{suffix}.pdf"),
+                path: [API, REST, V6, "agreements", agreement_id, endpoint]
+                    .map(str::to_owned)
+                    .to_vec(),
+                query: Vec::new(),
+                accept: PDF,
+            };
+            Ok(vec![
+                document(documents::SIGNED, "combinedDocument", ""),
+                document(documents::AUDIT_TRAIL, "auditTrail", "-audit-trail"),
+            ])
+        })
+    }
+
+    fn download<'a>(&'a self, document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(api::download(self.api.as_ref(), document))
+    }
+
+    fn inline_document(&self, body: &[u8]) -> Option<InlineDocument> {
+        signed_document_in(body)
+    }
+
     fn watch<'a>(&'a self, agreement_id: &'a str, webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
@@ -481,6 +525,7 @@ impl Provider for AdobeSign {
 }
 
 const API: &str = "api";
+const PDF: &str = "application/pdf";
 const REST: &str = "rest";
 const V6: &str = "v6";
 /// Pages of `GET /webhooks` read when looking for an existing webhook.
@@ -516,6 +561,44 @@ async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> R
         }
     }
     Ok(None)
+}
+
+/// The signed PDF a notification carries in
+/// `agreement.signedDocumentInfo.document` (base64), if it does and it
+/// decodes; a trimmed payload (`conditionalParametersTrimmed`) has none.
+/// Only the fields read are deserialized (borrowed, not copied).
+fn signed_document_in(body: &[u8]) -> Option<InlineDocument> {
+    #[derive(Deserialize)]
+    struct Payload<'a> {
+        #[serde(borrow)]
+        agreement: Option<AgreementPart<'a>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct AgreementPart<'a> {
+        #[serde(borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        signed_document_info: Option<SignedDocumentInfo<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct SignedDocumentInfo<'a> {
+        #[serde(borrow)]
+        document: Option<std::borrow::Cow<'a, str>>,
+    }
+    use base64::Engine as _;
+    let agreement = serde_json::from_slice::<Payload<'_>>(body).ok()?.agreement?;
+    let encoded = agreement.signed_document_info?.document?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim().as_bytes())
+        .ok()
+        .filter(|bytes| !bytes.is_empty())?;
+    Some(InlineDocument {
+        kind: documents::SIGNED.to_owned(),
+        file_name: format!("{}.pdf", agreement.id.as_deref().unwrap_or("agreement")),
+        content_type: PDF.to_owned(),
+        bytes,
+    })
 }
 
 /// The `WebhookInfo` of a webhook for one agreement: `RESOURCE` scope, active
@@ -865,6 +948,27 @@ mod tests {
             let n = adobe(&[]).parse(body.to_string().as_bytes()).expect("parses");
             let subject = n.subject.expect("has subject");
             assert_eq!((subject.kind.as_str(), subject.id.as_str()), (kind, "r1"));
+        }
+    }
+
+    /// A completion with `includeSignedDocuments` carries the PDF in
+    /// `agreement.signedDocumentInfo.document`; a trimmed one (or a broken
+    /// base64) does not, and is fetched through the API instead.
+    #[test]
+    fn signed_documents_are_read_from_the_payload_unless_trimmed() {
+        use base64::Engine as _;
+        let pdf = b"%PDF-1.7 signed".to_vec();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&pdf);
+        let with = json!({"webhookNotificationId": "n1", "event": "AGREEMENT_WORKFLOW_COMPLETED",
+            "agreement": {"id": "CBJ1", "status": "SIGNED", "signedDocumentInfo": {"document": encoded}}});
+        let document = adobe(&[]).inline_document(with.to_string().as_bytes()).expect("carried");
+        assert_eq!((document.kind.as_str(), document.bytes), ("signed", pdf));
+        assert_eq!(document.file_name, "CBJ1.pdf");
+        let trimmed = json!({"webhookNotificationId": "n1", "event": "AGREEMENT_WORKFLOW_COMPLETED",
+            "conditionalParametersTrimmed": ["includeSignedDocuments"], "agreement": {"id": "CBJ1", "status": "SIGNED"}});
+        let broken = json!({"agreement": {"id": "CBJ1", "signedDocumentInfo": {"document": "%%not base64"}}});
+        for body in [trimmed.to_string(), broken.to_string(), "not json".to_owned()] {
+            assert_eq!(adobe(&[]).inline_document(body.as_bytes()), None, "{body}");
         }
     }
 

@@ -15,6 +15,18 @@
 //! refresh answer carries a refresh token; the newest is kept in PostgreSQL
 //! (see `oauth`). An error is 400 `{"Result":false,"Message":…}` (API
 //! reference, common error model): its `Message` is what is reported.
+//!
+//! A finalised bundle's copy: `GET /api/Bundle/Get` lists its documents
+//! (`Documents[].Document.DocumentId`, with `SignedPDFDownloadUrl`), each
+//! downloaded with `GET /api/Document/Download` (QuickStart guide: "retrieve
+//! the bundle … Document Ids to be used in /api/Document/Download"). Its
+//! query parameters are assumed to be those of `GET /api/Document/Get`
+//! (`tenantId`, `documentId`: API reference, "Document"); the
+//! `SignedPDFDownloadUrl` is not followed, as it may be on another host that
+//! must not see the API credential. FuseSign has no audit trail in its API.
+//! FuseSign archives a bundle 60 days after the signed download is
+//! registered and deletes its documents (`BundleArchiveWarning` 7 days
+//! before): the copy is the one that lasts.
 
 use std::sync::Arc;
 
@@ -35,6 +47,7 @@ use super::{
 };
 use crate::{
     agreement::AgreementStatus,
+    documents::{self, DocumentRef, Download},
     config::{invalid, mask, optional_string, string_list, Config, ConfigError},
     event::{Notification, Subject},
     ledger::{ApiLedger, ApiLimits},
@@ -305,6 +318,28 @@ impl Provider for FuseSign {
         &["bundle"]
     }
 
+    fn documents<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async move {
+            let (api, configured) = api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let tenant = tenant.filter(|t| !t.trim().is_empty()).unwrap_or(configured);
+            let bundle = api
+                .get_json(
+                    &["api", "Bundle", "Get"],
+                    &[("TenantId", tenant), ("BundleId", agreement_id)],
+                )
+                .await?;
+            Ok(bundle_documents(&bundle, tenant)?)
+        })
+    }
+
+    fn download<'a>(&'a self, document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(api::download(self.api.as_ref().map(|(api, _)| api), document))
+    }
+
     fn api_limits(&self) -> Option<ApiLimits> {
         self.api.as_ref().map(|(api, _)| api.limits())
     }
@@ -336,6 +371,60 @@ fn bundle_subject(bundle_id: &str, bundle: &Value) -> Result<Subject, CallError>
         status: bundle_status_of(&status),
         provider_status: Some(status),
     })
+}
+
+/// The documents of a bundle as `GET /api/Bundle/Get` lists them
+/// (`Documents[]` in `DocumentOrder`, each `Document.DocumentId` and
+/// `DisplayName`; camelCase accepted too), as downloads of
+/// `/api/Document/Download`. A bundle without documents is an invalid answer:
+/// a finalised bundle has at least one.
+fn bundle_documents(bundle: &Value, tenant: &str) -> Result<Vec<DocumentRef>, CallError> {
+    let field = |value: &Value, pascal: &str, camel: &str| {
+        value
+            .get(pascal)
+            .or_else(|| value.get(camel))
+            .filter(|v| !v.is_null())
+            .cloned()
+    };
+    let mut entries: Vec<(i64, String, String)> = field(bundle, "Documents", "documents")
+        .and_then(|documents| documents.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| {
+            let document = field(entry, "Document", "document")?;
+            let id = str_at(&document, "/DocumentId")
+                .or_else(|| str_at(&document, "/documentId"))?
+                .into_owned();
+            let name = str_at(&document, "/DisplayName")
+                .or_else(|| str_at(&document, "/displayName"))
+                .map_or_else(|| id.clone(), |name| name.into_owned());
+            let order = field(entry, "DocumentOrder", "documentOrder")
+                .and_then(|order| order.as_i64())
+                .unwrap_or(i64::MAX);
+            Some((order, id, name))
+        })
+        .collect();
+    if entries.is_empty() {
+        return Err(CallError::InvalidResponse("the bundle lists no documents".to_owned()));
+    }
+    entries.sort_by_key(|(order, _, _)| *order);
+    Ok(entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, (_, id, name))| DocumentRef {
+            kind: documents::signed_kind(index),
+            file_name: match name.to_ascii_lowercase().ends_with(".pdf") {
+                true => name,
+                false => format!("{name}.pdf"),
+            },
+            path: ["api", "Document", "Download"].map(str::to_owned).to_vec(),
+            query: vec![
+                ("tenantId".to_owned(), tenant.to_owned()),
+                ("documentId".to_owned(), id),
+            ],
+            accept: "application/pdf",
+        })
+        .collect())
 }
 
 /// A bundle's state. The values are assumed as well: the words FuseSign's

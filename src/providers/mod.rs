@@ -48,6 +48,7 @@ use serde_json::Value;
 pub use self::{client::CallError, traffic::Traffic};
 use crate::{
     config::{Config, ConfigError},
+    documents::{DocumentRef, Download, InlineDocument},
     event::{Notification, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
@@ -265,6 +266,31 @@ pub trait Provider: Send + Sync + 'static {
     /// registration whose answer was lost created) is adopted.
     fn watch<'a>(&'a self, _agreement_id: &'a str, _webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
         Box::pin(async { Err(WatchError::Unsupported) })
+    }
+
+    /// The documents to keep of the completed agreement `agreement_id` (in
+    /// `tenant`, as for [`Provider::poll_in`]): the signed document(s) and,
+    /// where the provider has one, the audit trail. May ask the API (FuseSign
+    /// lists a bundle's documents); [`PollError::NotConfigured`] without API
+    /// credentials.
+    fn documents<'a>(
+        &'a self,
+        _agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async { Err(PollError::NotConfigured) })
+    }
+
+    /// Starts downloading one of [`Provider::documents`], through the
+    /// account's shared budget (see [`api::Api::download`]).
+    fn download<'a>(&'a self, _document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(async { Err(PollError::NotConfigured) })
+    }
+
+    /// The signed document a notification's body carries itself, if it does
+    /// (Adobe's `signedDocumentInfo`); then no API call is needed for it.
+    fn inline_document(&self, _body: &[u8]) -> Option<InlineDocument> {
+        None
     }
 
     /// Deletes a webhook [`Provider::watch`] registered. A webhook the

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 
-use super::{ClaimedEvent, StoreError};
+use super::{documents::record_completions, ClaimedEvent, DocumentView, StoreError};
 use crate::{
     agreement::{AgreementState, AgreementStatus, Source},
     event::{Notification, Subject},
@@ -43,6 +43,9 @@ pub struct AgreementView {
     pub last_poll_error: Option<String>,
     #[sqlx(skip)]
     pub history: Vec<HistoryEntry>,
+    /// The copies kept of a completed agreement (signed PDF, audit trail).
+    #[sqlx(skip)]
+    pub documents: Vec<DocumentView>,
 }
 
 #[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
@@ -162,6 +165,7 @@ impl Agreements<'_> {
             subject.provider_status.clone(),
         );
         let mut state = row.state();
+        let before = state.status;
         let recorded = (state.status, &state.provider_status) == (subject.status, &subject.provider_status)
             || last_poll(&mut tx, provider, &subject.id).await?.as_ref() == Some(&observed);
         if !recorded {
@@ -179,6 +183,9 @@ impl Agreements<'_> {
             .await?;
             if state.apply(&subject.change(Source::Poll, observed_at)) {
                 write_states(&mut tx, &[(provider, subject.id.as_str(), &state)]).await?;
+                if became_completed(before, &state) {
+                    record_completions(&mut tx, &[(provider, subject.id.as_str())]).await?;
+                }
             }
         }
         // Committed either way: the poll may have created the agreement.
@@ -209,6 +216,9 @@ impl Agreements<'_> {
         .bind(agreement_id)
         .fetch_all(self.pool)
         .await?;
+        view.documents = super::Documents { pool: self.pool }
+            .list(provider, agreement_id)
+            .await?;
         Ok(Some(view))
     }
 }
@@ -326,10 +336,15 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    // Each agreement's state, and whether the batch changed it.
-    let mut states: HashMap<(String, String), (AgreementState, bool)> = rows
+    // Each agreement's state, whether the batch changed it, and its status
+    // before the batch.
+    let mut states: HashMap<(String, String), (AgreementState, bool, Option<AgreementStatus>)> = rows
         .into_iter()
-        .map(|row| ((row.provider.clone(), row.agreement_id.clone()), (row.state(), false)))
+        .map(|row| {
+            let state = row.state();
+            let before = state.status;
+            ((row.provider.clone(), row.agreement_id.clone()), (state, false, before))
+        })
         .collect();
 
     // 2. History, once per event: a replayed event's row is already there and
@@ -369,18 +384,30 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     //    the agreements that changed.
     for a in applied.iter().filter(|a| new.contains(&a.event.id)) {
         let key = (a.event.provider.clone(), a.subject.id.clone());
-        let (state, changed) = states.get_mut(&key).ok_or(StoreError::Vanished)?;
+        let (state, changed, _) = states.get_mut(&key).ok_or(StoreError::Vanished)?;
         *changed |= state.apply(&a.subject.change(Source::Event, a.occurred_at));
     }
     let changed: Vec<(&str, &str, &AgreementState)> = states
         .iter()
-        .filter(|(_, (_, changed))| *changed)
-        .map(|((provider, agreement_id), (state, _))| (provider.as_str(), agreement_id.as_str(), state))
+        .filter(|(_, (_, changed, _))| *changed)
+        .map(|((provider, agreement_id), (state, _, _))| (provider.as_str(), agreement_id.as_str(), state))
         .collect();
     if !changed.is_empty() {
         write_states(tx, &changed).await?;
     }
+    let completed: Vec<(&str, &str)> = states
+        .iter()
+        .filter(|(_, (state, changed, before))| *changed && became_completed(*before, state))
+        .map(|((provider, agreement_id), _)| (provider.as_str(), agreement_id.as_str()))
+        .collect();
+    record_completions(tx, &completed).await?;
     Ok(())
+}
+
+/// Whether the fold just made the agreement completed: then its documents
+/// are to be fetched, recorded in the same transaction.
+fn became_completed(before: Option<AgreementStatus>, after: &AgreementState) -> bool {
+    after.status == Some(AgreementStatus::Completed) && before != Some(AgreementStatus::Completed)
 }
 
 #[cfg(test)]

@@ -7,12 +7,16 @@
 //! [`Store`] holds the pool; its API is one small handle per table or use,
 //! each in its own file: [`Store::ingest`], [`Store::queue`],
 //! [`Store::agreements`], [`Store::polling`], [`Store::watches`],
-//! [`Store::activity`], [`Store::budgets`], [`Store::events`] and [`Store::counts`].
+//! [`Store::activity`], [`Store::budgets`], [`Store::events`], [`Store::counts`],
+//! [`Store::documents`] (fetch jobs and kept documents) and [`Store::blobs`]
+//! (the documents' bytes, when PostgreSQL is the document store).
 
 mod activity;
 mod agreements;
+mod blobs;
 mod budgets;
 mod counts;
+mod documents;
 mod events;
 mod ingest;
 mod polling;
@@ -28,7 +32,9 @@ use sqlx::{
 
 pub use activity::{ProviderActivity, WebhookActivity};
 pub use agreements::{AgreementView, Agreements, HistoryEntry};
+pub use blobs::{Blobs, CHUNK};
 pub use budgets::{BudgetView, Budgets};
+pub use documents::{DocumentJob, DocumentJobView, DocumentView, Documents, JobOutcome, NewDocument};
 pub use counts::{Counts, ProviderCounts, StateCounts};
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
 pub use ingest::{BatchLimits, Ingest, IngestWriter};
@@ -144,6 +150,16 @@ impl Store {
     /// Stored events as the admin API lists them.
     pub fn events(&self) -> Events<'_> {
         Events { pool: &self.pool }
+    }
+
+    /// Document fetch jobs and the documents kept for each agreement.
+    pub fn documents(&self) -> Documents<'_> {
+        Documents { pool: &self.pool }
+    }
+
+    /// The PostgreSQL document store.
+    pub fn blobs(&self) -> Blobs {
+        Blobs { pool: self.pool.clone() }
     }
 
     /// Counts of events and agreements.
