@@ -341,9 +341,10 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     let mut states: HashMap<(String, String), (AgreementState, bool, Option<AgreementStatus>)> = rows
         .into_iter()
         .map(|row| {
+            let key = (row.provider.clone(), row.agreement_id.clone());
             let state = row.state();
             let before = state.status;
-            ((row.provider.clone(), row.agreement_id.clone()), (state, false, before))
+            (key, (state, false, before))
         })
         .collect();
 
