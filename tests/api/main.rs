@@ -7,6 +7,7 @@ mod common;
 mod helpers;
 
 mod admin;
+mod documents;
 mod adobe_sign;
 mod boldsign;
 mod fusesign;
