@@ -402,7 +402,9 @@ impl Default for DocumentSettings {
 impl DocumentSettings {
     /// `SIGNHOOK_DOCUMENT_STORE`, parsed.
     pub fn location(&self) -> Result<crate::documents::StoreLocation, ConfigError> {
-        self.store.parse().map_err(|message: String| invalid("document_store", message))
+        self.store
+            .parse()
+            .map_err(|message: String| invalid("document_store", message))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -418,7 +420,10 @@ impl DocumentSettings {
             return Err(invalid(key, "must be longer than 0"));
         }
         if self.retry_max.get() < self.retry_base.get() {
-            return Err(invalid("document_retry_max", "must not be below SIGNHOOK_DOCUMENT_RETRY_BASE"));
+            return Err(invalid(
+                "document_retry_max",
+                "must not be below SIGNHOOK_DOCUMENT_RETRY_BASE",
+            ));
         }
         Ok(())
     }

@@ -217,8 +217,17 @@ impl Fetcher {
         if needed(SIGNED) {
             if let Some(inline) = self.inline(provider.as_ref(), job).await? {
                 let stored = self.put_bytes(&inline.bytes).await?;
-                self.record(job, provider.as_ref(), &inline.kind, &inline.file_name, &inline.content_type, "webhook", &stored, report)
-                    .await?;
+                self.record(
+                    job,
+                    provider.as_ref(),
+                    &inline.kind,
+                    &inline.file_name,
+                    &inline.content_type,
+                    "webhook",
+                    &stored,
+                    report,
+                )
+                .await?;
             }
         }
         let have_signed = !needed(SIGNED) || report.fetched.iter().any(|doc| doc.kind == SIGNED);
@@ -243,8 +252,17 @@ impl Fetcher {
             }
             match self.download(provider.as_ref(), &document).await {
                 Ok((stored, content_type)) => {
-                    self.record(job, provider.as_ref(), &document.kind, &document.file_name, &content_type, "api", &stored, report)
-                        .await?
+                    self.record(
+                        job,
+                        provider.as_ref(),
+                        &document.kind,
+                        &document.file_name,
+                        &content_type,
+                        "api",
+                        &stored,
+                        report,
+                    )
+                    .await?
                 }
                 Err(error) => {
                     let outcome = match &error {
@@ -351,7 +369,8 @@ impl Fetcher {
             _ => error.to_string(),
         };
         // Nothing will change without a new configuration: no point retrying.
-        let dead = attempts >= self.settings.max_attempts || matches!(error, FetchError::Provider(PollError::NotConfigured));
+        let dead =
+            attempts >= self.settings.max_attempts || matches!(error, FetchError::Provider(PollError::NotConfigured));
         let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
         let retry_in = self
             .settings

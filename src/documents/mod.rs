@@ -120,8 +120,11 @@ pub type ReadStream = BoxStream<'static, Result<Bytes, DocumentStoreError>>;
 pub trait DocumentStore: Send + Sync + 'static {
     /// Streams `body` in, hashing as it goes; content already present is not
     /// written again. `expected` is the announced length, checked at the end.
-    fn put<'a>(&'a self, body: ByteStream<'a>, expected: Option<u64>)
-        -> BoxFuture<'a, Result<Stored, DocumentStoreError>>;
+    fn put<'a>(
+        &'a self,
+        body: ByteStream<'a>,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<Stored, DocumentStoreError>>;
 
     /// Streams the content with address `sha256` out.
     fn get<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<ReadStream, DocumentStoreError>>;
@@ -252,13 +255,22 @@ mod tests {
             ("", "postgres"),
             ("s3://bucket/prefix", "s3://bucket/prefix"),
             ("gs://bucket", "gs://bucket"),
-            ("file:///var/lib/signhook/documents", "file:///var/lib/signhook/documents"),
+            (
+                "file:///var/lib/signhook/documents",
+                "file:///var/lib/signhook/documents",
+            ),
         ];
         for (raw, shown) in ok {
             let location: StoreLocation = raw.parse().unwrap_or_else(|e| panic!("{raw}: {e}"));
             assert_eq!(location.to_string(), shown);
         }
-        for bad in ["s3://", "file:///", "ftp://host/x", "bucket/prefix", "http://minio:9000/bucket"] {
+        for bad in [
+            "s3://",
+            "file:///",
+            "ftp://host/x",
+            "bucket/prefix",
+            "http://minio:9000/bucket",
+        ] {
             assert!(bad.parse::<StoreLocation>().is_err(), "{bad}");
         }
     }

@@ -136,10 +136,14 @@ impl DocumentStore for ObjectDocuments {
 
     fn get<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<ReadStream, DocumentStoreError>> {
         Box::pin(async move {
-            let found = self.store.get(&Self::address(sha256)).await.map_err(|error| match error {
-                object_store::Error::NotFound { .. } => DocumentStoreError::Missing(sha256.to_owned()),
-                other => backend(other),
-            })?;
+            let found = self
+                .store
+                .get(&Self::address(sha256))
+                .await
+                .map_err(|error| match error {
+                    object_store::Error::NotFound { .. } => DocumentStoreError::Missing(sha256.to_owned()),
+                    other => backend(other),
+                })?;
             Ok(found.into_stream().map_err(backend).boxed())
         })
     }

@@ -114,7 +114,7 @@ async fn agreement(
 ///
 /// A completed agreement whose signed copy is missing has its documents
 /// fetched at once (`?documents=refetch`: all of them again, even if kept),
-/// waiting up to a minute; `documents` reports what that got.
+/// waiting up to a minute; `document_fetch` reports what that got.
 #[utoipa::path(post, path = "/api/agreements/{provider}/{agreement_id}/refresh", tag = "agreements",
     params(("provider" = String, Path, description = "adobe-sign, boldsign or fusesign"), ("agreement_id" = String, Path),
         ("documents" = Option<String>, Query, description = "missing (default): fetch a completed agreement's documents if its signed copy is missing; refetch: fetch them all again")),
@@ -187,7 +187,7 @@ async fn refresh(
             let mut response = Json(RefreshView {
                 agreement,
                 refresh: note,
-                documents: None,
+                document_fetch: None,
             })
             .into_response();
             response
@@ -202,7 +202,7 @@ async fn refresh(
         .agreements()
         .apply_poll(provider.name(), &subject, chrono::Utc::now())
         .await?;
-    let documents = match subject.status == Some(AgreementStatus::Completed) {
+    let document_fetch = match subject.status == Some(AgreementStatus::Completed) {
         true => super::documents::fetch_on_refresh(&state, provider.name(), &subject.id, refetch).await?,
         false => None,
     };
@@ -220,7 +220,7 @@ async fn refresh(
             message: None,
             retry_after_secs: None,
         },
-        documents,
+        document_fetch,
     })
     .into_response())
 }
@@ -236,7 +236,7 @@ pub struct RefreshView {
     /// `?documents=refetch`): what fetching its documents now did. Absent
     /// when there was nothing to fetch.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub documents: Option<FetchReport>,
+    pub document_fetch: Option<FetchReport>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -185,12 +185,21 @@ pub async fn fetch_on_refresh(
     agreement_id: &str,
     refetch: bool,
 ) -> Result<Option<FetchReport>, ApiError> {
-    let kept = state.store.documents().get(provider, agreement_id, documents::SIGNED).await?;
+    let kept = state
+        .store
+        .documents()
+        .get(provider, agreement_id, documents::SIGNED)
+        .await?;
     if kept.is_some() && !refetch {
         return Ok(None);
     }
     let lease = state.fetcher.lease();
-    let Some(job) = state.store.documents().claim(provider, agreement_id, refetch, lease).await? else {
+    let Some(job) = state
+        .store
+        .documents()
+        .claim(provider, agreement_id, refetch, lease)
+        .await?
+    else {
         return Ok(Some(in_progress("another fetch of these documents is under way")));
     };
     let fetcher = state.fetcher.clone();

@@ -961,7 +961,9 @@ mod tests {
         let encoded = base64::engine::general_purpose::STANDARD.encode(&pdf);
         let with = json!({"webhookNotificationId": "n1", "event": "AGREEMENT_WORKFLOW_COMPLETED",
             "agreement": {"id": "CBJ1", "status": "SIGNED", "signedDocumentInfo": {"document": encoded}}});
-        let document = adobe(&[]).inline_document(with.to_string().as_bytes()).expect("carried");
+        let document = adobe(&[])
+            .inline_document(with.to_string().as_bytes())
+            .expect("carried");
         assert_eq!((document.kind.as_str(), document.bytes), ("signed", pdf));
         assert_eq!(document.file_name, "CBJ1.pdf");
         let trimmed = json!({"webhookNotificationId": "n1", "event": "AGREEMENT_WORKFLOW_COMPLETED",

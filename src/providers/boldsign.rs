@@ -37,8 +37,8 @@ use super::{
 };
 use crate::{
     agreement::AgreementStatus,
-    documents::{self, DocumentRef, Download},
     config::{invalid, mask, optional_string, string_list, Config, ConfigError},
+    documents::{self, DocumentRef, Download},
     event::{Notification, Subject},
     ledger::{ApiLedger, ApiLimits},
 };

@@ -92,7 +92,11 @@ pub enum JobOutcome {
     /// Everything the provider has is stored.
     Done,
     /// Failed; tried again after `retry_in`, or dead.
-    Failed { error: String, dead: bool, retry_in: Duration },
+    Failed {
+        error: String,
+        dead: bool,
+        retry_in: Duration,
+    },
     /// Not tried: the provider's API may not be called yet. Not an attempt.
     Deferred { note: String, retry_in: Duration },
 }
@@ -121,7 +125,11 @@ impl Documents<'_> {
                      FOR UPDATE SKIP LOCKED)
              RETURNING j.provider, j.agreement_id, j.attempts, j.refetch_before, j.locked_until AS lease, {TENANT}"
         );
-        Ok(sqlx::query_as(&sql).bind(limit).bind(lease).fetch_all(self.pool).await?)
+        Ok(sqlx::query_as(&sql)
+            .bind(limit)
+            .bind(lease)
+            .fetch_all(self.pool)
+            .await?)
     }
 
     /// Claims this agreement's job now, whatever its state (a refresh
@@ -156,9 +164,12 @@ impl Documents<'_> {
     pub async fn finish(&self, job: &DocumentJob, outcome: &JobOutcome) -> Result<(), StoreError> {
         let (state, error, retry_in, uncount) = match outcome {
             JobOutcome::Done => ("done", None, Duration::ZERO, false),
-            JobOutcome::Failed { error, dead, retry_in } => {
-                (if *dead { "dead" } else { "pending" }, Some(error.as_str()), *retry_in, false)
-            }
+            JobOutcome::Failed { error, dead, retry_in } => (
+                if *dead { "dead" } else { "pending" },
+                Some(error.as_str()),
+                *retry_in,
+                false,
+            ),
             JobOutcome::Deferred { note, retry_in } => ("pending", Some(note.as_str()), *retry_in, true),
         };
         sqlx::query(
@@ -232,7 +243,12 @@ impl Documents<'_> {
         .await?)
     }
 
-    pub async fn get(&self, provider: &str, agreement_id: &str, kind: &str) -> Result<Option<DocumentView>, StoreError> {
+    pub async fn get(
+        &self,
+        provider: &str,
+        agreement_id: &str,
+        kind: &str,
+    ) -> Result<Option<DocumentView>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT kind, size, sha256, content_type, file_name, source, fetched_at FROM documents
               WHERE provider = $1 AND agreement_id = $2 AND kind = $3",

@@ -34,8 +34,8 @@ pub use activity::{ProviderActivity, WebhookActivity};
 pub use agreements::{AgreementView, Agreements, HistoryEntry};
 pub use blobs::{Blobs, CHUNK};
 pub use budgets::{BudgetView, Budgets};
-pub use documents::{DocumentJob, DocumentJobView, DocumentView, Documents, JobOutcome, NewDocument};
 pub use counts::{Counts, ProviderCounts, StateCounts};
+pub use documents::{DocumentJob, DocumentJobView, DocumentView, Documents, JobOutcome, NewDocument};
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
 pub use ingest::{BatchLimits, Ingest, IngestWriter};
 pub use polling::{DueAgreement, PollRecord, Polling};
@@ -159,7 +159,9 @@ impl Store {
 
     /// The PostgreSQL document store.
     pub fn blobs(&self) -> Blobs {
-        Blobs { pool: self.pool.clone() }
+        Blobs {
+            pool: self.pool.clone(),
+        }
     }
 
     /// Counts of events and agreements.

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::{
-    common::fake_documents::{fake_pdf, sha256_hex, FakeDocuments, Failure},
+    common::fake_documents::{fake_pdf, sha256_hex, Failure, FakeDocuments},
     helpers::*,
 };
 
@@ -38,7 +38,9 @@ fn adobe_completed(notification_id: &str, agreement_id: &str) -> Value {
 
 /// The documents listing of an agreement.
 async fn documents(app: &TestApp, provider: &str, id: &str) -> Value {
-    let response = app.admin_get(&format!("/api/agreements/{provider}/{id}/documents")).await;
+    let response = app
+        .admin_get(&format!("/api/agreements/{provider}/{id}/documents"))
+        .await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("documents JSON")
 }
@@ -46,7 +48,9 @@ async fn documents(app: &TestApp, provider: &str, id: &str) -> Value {
 /// Waits until the agreement's fetch job is `state`; returns the listing.
 async fn wait_for_job(app: &TestApp, provider: &str, id: &str, state: &str) -> Value {
     app.wait_until(&format!("{provider}/{id}'s document job to be {state}"), || async {
-        let response = app.admin_get(&format!("/api/agreements/{provider}/{id}/documents")).await;
+        let response = app
+            .admin_get(&format!("/api/agreements/{provider}/{id}/documents"))
+            .await;
         response.status() == 200 && response.json::<Value>().await.expect("JSON")["job"]["state"] == state
     })
     .await;
@@ -56,10 +60,18 @@ async fn wait_for_job(app: &TestApp, provider: &str, id: &str, state: &str) -> V
 /// Downloads one document; asserts the headers say what is stored and the
 /// bytes are exactly `expected`.
 async fn assert_serves(app: &TestApp, provider: &str, id: &str, kind: &str, expected: &[u8]) {
-    let response = app.admin_get(&format!("/api/agreements/{provider}/{id}/documents/{kind}")).await;
+    let response = app
+        .admin_get(&format!("/api/agreements/{provider}/{id}/documents/{kind}"))
+        .await;
     assert_eq!(response.status(), 200, "{provider}/{id}/{kind}");
     let headers = response.headers().clone();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
     assert_eq!(header("content-type"), "application/pdf");
     assert_eq!(header("content-length"), expected.len().to_string());
     assert_eq!(header("etag"), format!("\"{}\"", sha256_hex(expected)));
@@ -68,7 +80,11 @@ async fn assert_serves(app: &TestApp, provider: &str, id: &str, kind: &str, expe
     assert!(disposition.ends_with(".pdf\""), "{disposition}");
     let body = response.bytes().await.expect("the whole body");
     assert_eq!(body.len(), expected.len());
-    assert_eq!(sha256_hex(&body), sha256_hex(expected), "{provider}/{id}/{kind} byte-identical");
+    assert_eq!(
+        sha256_hex(&body),
+        sha256_hex(expected),
+        "{provider}/{id}/{kind} byte-identical"
+    );
 }
 
 #[tokio::test]
@@ -93,9 +109,20 @@ async fn completed_agreements_of_every_provider_are_kept_byte_identical() {
     let mut trimmed = adobe_completed("n-adobe-1", "CBJ-adobe-1");
     trimmed["conditionalParametersTrimmed"] = json!(["includeSignedDocuments"]);
     app.deliver_adobe(&trimmed).await;
-    let completed = boldsign_event("e-bold-1", "0f2c7b1e-bold-1", "Completed", Some("Completed"), unix_now());
+    let completed = boldsign_event(
+        "e-bold-1",
+        "0f2c7b1e-bold-1",
+        "Completed",
+        Some("Completed"),
+        unix_now(),
+    );
     assert_eq!(app.post_boldsign(&completed).await.status(), 200);
-    let finalised = fuse_event("h-fuse-1", "69d3400e-fuse-1", "BundleFinalised", "2026-11-20T10:00:00.1234567Z");
+    let finalised = fuse_event(
+        "h-fuse-1",
+        "69d3400e-fuse-1",
+        "BundleFinalised",
+        "2026-11-20T10:00:00.1234567Z",
+    );
     assert_eq!(app.post_fusesign(&finalised).await.status(), 200);
 
     for (provider, id, kinds) in [
@@ -111,10 +138,18 @@ async fn completed_agreements_of_every_provider_are_kept_byte_identical() {
             .map(|d| d["kind"].as_str().expect("a kind"))
             .collect();
         assert_eq!(listed, kinds, "{provider}: {listing}");
-        assert!(listing["documents"].as_array().expect("a list").iter().all(|d| d["source"] == "api"));
+        assert!(listing["documents"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .all(|d| d["source"] == "api"));
         // The agreement view lists them too.
         let agreement = app.get_agreement(provider, id).await;
-        assert_eq!(agreement["documents"].as_array().map(Vec::len), Some(kinds.len()), "{agreement}");
+        assert_eq!(
+            agreement["documents"].as_array().map(Vec::len),
+            Some(kinds.len()),
+            "{agreement}"
+        );
     }
     assert_serves(&app, "adobe-sign", "CBJ-adobe-1", "signed", &adobe_pdf).await;
     assert_serves(&app, "adobe-sign", "CBJ-adobe-1", "audit_trail", &adobe_audit).await;
@@ -137,7 +172,8 @@ async fn completed_agreements_of_every_provider_are_kept_byte_identical() {
     // Content is stored once: 6 documents, 6 blobs, each chunk at most 1 MiB.
     assert_eq!(app.count("SELECT count(*) FROM document_blobs").await, 6);
     assert_eq!(
-        app.count("SELECT count(*) FROM document_chunks WHERE octet_length(data) > 1048576").await,
+        app.count("SELECT count(*) FROM document_chunks WHERE octet_length(data) > 1048576")
+            .await,
         0
     );
 }
@@ -206,11 +242,15 @@ async fn a_document_the_provider_does_not_have_ends_dead_with_its_error_and_can_
     assert_eq!(listing["job"]["attempts"], 3, "{listing}");
     let error = listing["job"]["last_error"].as_str().expect("an error");
     assert!(error.contains("does not know"), "{error}");
-    let response = app.admin_get("/api/agreements/adobe-sign/CBJ-missing-1/documents/signed").await;
+    let response = app
+        .admin_get("/api/agreements/adobe-sign/CBJ-missing-1/documents/signed")
+        .await;
     assert_eq!(response.status(), 404);
 
     // The provider has it now: a refetch queues the dead job again.
-    let response = app.admin_post("/api/agreements/adobe-sign/CBJ-missing-1/documents/refetch").await;
+    let response = app
+        .admin_post("/api/agreements/adobe-sign/CBJ-missing-1/documents/refetch")
+        .await;
     assert_eq!(response.status(), 202);
     wait_for_job(&app, "adobe-sign", "CBJ-missing-1", "done").await;
     assert_serves(&app, "adobe-sign", "CBJ-missing-1", "signed", &pdf).await;
@@ -229,17 +269,30 @@ async fn refresh_of_a_completed_agreement_fetches_its_missing_copy_and_reports_i
     assert_eq!(response.status(), 200);
     let refreshed: Value = response.json().await.expect("JSON");
     assert_eq!(refreshed["status"], "completed");
-    assert_eq!(refreshed["documents"]["outcome"], "done", "{refreshed}");
-    let fetched = refreshed["documents"]["fetched"].as_array().expect("a list");
+    assert_eq!(refreshed["document_fetch"]["outcome"], "done", "{refreshed}");
+    let fetched = refreshed["document_fetch"]["fetched"].as_array().expect("a list");
     assert_eq!(fetched.len(), 2, "{refreshed}");
-    assert!(fetched.iter().any(|d| d["kind"] == "signed" && d["sha256"] == sha256_hex(&pdf)));
-    assert_eq!(refreshed["documents"].get("kept").and_then(Value::as_array).map(Vec::len), Some(0));
+    assert!(fetched
+        .iter()
+        .any(|d| d["kind"] == "signed" && d["sha256"] == sha256_hex(&pdf)));
+    assert_eq!(
+        refreshed["document_fetch"]
+            .get("kept")
+            .and_then(Value::as_array)
+            .map(Vec::len),
+        Some(0)
+    );
     assert_serves(&app, "adobe-sign", "CBJ-refresh-1", "signed", &pdf).await;
 
     // Kept now: a plain refresh fetches nothing more.
     let downloads = fake.downloads().len();
-    let again: Value = app.refresh("adobe-sign", "CBJ-refresh-1").await.json().await.expect("JSON");
-    assert!(again.get("documents").is_none(), "{again}");
+    let again: Value = app
+        .refresh("adobe-sign", "CBJ-refresh-1")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert!(again.get("document_fetch").is_none(), "{again}");
     assert_eq!(fake.downloads().len(), downloads);
 
     // `?documents=refetch` fetches them all again, with the same content.
@@ -247,10 +300,14 @@ async fn refresh_of_a_completed_agreement_fetches_its_missing_copy_and_reports_i
         .admin_post("/api/agreements/adobe-sign/CBJ-refresh-1/refresh?documents=refetch")
         .await;
     let refetched: Value = response.json().await.expect("JSON");
-    assert_eq!(refetched["documents"]["outcome"], "done", "{refetched}");
-    assert_eq!(refetched["documents"]["fetched"].as_array().map(Vec::len), Some(2));
+    assert_eq!(refetched["document_fetch"]["outcome"], "done", "{refetched}");
+    assert_eq!(refetched["document_fetch"]["fetched"].as_array().map(Vec::len), Some(2));
     assert_eq!(fake.downloads().len(), downloads + 2);
-    assert_eq!(app.count("SELECT count(*) FROM document_blobs").await, 2, "written once");
+    assert_eq!(
+        app.count("SELECT count(*) FROM document_blobs").await,
+        2,
+        "written once"
+    );
 
     let (status, body) = error_of(
         app.admin_post("/api/agreements/adobe-sign/CBJ-refresh-1/refresh?documents=all")
@@ -282,15 +339,31 @@ async fn the_document_endpoints_answer_clearly() {
     assert_eq!(response.status(), 304);
 
     let cases = [
-        ("/api/agreements/adobe-sign/CBJ-api-1/documents/original", 400, "invalid_document_kind"),
-        ("/api/agreements/adobe-sign/CBJ-unknown/documents/signed", 404, "not_found"),
+        (
+            "/api/agreements/adobe-sign/CBJ-api-1/documents/original",
+            400,
+            "invalid_document_kind",
+        ),
+        (
+            "/api/agreements/adobe-sign/CBJ-unknown/documents/signed",
+            404,
+            "not_found",
+        ),
         ("/api/agreements/adobe-sign/CBJ-unknown/documents", 404, "not_found"),
         ("/api/agreements/nosign/CBJ-api-1/documents", 404, "not_found"),
-        ("/api/agreements/adobe-sign/CBJ-api-1/documents/signed_2", 404, "not_found"),
+        (
+            "/api/agreements/adobe-sign/CBJ-api-1/documents/signed_2",
+            404,
+            "not_found",
+        ),
     ];
     for (path, status, code) in cases {
         let (got, body) = error_of(app.admin_get(path).await).await;
-        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}: {body}");
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
     }
     // Only a completed agreement has documents to refetch.
     app.deliver_adobe(&adobe_event(
@@ -301,12 +374,24 @@ async fn the_document_endpoints_answer_clearly() {
         "2026-11-20T09:00:00Z",
     ))
     .await;
-    let (status, body) = error_of(app.admin_post("/api/agreements/adobe-sign/CBJ-open-1/documents/refetch").await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("agreement_not_completed")));
+    let (status, body) = error_of(
+        app.admin_post("/api/agreements/adobe-sign/CBJ-open-1/documents/refetch")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("agreement_not_completed"))
+    );
     let listing = documents(&app, "adobe-sign", "CBJ-open-1").await;
     assert_eq!(listing["job"], Value::Null, "no job for an open agreement");
     // Without the token, nothing.
-    assert_eq!(app.get("/api/agreements/adobe-sign/CBJ-api-1/documents/signed").await.status(), 401);
+    assert_eq!(
+        app.get("/api/agreements/adobe-sign/CBJ-api-1/documents/signed")
+            .await
+            .status(),
+        401
+    );
 }
 
 #[tokio::test]

@@ -7,9 +7,9 @@ mod common;
 mod helpers;
 
 mod admin;
-mod documents;
 mod adobe_sign;
 mod boldsign;
+mod documents;
 mod fusesign;
 mod http;
 mod polling_clients;

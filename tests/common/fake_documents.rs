@@ -160,7 +160,10 @@ impl FakeDocuments {
     /// documents `(document id, display name, bytes)` in order.
     pub fn fusesign_bundle(&self, id: &str, documents: &[(&str, &str, Bytes)]) {
         let mut state = self.state();
-        let listed = documents.iter().map(|(d, n, _)| (d.to_string(), n.to_string())).collect();
+        let listed = documents
+            .iter()
+            .map(|(d, n, _)| (d.to_string(), n.to_string()))
+            .collect();
         state.bundles.insert(id.to_owned(), ("Finalised".to_owned(), listed));
         for (document_id, _, bytes) in documents {
             state.files.insert(format!("fusesign:{document_id}"), bytes.clone());
@@ -208,8 +211,10 @@ fn serve(state: &Shared, request_path: String, key: &str, not_found: Response) -
         Some(Failure::TooManyRequests { retry_after_secs }) => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, retry_after_secs.to_string())],
-            Json(json!({"code": "THROTTLING_TOO_MANY_REQUESTS", "message": "Too many requests",
-                        "retryAfter": retry_after_secs})),
+            Json(
+                json!({"code": "THROTTLING_TOO_MANY_REQUESTS", "message": "Too many requests",
+                        "retryAfter": retry_after_secs}),
+            ),
         )
             .into_response(),
         Some(Failure::ServerError) => (
@@ -258,7 +263,10 @@ fn pdf_response(len: usize, body: Body) -> Response {
 }
 
 fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, Json(json!({"code": "INVALID_ACCESS_TOKEN", "message": "Access token is invalid"})))
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"code": "INVALID_ACCESS_TOKEN", "message": "Access token is invalid"})),
+    )
         .into_response()
 }
 
@@ -281,7 +289,9 @@ async fn adobe_agreement(State(state): State<Shared>, Path(id): Path<String>, he
     }
     let status = state.lock().expect("fake state lock").statuses.get(&id).cloned();
     match status {
-        Some(status) => Json(json!({"id": id, "name": "Mutual NDA", "status": status, "type": "AGREEMENT"})).into_response(),
+        Some(status) => {
+            Json(json!({"id": id, "name": "Mutual NDA", "status": status, "type": "AGREEMENT"})).into_response()
+        }
         None => adobe_not_found(),
     }
 }
@@ -290,14 +300,24 @@ async fn adobe_signed(State(state): State<Shared>, Path(id): Path<String>, reque
     if !adobe_authorized(request.headers()) {
         return unauthorized();
     }
-    serve(&state, request.uri().to_string(), &format!("adobe:{id}:signed"), adobe_not_found())
+    serve(
+        &state,
+        request.uri().to_string(),
+        &format!("adobe:{id}:signed"),
+        adobe_not_found(),
+    )
 }
 
 async fn adobe_audit_trail(State(state): State<Shared>, Path(id): Path<String>, request: Request) -> Response {
     if !adobe_authorized(request.headers()) {
         return unauthorized();
     }
-    serve(&state, request.uri().to_string(), &format!("adobe:{id}:audit_trail"), adobe_not_found())
+    serve(
+        &state,
+        request.uri().to_string(),
+        &format!("adobe:{id}:audit_trail"),
+        adobe_not_found(),
+    )
 }
 
 /// BoldSign's answer for an unknown document (developer docs, troubleshooting).
@@ -316,7 +336,9 @@ async fn boldsign_properties(
     let id = query.get("documentId").cloned().unwrap_or_default();
     let status = state.lock().expect("fake state lock").statuses.get(&id).cloned();
     match status {
-        Some(status) => Json(json!({"documentId": id, "messageTitle": "Offer letter", "status": status})).into_response(),
+        Some(status) => {
+            Json(json!({"documentId": id, "messageTitle": "Offer letter", "status": status})).into_response()
+        }
         None => boldsign_not_found(),
     }
 }
@@ -326,7 +348,12 @@ fn boldsign_file(state: &Shared, request: &Request, query: &HashMap<String, Stri
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "Unauthorized"}))).into_response();
     }
     let id = query.get("documentId").cloned().unwrap_or_default();
-    serve(state, request.uri().to_string(), &format!("boldsign:{id}:{kind}"), boldsign_not_found())
+    serve(
+        state,
+        request.uri().to_string(),
+        &format!("boldsign:{id}:{kind}"),
+        boldsign_not_found(),
+    )
 }
 
 async fn boldsign_signed(
@@ -347,7 +374,11 @@ async fn boldsign_audit_trail(
 
 /// FuseSign's common error model (API reference): 400 `{"Result":false,"Message"}`.
 fn fusesign_error(message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"Result": false, "Message": message, "Errors": []}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"Result": false, "Message": message, "Errors": []})),
+    )
+        .into_response()
 }
 
 async fn fusesign_bundle(
@@ -379,8 +410,10 @@ async fn fusesign_bundle(
             })
         })
         .collect();
-    Json(json!({"Id": id, "TenantId": FUSESIGN_TENANT_ID, "Subject": "Engagement", "Status": status,
-                "Customers": [], "Documents": documents}))
+    Json(
+        json!({"Id": id, "TenantId": FUSESIGN_TENANT_ID, "Subject": "Engagement", "Status": status,
+                "Customers": [], "Documents": documents}),
+    )
     .into_response()
 }
 
@@ -397,6 +430,10 @@ async fn fusesign_download(
     }
     let id = query.get("documentId").cloned().unwrap_or_default();
     // API reference, Document: 404 Not Found for an unknown document.
-    let not_found = (StatusCode::NOT_FOUND, Json(json!({"Result": false, "Message": "Not Found"}))).into_response();
+    let not_found = (
+        StatusCode::NOT_FOUND,
+        Json(json!({"Result": false, "Message": "Not Found"})),
+    )
+        .into_response();
     serve(&state, request.uri().to_string(), &format!("fusesign:{id}"), not_found)
 }
