@@ -172,7 +172,7 @@ impl FakeDocuments {
 
     /// The next `n` downloads answer `failure`.
     pub fn fail_next(&self, n: usize, failure: Failure) {
-        self.state().failures.extend(std::iter::repeat_n(failure, n));
+        self.state().failures.extend(std::iter::repeat(failure).take(n));
     }
 
     /// Bodies are served in 64 KiB pieces `delay` apart (the kill -9 test
