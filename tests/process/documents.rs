@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::StreamExt;
 use serde_json::Value;
 
 use crate::{
@@ -266,14 +267,29 @@ async fn documents_are_kept_byte_identical_on_an_s3_compatible_server() {
     wait_for_done(&app, "bold-s3-1").await;
     assert_eq!(served_sha256(&app, "bold-s3-1").await, (sha256_hex(&pdf), pdf.len()));
 
-    // The object itself, read from the S3 server directly, at its address.
+    // The object itself, read from the S3 server directly at its address
+    // (with object_store's own client, which signs the request).
     let sha = sha256_hex(&pdf);
-    let object = reqwest::Client::new()
-        .get(format!("{}/signhook-documents/kept/sha256/{}/{sha}", moto.endpoint, &sha[..2]))
-        .send()
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&moto.endpoint)
+        .with_allow_http(true)
+        .with_bucket_name("signhook-documents")
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .expect("an S3 client");
+    let address = object_store::path::Path::from(format!("kept/sha256/{}/{sha}", &sha[..2]));
+    let object = object_store::ObjectStore::get(&s3, &address)
         .await
-        .expect("object read");
-    assert_eq!(object.status(), 200);
-    assert_eq!(sha256_hex(&object.bytes().await.expect("bytes")), sha);
+        .expect("the object is at its address")
+        .bytes()
+        .await
+        .expect("its bytes");
+    assert_eq!(sha256_hex(&object), sha);
+    let staged = object_store::ObjectStore::list(&s3, Some(&object_store::path::Path::from("kept/tmp")))
+        .collect::<Vec<_>>()
+        .await;
+    assert!(staged.is_empty(), "nothing left in staging: {staged:?}");
     assert_eq!(app.count("SELECT count(*) FROM document_blobs").await, 0, "nothing in PostgreSQL");
 }
