@@ -31,7 +31,8 @@ use crate::{
 
 /// Completing events whose bodies are searched for an inline document.
 const INLINE_CANDIDATES: i64 = 3;
-/// How often the missing-copy check runs.
+/// How often the missing-copy check runs at most (more often when
+/// `SIGNHOOK_DOCUMENT_MISSING_AFTER` is shorter).
 const MISSING_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Why one document could not be stored.
@@ -390,6 +391,7 @@ impl Fetcher {
     /// there are any; until `shutdown`.
     pub async fn watch_missing(self: Arc<Self>, shutdown: CancellationToken) {
         let after = self.settings.missing_after.get();
+        let every = after.min(MISSING_CHECK_EVERY);
         while !shutdown.is_cancelled() {
             match self.store.documents().missing(after).await {
                 Ok(rows) => {
@@ -411,7 +413,7 @@ impl Fetcher {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(MISSING_CHECK_EVERY) => {}
+                _ = tokio::time::sleep(every) => {}
             }
         }
     }

@@ -97,7 +97,10 @@ async fn a_fetch_cut_by_kill_9_is_finished_after_restart() {
     let db_name = app.db_name.clone();
     let restarted = spawn_app_on(&db_name, &env).await;
     wait_for_done(&restarted, "bold-kill-1").await;
-    assert_eq!(served_sha256(&restarted, "bold-kill-1").await, (sha256_hex(&pdf), pdf.len()));
+    assert_eq!(
+        served_sha256(&restarted, "bold-kill-1").await,
+        (sha256_hex(&pdf), pdf.len())
+    );
     assert!(fake.downloads().len() >= 3, "fetched again: {:?}", fake.downloads());
     drop(restarted);
     drop(app);
@@ -291,5 +294,101 @@ async fn documents_are_kept_byte_identical_on_an_s3_compatible_server() {
         .collect::<Vec<_>>()
         .await;
     assert!(staged.is_empty(), "nothing left in staging: {staged:?}");
-    assert_eq!(app.count("SELECT count(*) FROM document_blobs").await, 0, "nothing in PostgreSQL");
+    assert_eq!(
+        app.count("SELECT count(*) FROM document_blobs").await,
+        0,
+        "nothing in PostgreSQL"
+    );
+}
+
+/// The counters say what was stored; a completed agreement that cannot get
+/// its copy (no API credentials, nothing in the payload) ends dead at once
+/// with an error that says what to do, and after
+/// `SIGNHOOK_DOCUMENT_MISSING_AFTER` shows in the gauge and a WARN.
+#[tokio::test]
+async fn documents_are_counted_and_a_missing_copy_is_reported() {
+    let fake = FakeDocuments::start().await;
+    let pdf = fake_pdf(MB + 9, 29);
+    fake.boldsign_document("bold-metrics-1", pdf.clone(), fake_pdf(2048, 30));
+    let fake_vars = fake.vars();
+    let env = vars(
+        &fake_vars,
+        &[
+            ("SIGNHOOK_FUSESIGN_API_TOKEN", ""),
+            ("SIGNHOOK_DOCUMENT_MISSING_AFTER", "1s"),
+        ],
+    );
+    let app = spawn_app_with(&env).await;
+    complete_boldsign(&app, "bold-metrics-1").await;
+    wait_for_done(&app, "bold-metrics-1").await;
+    let finalised = crate::common::fuse_event(
+        "h-metrics-1",
+        "fuse-metrics-1",
+        "BundleFinalised",
+        "2026-11-20T10:00:00Z",
+    );
+    assert_eq!(app.post_fusesign(&finalised).await.status(), 200);
+    app.wait_until("the FuseSign job to be dead", || async {
+        let response = app.admin_get("/api/agreements/fusesign/fuse-metrics-1/documents").await;
+        response.status() == 200 && response.json::<Value>().await.expect("JSON")["job"]["state"] == "dead"
+    })
+    .await;
+    let listing: Value = app
+        .admin_get("/api/agreements/fusesign/fuse-metrics-1/documents")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let error = listing["job"]["last_error"].as_str().expect("an error");
+    assert!(
+        error.contains("no API credentials") && error.contains("refetch"),
+        "{error}"
+    );
+    assert_eq!(
+        listing["job"]["attempts"], 1,
+        "not retried: nothing changes without configuration"
+    );
+
+    app.wait_until("the missing copy to show in the gauge", || async {
+        metric_sample(
+            &app.metrics().await,
+            "signhook_documents_missing{provider=\"fusesign\"}",
+        ) == Some(1.0)
+    })
+    .await;
+    let text = app.metrics().await;
+    assert_eq!(
+        metric_sample(&text, "signhook_documents_missing{provider=\"boldsign\"}"),
+        Some(0.0)
+    );
+    let stored = |kind: &str| {
+        metric_sample(
+            &text,
+            &format!("signhook_documents_fetched_total{{provider=\"boldsign\",kind=\"{kind}\",outcome=\"stored\"}}"),
+        )
+    };
+    assert_eq!(
+        (stored("signed"), stored("audit_trail")),
+        (Some(1.0), Some(1.0)),
+        "{text}"
+    );
+    assert_eq!(
+        metric_sample(
+            &text,
+            "signhook_document_bytes_stored_total{provider=\"boldsign\",kind=\"signed\"}"
+        ),
+        Some(pdf.len() as f64)
+    );
+    assert_eq!(
+        metric_sample(&text, "signhook_document_jobs_dead_total{provider=\"fusesign\"}"),
+        Some(1.0)
+    );
+    let warned = app.log_entries("completed agreements still have no signed copy (see GET /api/agreements/{provider}/{id}/documents for each job's last error)");
+    assert!(
+        warned
+            .iter()
+            .any(|entry| entry["provider"] == "fusesign" && entry["level"] == "WARN"),
+        "{}",
+        app.logs()
+    );
 }
