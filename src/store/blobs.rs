@@ -6,7 +6,7 @@
 //! one chunk per query, so neither direction holds a whole document.
 
 use bytes::{Bytes, BytesMut};
-use futures::{future::BoxFuture, StreamExt, TryStreamExt};
+use futures::{future::BoxFuture, StreamExt};
 use sqlx::PgPool;
 
 use crate::documents::{ByteStream, Digesting, DocumentStore, DocumentStoreError, ReadStream, Stored};
@@ -107,22 +107,23 @@ impl DocumentStore for Blobs {
                     .await
                     .map_err(backend)?;
             let (blob_id, chunks) = found.ok_or_else(|| DocumentStoreError::Missing(sha256.to_owned()))?;
-            let pool = self.pool.clone();
-            let stream = futures::stream::iter(0..chunks)
-                .then(move |seq| {
-                    let pool = pool.clone();
-                    async move {
-                        let data: Vec<u8> =
-                            sqlx::query_scalar("SELECT data FROM document_chunks WHERE blob_id = $1 AND seq = $2")
-                                .bind(blob_id)
-                                .bind(seq)
-                                .fetch_one(&pool)
-                                .await
-                                .map_err(backend)?;
-                        Ok(Bytes::from(data))
-                    }
-                })
-                .into_stream();
+            // One connection for the whole read: each connection's buffers
+            // grow to a chunk, and reading chunk by chunk over the pool
+            // would grow several of them.
+            let connection = self.pool.acquire().await.map_err(backend)?;
+            let stream = futures::stream::try_unfold((connection, 0i32), move |(mut connection, seq)| async move {
+                if seq >= chunks {
+                    return Ok(None);
+                }
+                let data: Vec<u8> =
+                    sqlx::query_scalar("SELECT data FROM document_chunks WHERE blob_id = $1 AND seq = $2")
+                        .bind(blob_id)
+                        .bind(seq)
+                        .fetch_one(&mut *connection)
+                        .await
+                        .map_err(backend)?;
+                Ok(Some((Bytes::from(data), (connection, seq + 1))))
+            });
             Ok(stream.boxed())
         })
     }

@@ -165,9 +165,10 @@ async fn a_50_mb_document_is_streamed_in_bounded_memory() {
         peak_after_serve,
         rss_now,
     );
-    // Buffered whole, the document alone would add 50 MiB (and a copy, 100).
+    // Buffered whole, the document alone would add 50 MiB (and a copy, 100);
+    // streamed, it is a few 1 MiB chunks and the buffers around them.
     assert!(
-        grown_mib < 24.0,
+        grown_mib < 16.0,
         "peak RSS grew by {grown_mib:.1} MiB for a 50 MiB document; logs:\n{}",
         app.logs()
     );
