@@ -267,9 +267,17 @@ async fn documents_are_kept_byte_identical_on_an_s3_compatible_server() {
         ],
     );
     let app = spawn_app_with(&env).await;
+    let started = Instant::now();
     complete_boldsign(&app, "bold-s3-1").await;
     wait_for_done(&app, "bold-s3-1").await;
+    let fetched_in = started.elapsed();
+    let started = Instant::now();
     assert_eq!(served_sha256(&app, "bold-s3-1").await, (sha256_hex(&pdf), pdf.len()));
+    println!(
+        "12 MiB document, S3 store (moto): fetched and stored in {:.2} s, served in {:.2} s",
+        fetched_in.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
 
     // The object itself, read from the S3 server directly at its address
     // (with object_store's own client, which signs the request).
