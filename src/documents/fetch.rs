@@ -203,6 +203,13 @@ impl Fetcher {
             .get(&job.provider)
             .ok_or_else(|| FetchError::Provider(PollError::NotConfigured))?
             .clone();
+        // Adobe web forms and bulk sends have no document of their own (their
+        // agreements, each with its own id, do).
+        if !provider.poll_kinds().contains(&job.resource_type.as_str()) {
+            tracing::info!(provider = provider.name(), agreement_id = %job.agreement_id, resource_type = %job.resource_type,
+                "this kind of resource has no documents to keep");
+            return Ok(());
+        }
         let existing: HashMap<String, DateTime<Utc>> = self
             .store
             .documents()

@@ -44,6 +44,8 @@ pub struct DocumentJob {
     pub refetch_before: Option<DateTime<Utc>>,
     /// The tenant the agreement's latest webhook named (FuseSign's `TenantId`).
     pub tenant: Option<String>,
+    /// The agreement's resource type (`agreement`, `widget`, `document`, `bundle`…).
+    pub resource_type: String,
     pub lease: DateTime<Utc>,
 }
 
@@ -109,7 +111,9 @@ pub struct Documents<'a> {
 
 const TENANT: &str = "(SELECT e.tenant FROM agreement_history h JOIN events e ON e.id = h.event_ref
                         WHERE h.provider = j.provider AND h.agreement_id = j.agreement_id AND e.tenant IS NOT NULL
-                        ORDER BY h.id DESC LIMIT 1) AS tenant";
+                        ORDER BY h.id DESC LIMIT 1) AS tenant,
+                      (SELECT a.resource_type FROM agreements a
+                        WHERE a.provider = j.provider AND a.agreement_id = j.agreement_id) AS resource_type";
 
 impl Documents<'_> {
     /// Claims up to `limit` due jobs for `lease`, counting the attempt.
