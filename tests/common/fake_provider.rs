@@ -85,6 +85,14 @@ impl SeenRequest {
     pub fn is_token_request(&self) -> bool {
         TOKEN_PATHS.contains(&self.path.as_str())
     }
+
+    /// A download of a completed agreement's documents (Adobe's
+    /// `combinedDocument` and `auditTrail`), which a refresh that completes
+    /// an agreement starts; this fake does not serve them (it answers 404),
+    /// `fake_documents.rs` does, and `tests/api/documents.rs` tests them.
+    pub fn is_document_download(&self) -> bool {
+        self.path.ends_with("/combinedDocument") || self.path.ends_with("/auditTrail")
+    }
 }
 
 #[derive(Default)]
@@ -334,7 +342,10 @@ impl FakeProvider {
 
     /// The requests that were API calls (not token requests).
     pub fn api_requests(&self) -> Vec<SeenRequest> {
-        self.requests().into_iter().filter(|r| !r.is_token_request()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.is_token_request() && !r.is_document_download())
+            .collect()
     }
 }
 
