@@ -520,6 +520,48 @@ mod tests {
 
     const BODY: &[u8] = include_bytes!("../../tests/fixtures/fusesign-customer-document-signed.json");
 
+    /// `GET /api/Bundle/Get` lists `Documents[]` with `Document.DocumentId`
+    /// and `DocumentOrder` (API reference, Bundle): downloaded in that order
+    /// as `signed`, `signed_2`…, in the bundle's tenant; camelCase too.
+    #[test]
+    fn a_bundles_documents_are_downloaded_in_their_order() {
+        let bundle = json!({"Id": "b1", "Status": "Finalised", "Documents": [
+            {"Document": {"DocumentId": "d2", "DisplayName": "Terms.PDF"}, "DocumentOrder": 2},
+            {"Document": {"DocumentId": "d1", "DisplayName": "Engagement letter"}, "DocumentOrder": 1},
+            {"Document": {"DisplayName": "no id"}, "DocumentOrder": 3},
+        ]});
+        let documents = bundle_documents(&bundle, "t1").expect("documents");
+        let summary: Vec<_> = documents
+            .iter()
+            .map(|d| (d.kind.as_str(), d.file_name.as_str(), d.query.clone()))
+            .collect();
+        let query = |id: &str| {
+            vec![
+                ("tenantId".to_owned(), "t1".to_owned()),
+                ("documentId".to_owned(), id.to_owned()),
+            ]
+        };
+        assert_eq!(
+            summary,
+            [
+                ("signed", "Engagement letter.pdf", query("d1")),
+                ("signed_2", "Terms.PDF", query("d2")),
+            ]
+        );
+        assert!(documents.iter().all(|d| d.path == ["api", "Document", "Download"]));
+        let camel = json!({"documents": [{"document": {"documentId": "d9"}}]});
+        assert_eq!(
+            bundle_documents(&camel, "t1").expect("camelCase")[0].file_name,
+            "d9.pdf"
+        );
+        for empty in [json!({"Documents": []}), json!({"Status": "Finalised"}), json!([])] {
+            assert!(
+                matches!(bundle_documents(&empty, "t1"), Err(CallError::InvalidResponse(_))),
+                "{empty}"
+            );
+        }
+    }
+
     fn fusesign(signatures: &[&str]) -> FuseSign {
         FuseSign {
             signatures: signatures.iter().map(|s| s.to_string()).collect(),
