@@ -417,3 +417,33 @@ async fn documents_can_be_kept_in_a_local_directory() {
     assert_eq!(app.count("SELECT count(*) FROM document_blobs").await, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_agreement_the_reconciler_finds_completed_gets_its_copy() {
+    let fake = FakeDocuments::start().await;
+    let pdf = fake_pdf(MB + 21, 18);
+    fake.adobe_agreement("CBJ-polled-1", pdf.clone(), fake_pdf(3000, 19));
+    let app = app_with(
+        &fake,
+        &[
+            ("SIGNHOOK_RECONCILE_INTERVAL", "100ms"),
+            ("SIGNHOOK_RECONCILE_STALE_AFTER", "1s"),
+            ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+        ],
+    )
+    .await;
+    // The webhook said "out for signature"; the completion webhook is lost,
+    // and the reconciler's poll reads SIGNED.
+    app.deliver_adobe(&adobe_event(
+        "n-polled-1",
+        "CBJ-polled-1",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    ))
+    .await;
+    app.wait_for_agreement_status("adobe-sign", "CBJ-polled-1", "completed")
+        .await;
+    wait_for_job(&app, "adobe-sign", "CBJ-polled-1", "done").await;
+    assert_serves(&app, "adobe-sign", "CBJ-polled-1", "signed", &pdf).await;
+}
