@@ -401,3 +401,46 @@ async fn documents_are_counted_and_a_missing_copy_is_reported() {
         app.logs()
     );
 }
+
+/// The database stops (like a crash) while a document is being downloaded
+/// into it: the fetch fails, nothing half-written is kept, and once the
+/// database is back the job is fetched again by itself, without a restart.
+#[tokio::test]
+async fn a_database_outage_during_a_fetch_is_recovered_from() {
+    let _exclusive = exclusive().await;
+    let cluster = crate::cluster::TempCluster::start();
+    let fake = FakeDocuments::start().await;
+    let pdf = fake_pdf(3 * MB, 31);
+    fake.boldsign_document("bold-outage-1", pdf.clone(), fake_pdf(3000, 32));
+    // 48 pieces, 100 ms apart: the outage lands in the middle.
+    fake.set_piece_delay(Duration::from_millis(100));
+    let fake_vars = fake.vars();
+    let env = vars(
+        &fake_vars,
+        &[
+            ("SIGNHOOK_DOCUMENT_LEASE", "5s"),
+            ("SIGNHOOK_DB_ACQUIRE_TIMEOUT_MS", "500"),
+        ],
+    );
+    let app = spawn_app_at(&cluster.url(), &env).await;
+    complete_boldsign(&app, "bold-outage-1").await;
+    app.wait_until("the download to start", || async { !fake.downloads().is_empty() })
+        .await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.restart();
+    fake.set_piece_delay(Duration::ZERO);
+
+    wait_for_done(&app, "bold-outage-1").await;
+    assert_eq!(
+        served_sha256(&app, "bold-outage-1").await,
+        (sha256_hex(&pdf), pdf.len())
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM document_blobs").await,
+        2,
+        "the signed PDF and the audit trail, each once"
+    );
+    let chunks = app.count("SELECT count(*) FROM document_chunks").await;
+    assert_eq!(chunks, 3 + 1, "no chunk of the cut-off write survived");
+}
