@@ -3,7 +3,11 @@
 //! Adobe authenticates with the application's client ID in `X-AdobeSign-ClientId`,
 //! and expects it echoed back, in a header and in the JSON body, both on the GET
 //! "verification of intent" and on every notification; an echo for an unknown
-//! ID would let someone register our URL for their application.
+//! ID would let someone register our URL for their application. The client ID
+//! is no secret, so with *Webhooks OAuth 2.0* configured (see
+//! `webhook_oauth`) every notification must also carry a bearer token that
+//! signhook issued; the guide only names notifications as carrying it, so
+//! the verification GET is checked only when it sends one.
 //!
 //! Polling reads `GET /api/rest/v6/agreements/{id}` at the account's
 //! `apiAccessPoint`, authenticated with an integration key or an OAuth refresh
@@ -34,7 +38,10 @@ use std::{
     time::Duration,
 };
 
-use axum::http::{header::InvalidHeaderValue, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{
+    header::{InvalidHeaderValue, AUTHORIZATION},
+    HeaderMap, HeaderName, HeaderValue, StatusCode,
+};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -47,6 +54,7 @@ use super::{
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
     traffic::{CredentialFlag, Example, IdShape, Step, TimeFormat, Traffic},
+    webhook_oauth::{WebhookOAuthSettings, WebhookTokens},
     Ack, PollError, Provider, ProviderError, Registration, Sender, WatchError,
 };
 use crate::{
@@ -101,6 +109,57 @@ struct Settings {
 
 /// Every agreement event: the status mapping needs the decisive ones.
 const DEFAULT_WEBHOOK_EVENTS: &str = "AGREEMENT_ALL";
+
+/// Default of `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL`: short-lived;
+/// Adobe fetches a token before notifying (developer guide, Webhooks OAuth 2.0).
+const DEFAULT_WEBHOOK_TOKEN_TTL: HumanDuration = HumanDuration::from_secs(15 * 60);
+
+/// Settings of Webhooks OAuth 2.0, where signhook is the authorization
+/// server the account's `webhookEndpoint` names. Not `Debug`: secrets.
+#[derive(Deserialize)]
+#[serde(default)]
+struct WebhookOAuthConfig {
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS`: `client_id:client_secret`
+    /// pairs, as given in the `webhookEndpoint`'s `oAuth20`; set, every
+    /// notification needs a token from `POST /oauth/token`.
+    #[serde(deserialize_with = "string_list")]
+    adobe_sign_webhook_oauth_clients: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS`: HMAC keys of the
+    /// tokens, the same on every replica; the first signs, all verify.
+    #[serde(deserialize_with = "string_list")]
+    adobe_sign_webhook_oauth_signing_keys: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL`: tokens' lifetime.
+    adobe_sign_webhook_oauth_token_ttl: HumanDuration,
+}
+
+impl Default for WebhookOAuthConfig {
+    fn default() -> Self {
+        Self {
+            adobe_sign_webhook_oauth_clients: Vec::new(),
+            adobe_sign_webhook_oauth_signing_keys: Vec::new(),
+            adobe_sign_webhook_oauth_token_ttl: DEFAULT_WEBHOOK_TOKEN_TTL,
+        }
+    }
+}
+
+impl WebhookOAuthConfig {
+    fn tokens(&self) -> Result<Option<WebhookTokens>, ConfigError> {
+        WebhookTokens::from_settings(
+            NAME,
+            WebhookOAuthSettings {
+                clients: ("adobe_sign_webhook_oauth_clients", &self.adobe_sign_webhook_oauth_clients),
+                signing_keys: (
+                    "adobe_sign_webhook_oauth_signing_keys",
+                    &self.adobe_sign_webhook_oauth_signing_keys,
+                ),
+                token_ttl: (
+                    "adobe_sign_webhook_oauth_token_ttl",
+                    self.adobe_sign_webhook_oauth_token_ttl,
+                ),
+            },
+        )
+    }
+}
 
 impl Settings {
     /// The configured webhook events, checked to look like Adobe event names
@@ -281,11 +340,15 @@ pub struct AdobeSign {
     api_settings: ApiSettings,
     /// The REST API client; `None` when no API credential is configured.
     api: Option<Api>,
+    /// Webhooks OAuth 2.0; `None`: the client ID alone authenticates.
+    webhook_tokens: Option<WebhookTokens>,
+    webhook_token_ttl: HumanDuration,
 }
 
 pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     let settings: Settings = config.extract()?;
     let api_settings: ApiSettings = config.extract()?;
+    let oauth: WebhookOAuthConfig = config.extract()?;
     let mut client_ids = settings.adobe_sign_client_ids.clone();
     // The webhooks that watch registers are notified with the OAuth
     // application's client ID: it is accepted without being listed.
@@ -299,6 +362,8 @@ pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
         client_ids,
         api: api_settings.api(config)?,
         api_settings,
+        webhook_tokens: oauth.tokens()?,
+        webhook_token_ttl: oauth.adobe_sign_webhook_oauth_token_ttl,
     }))
 }
 
@@ -348,10 +413,16 @@ impl Provider for AdobeSign {
     }
 
     fn verify_intent(&self, headers: &HeaderMap) -> Result<Ack, ProviderError> {
+        if let (Some(tokens), true) = (&self.webhook_tokens, headers.contains_key(AUTHORIZATION)) {
+            tokens.verify(headers, Utc::now())?;
+        }
         self.allowed_client_id(headers).map(|id| Self::echo(&id))
     }
 
-    fn authenticate(&self, headers: &HeaderMap, _body: &[u8], _now: DateTime<Utc>) -> Result<Sender, ProviderError> {
+    fn authenticate(&self, headers: &HeaderMap, _body: &[u8], now: DateTime<Utc>) -> Result<Sender, ProviderError> {
+        if let Some(tokens) = &self.webhook_tokens {
+            tokens.verify(headers, now)?;
+        }
         let client_id = self.allowed_client_id(headers)?;
         Ok(Sender {
             tenant: Some(client_id),
@@ -385,13 +456,36 @@ impl Provider for AdobeSign {
     }
 
     fn webhook_auth(&self) -> &'static str {
-        "client_id"
+        match self.webhook_tokens {
+            Some(_) => "oauth2_bearer",
+            None => "client_id",
+        }
+    }
+
+    /// The client ID is an application id, not a secret (webhooks made in
+    /// Adobe's web UI all carry the same one); a bearer token is.
+    fn weakly_authenticated(&self) -> bool {
+        self.webhook_tokens.is_none()
+    }
+
+    /// Adobe shows a rejected agreement as `CANCELLED` (README's status
+    /// table), so that answer confirms an `AGREEMENT_REJECTED` too.
+    fn confirms_final(&self, claimed: AgreementStatus, polled: &Subject) -> bool {
+        polled.status == Some(claimed)
+            || (claimed == AgreementStatus::Declined && polled.status == Some(AgreementStatus::Cancelled))
+    }
+
+    fn webhook_tokens(&self) -> Option<&WebhookTokens> {
+        self.webhook_tokens.as_ref()
     }
 
     fn settings(&self) -> Value {
         let api = &self.api_settings;
+        let oauth = WebhookTokens::describe(self.webhook_tokens.as_ref());
         json!({
             "adobe_sign_client_ids": self.client_ids,
+            "adobe_sign_webhook_oauth": oauth,
+            "adobe_sign_webhook_oauth_token_ttl": self.webhook_token_ttl,
             "adobe_sign_webhook_events": self.webhook_events,
             "adobe_sign_api_base": api.adobe_sign_api_base,
             "adobe_sign_api_discovery_url": api.adobe_sign_api_discovery_url,
@@ -694,6 +788,8 @@ mod tests {
             webhook_events: vec![DEFAULT_WEBHOOK_EVENTS.to_owned()],
             api_settings: ApiSettings::default(),
             api: None,
+            webhook_tokens: None,
+            webhook_token_ttl: DEFAULT_WEBHOOK_TOKEN_TTL,
         }
     }
 
