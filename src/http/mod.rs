@@ -5,6 +5,7 @@
 mod admin;
 pub mod error;
 mod health;
+mod oauth;
 pub mod openapi;
 mod server;
 mod webhooks;
@@ -19,7 +20,8 @@ use axum::{
     http::{HeaderName, Uri},
     middleware,
     response::{IntoResponse, Response},
-    routing::get,
+    extract::DefaultBodyLimit,
+    routing::{get, post},
     BoxError, Router,
 };
 use metrics::counter;
@@ -113,6 +115,10 @@ pub fn router(state: AppState) -> Router {
         );
     Router::new()
         .merge(webhooks)
+        .route(
+            "/oauth/token",
+            post(oauth::token).layer(DefaultBodyLimit::max(oauth::MAX_TOKEN_REQUEST_BYTES)),
+        )
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))

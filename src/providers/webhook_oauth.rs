@@ -16,7 +16,10 @@
 
 use std::time::Duration;
 
-use axum::http::{header::AUTHORIZATION, HeaderMap};
+use axum::http::{
+    header::{AUTHORIZATION, CONTENT_TYPE},
+    HeaderMap,
+};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -92,6 +95,20 @@ impl TokenError {
     }
 }
 
+/// A token issued: the RFC 6749 §5.1 answer (the fields Adobe's guide lists).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenAnswer {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds the token is valid for.
+    pub expires_in: u64,
+    /// The scope asked for, if any (any scope is granted: the token only
+    /// lets the provider deliver webhooks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
 /// A token request's parameters and how the client authenticated.
 #[derive(Debug, Default)]
 pub struct TokenRequest {
@@ -105,12 +122,27 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
-    /// Reads a form-encoded body (RFC 6749 §4.4.2) and the `Authorization`
-    /// header. A parameter sent twice is refused (§3.2), as is a client
-    /// authenticating both ways at once (§2.3).
+    /// Reads a form-encoded body (RFC 6749 §4.4.2; a JSON object of strings
+    /// too, since Adobe's guide does not show the request) and the
+    /// `Authorization` header. A parameter sent twice is refused (§3.2), as is
+    /// a client authenticating both ways at once (§2.3).
     pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, TokenError> {
         let mut request = Self::default();
-        for (name, value) in form_urlencoded::parse(body) {
+        let json = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        let pairs: Vec<(String, String)> = match json {
+            true => serde_json::from_slice::<serde_json::Map<String, Value>>(body)
+                .map_err(|e| TokenError::InvalidRequest(format!("the body is not a JSON object: {e}")))?
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value.as_str()?.to_owned())))
+                .collect(),
+            false => form_urlencoded::parse(body)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+        };
+        for (name, value) in pairs {
             let slot = match name.as_ref() {
                 "grant_type" => &mut request.grant_type,
                 "scope" => &mut request.scope,
@@ -118,7 +150,7 @@ impl TokenRequest {
                 "client_secret" => &mut request.client_secret,
                 _ => continue,
             };
-            if slot.replace(value.into_owned()).is_some() {
+            if slot.replace(value).is_some() {
                 return Err(TokenError::InvalidRequest(format!("`{name}` is given more than once")));
             }
         }
@@ -131,6 +163,11 @@ impl TokenRequest {
             }
         }
         Ok(request)
+    }
+
+    /// The client id, however it was sent.
+    pub fn client_id(&self) -> Option<&str> {
+        self.credentials().ok().map(|(id, _)| id)
     }
 
     /// The client's id and secret, however it sent them.
@@ -237,8 +274,8 @@ impl WebhookTokens {
     }
 
     /// Checks the client's secret (in constant time, against every client)
-    /// and issues a token: the RFC 6749 §5.1 answer.
-    pub fn issue(&self, request: &TokenRequest, now: DateTime<Utc>) -> Result<Value, TokenError> {
+    /// and issues a token.
+    pub fn issue(&self, request: &TokenRequest, now: DateTime<Utc>) -> Result<TokenAnswer, TokenError> {
         let (client_id, secret) = request.credentials()?;
         let matched = self.clients.iter().fold(subtle::Choice::from(0), |found, (id, known)| {
             found | (id.as_bytes().ct_eq(client_id.as_bytes()) & known.as_bytes().ct_eq(secret.as_bytes()))
@@ -251,23 +288,24 @@ impl WebhookTokens {
             Some(_) => return Err(TokenError::UnsupportedGrantType),
             None => return Err(TokenError::InvalidRequest("`grant_type` is required".to_owned())),
         }
-        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let ttl = self.ttl.as_secs();
         let claims = Claims {
             iss: ISSUER.to_owned(),
             aud: self.audience.to_owned(),
             sub: client_id.to_owned(),
             iat: now.timestamp(),
-            exp: now.timestamp().saturating_add(ttl),
+            exp: now.timestamp().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
             scope: request.scope.clone(),
         };
         let (signing, _) = self.keys.first().expect("a signing key is required with a client");
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, signing)
+        let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, signing)
             .expect("HS256 signing of plain claims does not fail");
-        let mut answer = json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl });
-        if let Some(scope) = &request.scope {
-            answer["scope"] = json!(scope);
-        }
-        Ok(answer)
+        Ok(TokenAnswer {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ttl,
+            scope: request.scope.clone(),
+        })
     }
 
     /// Checks the request's `Authorization: Bearer` token: signed by one of
@@ -385,8 +423,8 @@ mod tests {
                 now,
             )
             .expect("issued");
-        assert_eq!(answer["token_type"], "Bearer");
-        answer["access_token"].as_str().expect("a token").to_owned()
+        assert_eq!(answer.token_type, "Bearer");
+        answer.access_token
     }
 
     #[test]
@@ -446,8 +484,14 @@ mod tests {
         )
         .expect("parses");
         let answer = tokens.issue(&request, now).expect("issued");
-        assert_eq!(answer["expires_in"], 60);
-        assert_eq!(answer["scope"], "webhooks");
+        assert_eq!(answer.expires_in, 60);
+        assert_eq!(answer.scope.as_deref(), Some("webhooks"));
+        let json = TokenRequest::parse(
+            &headers(&[("content-type", "application/json")]),
+            format!(r#"{{"grant_type":"client_credentials","client_id":"adobe","client_secret":"{SECRET}"}}"#).as_bytes(),
+        )
+        .expect("parses");
+        assert!(tokens.issue(&json, now).is_ok());
 
         let code = |body: &str| tokens.issue(&form(body), now).expect_err(body).code();
         assert_eq!(
