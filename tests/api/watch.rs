@@ -137,6 +137,9 @@ async fn a_finished_agreement_loses_its_webhook() {
     assert_eq!(app.watch("adobe-sign", "agr-t").await.status(), 200);
     assert_eq!(fake.webhooks().len(), 1);
 
+    // Adobe has it signed: the completion, sent with the client ID alone, is
+    // confirmed by reading the agreement before it applies.
+    fake.set_agreement("agr-t", "Mutual NDA", "SIGNED");
     let completed = adobe_event(
         "n-t",
         "agr-t",
