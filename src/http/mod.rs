@@ -99,6 +99,10 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{provider}",
             get(webhooks::verify_intent).post(webhooks::receive),
         )
+        .route(
+            "/webhooks/{provider}/oauth/token",
+            post(oauth::token).layer(DefaultBodyLimit::max(oauth::MAX_TOKEN_REQUEST_BYTES)),
+        )
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|uri: Uri, _: BoxError| async move {
@@ -115,10 +119,6 @@ pub fn router(state: AppState) -> Router {
         );
     Router::new()
         .merge(webhooks)
-        .route(
-            "/oauth/token",
-            post(oauth::token).layer(DefaultBodyLimit::max(oauth::MAX_TOKEN_REQUEST_BYTES)),
-        )
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))

@@ -121,7 +121,7 @@ const DEFAULT_WEBHOOK_TOKEN_TTL: HumanDuration = HumanDuration::from_secs(15 * 6
 struct WebhookOAuthConfig {
     /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS`: `client_id:client_secret`
     /// pairs, as given in the `webhookEndpoint`'s `oAuth20`; set, every
-    /// notification needs a token from `POST /oauth/token`.
+    /// notification needs a token from `POST /webhooks/adobe-sign/oauth/token`.
     #[serde(deserialize_with = "string_list")]
     adobe_sign_webhook_oauth_clients: Vec<String>,
     /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS`: HMAC keys of the

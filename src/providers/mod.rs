@@ -212,7 +212,7 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// The bearer tokens this provider's webhooks must carry, when signhook
-    /// is their OAuth authorization server (`POST /oauth/token`).
+    /// is their OAuth authorization server (`POST /webhooks/{name}/oauth/token`).
     fn webhook_tokens(&self) -> Option<&webhook_oauth::WebhookTokens> {
         None
     }

@@ -165,11 +165,6 @@ impl TokenRequest {
         Ok(request)
     }
 
-    /// The client id, however it was sent.
-    pub fn client_id(&self) -> Option<&str> {
-        self.credentials().ok().map(|(id, _)| id)
-    }
-
     /// The client's id and secret, however it sent them.
     fn credentials(&self) -> Result<(&str, &str), TokenError> {
         match (&self.basic, self.client_id.as_deref(), self.client_secret.as_deref()) {
@@ -267,12 +262,6 @@ impl WebhookTokens {
         }))
     }
 
-    /// Whether `client_id` is one of this provider's clients (never a
-    /// secret: used to pick the provider a token request is for).
-    pub fn knows(&self, client_id: &str) -> bool {
-        self.clients.iter().any(|(id, _)| id == client_id)
-    }
-
     /// Checks the client's secret (in constant time, against every client)
     /// and issues a token.
     pub fn issue(&self, request: &TokenRequest, now: DateTime<Utc>) -> Result<TokenAnswer, TokenError> {
@@ -318,9 +307,11 @@ impl WebhookTokens {
             (None, _) => {
                 return Err(ProviderError::MissingCredential {
                     code: "missing_bearer_token",
-                    message: "webhook OAuth is configured: the notification must carry `Authorization: Bearer <token>` \
-                              from this service's POST /oauth/token"
-                        .to_owned(),
+                    message: format!(
+                        "webhook OAuth is configured: the notification must carry `Authorization: Bearer <token>` \
+                         from POST /webhooks/{}/oauth/token",
+                        self.audience
+                    ),
                 })
             }
             (Some(_), Some(_)) => {
@@ -356,7 +347,11 @@ impl WebhookTokens {
                 Ok(_) => {
                     return Err(invalid(
                         "expired_bearer_token",
-                        "the bearer token has expired; the provider fetches a new one from POST /oauth/token".to_owned(),
+                        format!(
+                            "the bearer token has expired; the provider fetches a new one from \
+                             POST /webhooks/{}/oauth/token",
+                            self.audience
+                        ),
                     ))
                 }
                 Err(e) => error = Some(e),

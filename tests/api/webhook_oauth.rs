@@ -27,11 +27,11 @@ async fn oauth_app(ttl: &str) -> TestApp {
     .await
 }
 
-/// `POST /oauth/token` with a form body.
+/// `POST /webhooks/adobe-sign/oauth/token` with a form body.
 async fn token_request(app: &TestApp, form: &str, basic: Option<(&str, &str)>) -> reqwest::Response {
     let mut request = app
         .client
-        .post(app.url("/oauth/token"))
+        .post(app.url("/webhooks/adobe-sign/oauth/token"))
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(form.to_owned());
     if let Some((id, secret)) = basic {
