@@ -121,7 +121,9 @@ pub struct OrderedAt {
 /// genuine event for good), in which case its receipt time. An event without
 /// a time of its own is ordered by its receipt.
 pub fn ordering_time(stated: Option<DateTime<Utc>>, received: DateTime<Utc>, max_skew: Duration) -> OrderedAt {
-    let latest = received.checked_add_signed(max_skew).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let latest = received
+        .checked_add_signed(max_skew)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     match stated {
         Some(at) if at > latest => OrderedAt {
             at: received,

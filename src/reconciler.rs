@@ -21,8 +21,8 @@ use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    confirmation,
     config::Settings,
+    confirmation,
     ledger::ApiLimits,
     providers::{within_deadline, CallError, PollError, Provider, Providers, WatchError, CALL_DEADLINE},
     store::{DueAgreement, PollRecord, Store},

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    confirmation,
     config::WorkerSettings,
+    confirmation,
     event::Notification,
     providers::Providers,
     store::{Agreements, Claim, ClaimedEvent, Store, StoreError, ToApply},

@@ -194,7 +194,12 @@ async fn refresh(
         .agreements()
         .apply_poll(provider.name(), &subject, chrono::Utc::now(), asked_at, &confirms)
         .await?;
-    confirmation::report(provider.name(), &agreement_id, subject.provider_status.as_deref(), &applied);
+    confirmation::report(
+        provider.name(),
+        &agreement_id,
+        subject.provider_status.as_deref(),
+        &applied,
+    );
     let agreement = state
         .store
         .agreements()

@@ -16,11 +16,11 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     error_handling::HandleErrorLayer,
+    extract::DefaultBodyLimit,
     extract::Request,
     http::{HeaderName, Uri},
     middleware,
     response::{IntoResponse, Response},
-    extract::DefaultBodyLimit,
     routing::{get, post},
     BoxError, Router,
 };

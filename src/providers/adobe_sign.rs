@@ -147,7 +147,10 @@ impl WebhookOAuthConfig {
         WebhookTokens::from_settings(
             NAME,
             WebhookOAuthSettings {
-                clients: ("adobe_sign_webhook_oauth_clients", &self.adobe_sign_webhook_oauth_clients),
+                clients: (
+                    "adobe_sign_webhook_oauth_clients",
+                    &self.adobe_sign_webhook_oauth_clients,
+                ),
                 signing_keys: (
                     "adobe_sign_webhook_oauth_signing_keys",
                     &self.adobe_sign_webhook_oauth_signing_keys,

@@ -205,7 +205,10 @@ impl WebhookTokens {
     /// The provider's webhook OAuth from its settings; `None` when no client
     /// is configured (webhooks are then authenticated without a token). Any
     /// client needs a signing key, and every value is checked.
-    pub fn from_settings(audience: &'static str, settings: WebhookOAuthSettings<'_>) -> Result<Option<Self>, ConfigError> {
+    pub fn from_settings(
+        audience: &'static str,
+        settings: WebhookOAuthSettings<'_>,
+    ) -> Result<Option<Self>, ConfigError> {
         let (clients_key, clients) = settings.clients;
         let (keys_key, keys) = settings.signing_keys;
         let (ttl_key, ttl) = settings.token_ttl;
@@ -234,7 +237,10 @@ impl WebhookTokens {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if keys.is_empty() {
-            return Err(invalid(keys_key, format!("is required with {}", crate::config::setting_name(clients_key))));
+            return Err(invalid(
+                keys_key,
+                format!("is required with {}", crate::config::setting_name(clients_key)),
+            ));
         }
         if keys.iter().any(|key| key.len() < MIN_SECRET_CHARS) {
             return Err(invalid(
@@ -362,7 +368,10 @@ impl WebhookTokens {
             Some(ErrorKind::InvalidSignature) => "its signature does not verify with any configured key",
             _ => "it is not a token this service issued",
         };
-        Err(invalid("invalid_bearer_token", format!("the bearer token is refused: {reason}")))
+        Err(invalid(
+            "invalid_bearer_token",
+            format!("the bearer token is refused: {reason}"),
+        ))
     }
 
     /// For `check-config`: the clients (ids only) and the lifetime.
@@ -414,7 +423,9 @@ mod tests {
     fn issued(tokens: &WebhookTokens, now: DateTime<Utc>) -> String {
         let answer = tokens
             .issue(
-                &form(&format!("grant_type=client_credentials&client_id=adobe&client_secret={SECRET}")),
+                &form(&format!(
+                    "grant_type=client_credentials&client_id=adobe&client_secret={SECRET}"
+                )),
                 now,
             )
             .expect("issued");
@@ -428,7 +439,9 @@ mod tests {
         let now = time("2026-12-02T10:00:00Z");
         let token = issued(&tokens, now);
         assert!(tokens.verify(&bearer(&token), now).is_ok());
-        assert!(tokens.verify(&bearer(&token), now + chrono::Duration::seconds(599)).is_ok());
+        assert!(tokens
+            .verify(&bearer(&token), now + chrono::Duration::seconds(599))
+            .is_ok());
         let code = |result: Result<(), ProviderError>| match result {
             Err(ProviderError::InvalidCredential { code, .. } | ProviderError::MissingCredential { code, .. }) => code,
             other => panic!("{other:?}"),
@@ -483,7 +496,8 @@ mod tests {
         assert_eq!(answer.scope.as_deref(), Some("webhooks"));
         let json = TokenRequest::parse(
             &headers(&[("content-type", "application/json")]),
-            format!(r#"{{"grant_type":"client_credentials","client_id":"adobe","client_secret":"{SECRET}"}}"#).as_bytes(),
+            format!(r#"{{"grant_type":"client_credentials","client_id":"adobe","client_secret":"{SECRET}"}}"#)
+                .as_bytes(),
         )
         .expect("parses");
         assert!(tokens.issue(&json, now).is_ok());
@@ -494,7 +508,9 @@ mod tests {
             "invalid_client"
         );
         assert_eq!(
-            code(&format!("grant_type=client_credentials&client_id=other&client_secret={SECRET}")),
+            code(&format!(
+                "grant_type=client_credentials&client_id=other&client_secret={SECRET}"
+            )),
             "invalid_client"
         );
         assert_eq!(code("grant_type=client_credentials"), "invalid_client");
@@ -536,18 +552,48 @@ mod tests {
         assert_eq!(check(&[], &[], 900), Ok(false));
         assert_eq!(check(&[&good], &[KEY], 900), Ok(true));
         let cases = [
-            (vec!["no-secret"], vec![KEY], 900, "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS"),
-            (vec!["adobe:short"], vec![KEY], 900, "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS"),
+            (
+                vec!["no-secret"],
+                vec![KEY],
+                900,
+                "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS",
+            ),
+            (
+                vec!["adobe:short"],
+                vec![KEY],
+                900,
+                "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS",
+            ),
             (
                 vec!["ad obe:s3cret-s3cret-s3cret-s3cret-s3cret"],
                 vec![KEY],
                 900,
                 "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS",
             ),
-            (vec![good.as_str()], vec![], 900, "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS"),
-            (vec![good.as_str()], vec!["short"], 900, "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS"),
-            (vec![good.as_str()], vec![KEY], 0, "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL"),
-            (vec![good.as_str()], vec![KEY], 90_000, "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL"),
+            (
+                vec![good.as_str()],
+                vec![],
+                900,
+                "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS",
+            ),
+            (
+                vec![good.as_str()],
+                vec!["short"],
+                900,
+                "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS",
+            ),
+            (
+                vec![good.as_str()],
+                vec![KEY],
+                0,
+                "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL",
+            ),
+            (
+                vec![good.as_str()],
+                vec![KEY],
+                90_000,
+                "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL",
+            ),
         ];
         for (clients, keys, ttl, setting) in cases {
             let error = check(&clients, &keys, ttl).expect_err("invalid");

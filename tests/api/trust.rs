@@ -57,17 +57,36 @@ async fn deliver(app: &TestApp, id: &str, agreement: &str, event: &str, status: 
 async fn a_far_future_forged_recall_does_not_freeze_the_agreement() {
     // No API: nothing to confirm with, so only the time bound protects.
     let app = spawn_app().await;
-    deliver(&app, "n-created", "agr-1", "AGREEMENT_CREATED", "OUT_FOR_SIGNATURE", &now_plus(-60)).await;
+    deliver(
+        &app,
+        "n-created",
+        "agr-1",
+        "AGREEMENT_CREATED",
+        "OUT_FOR_SIGNATURE",
+        &now_plus(-60),
+    )
+    .await;
     deliver(&app, "n-forged", "agr-1", "AGREEMENT_RECALLED", "CANCELLED", FAR_FUTURE).await;
     let view = app.get_agreement("adobe-sign", "agr-1").await;
     assert_eq!(view["status"], "cancelled", "{view}");
     let forged = history_entry(&view, "n-forged");
     assert_eq!(forged["occurred_at_clamped"], true, "{view}");
     assert_eq!(forged["stated_occurred_at"], "9999-12-31T23:59:59Z", "{view}");
-    assert!(forged["occurred_at"].as_str().unwrap().starts_with("20"), "ordered at receipt: {view}");
+    assert!(
+        forged["occurred_at"].as_str().unwrap().starts_with("20"),
+        "ordered at receipt: {view}"
+    );
 
     // The genuine completion, dated after the forged event's receipt.
-    deliver(&app, "n-signed", "agr-1", "AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", &now_plus(1)).await;
+    deliver(
+        &app,
+        "n-signed",
+        "agr-1",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        "SIGNED",
+        &now_plus(1),
+    )
+    .await;
     let view = app.get_agreement("adobe-sign", "agr-1").await;
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["provider_status"], "SIGNED");
@@ -97,8 +116,24 @@ async fn a_final_the_provider_confirms_is_applied() {
     // Adobe's agreement as `GET /agreements/{id}` answers it: signed.
     fake.set_agreement("agr-ok", "Mutual NDA", "SIGNED");
     let app = spawn_app_with(&confirming(&fake, &[])).await;
-    deliver(&app, "n-created", "agr-ok", "AGREEMENT_CREATED", "OUT_FOR_SIGNATURE", &now_plus(-60)).await;
-    deliver(&app, "n-signed", "agr-ok", "AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", &now_plus(0)).await;
+    deliver(
+        &app,
+        "n-created",
+        "agr-ok",
+        "AGREEMENT_CREATED",
+        "OUT_FOR_SIGNATURE",
+        &now_plus(-60),
+    )
+    .await;
+    deliver(
+        &app,
+        "n-signed",
+        "agr-ok",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        "SIGNED",
+        &now_plus(0),
+    )
+    .await;
 
     let view = app.wait_for_agreement_status("adobe-sign", "agr-ok", "completed").await;
     assert_eq!(history_entry(&view, "n-signed")["confirmation"], "confirmed", "{view}");
@@ -112,9 +147,25 @@ async fn a_final_the_provider_contradicts_is_not_applied_and_the_genuine_one_is(
     let fake = FakeProvider::start().await;
     fake.set_agreement("agr-x", "Mutual NDA", "OUT_FOR_SIGNATURE");
     let app = spawn_app_with(&confirming(&fake, &[])).await;
-    deliver(&app, "n-created", "agr-x", "AGREEMENT_CREATED", "OUT_FOR_SIGNATURE", &now_plus(-60)).await;
+    deliver(
+        &app,
+        "n-created",
+        "agr-x",
+        "AGREEMENT_CREATED",
+        "OUT_FOR_SIGNATURE",
+        &now_plus(-60),
+    )
+    .await;
     // Forged with the client ID alone, dated now so the time bound does not help.
-    deliver(&app, "n-forged", "agr-x", "AGREEMENT_RECALLED", "CANCELLED", &now_plus(0)).await;
+    deliver(
+        &app,
+        "n-forged",
+        "agr-x",
+        "AGREEMENT_RECALLED",
+        "CANCELLED",
+        &now_plus(0),
+    )
+    .await;
 
     app.wait_until("the forged recall to be resolved", || async {
         history_entry(&app.get_agreement("adobe-sign", "agr-x").await, "n-forged")["confirmation"] == "unconfirmed"
@@ -126,10 +177,22 @@ async fn a_final_the_provider_contradicts_is_not_applied_and_the_genuine_one_is(
 
     // Then the agreement really completes.
     fake.set_agreement("agr-x", "Mutual NDA", "SIGNED");
-    deliver(&app, "n-signed", "agr-x", "AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", &now_plus(1)).await;
+    deliver(
+        &app,
+        "n-signed",
+        "agr-x",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        "SIGNED",
+        &now_plus(1),
+    )
+    .await;
     let view = app.wait_for_agreement_status("adobe-sign", "agr-x", "completed").await;
     assert_eq!(history_entry(&view, "n-signed")["confirmation"], "confirmed", "{view}");
-    assert_eq!(history_entry(&view, "n-forged")["confirmation"], "unconfirmed", "{view}");
+    assert_eq!(
+        history_entry(&view, "n-forged")["confirmation"],
+        "unconfirmed",
+        "{view}"
+    );
 }
 
 #[tokio::test]
@@ -137,10 +200,26 @@ async fn a_final_waits_while_the_provider_fails_and_is_confirmed_after() {
     let fake = FakeProvider::start().await;
     fake.set_agreement("agr-e", "Mutual NDA", "SIGNED");
     let app = spawn_app_with(&confirming(&fake, &[])).await;
-    deliver(&app, "n-created", "agr-e", "AGREEMENT_CREATED", "OUT_FOR_SIGNATURE", &now_plus(-60)).await;
+    deliver(
+        &app,
+        "n-created",
+        "agr-e",
+        "AGREEMENT_CREATED",
+        "OUT_FOR_SIGNATURE",
+        &now_plus(-60),
+    )
+    .await;
     // Three failed polls; while the third is still to come, look.
     fake.fail_next(3, Failure::ServerError);
-    deliver(&app, "n-signed", "agr-e", "AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", &now_plus(0)).await;
+    deliver(
+        &app,
+        "n-signed",
+        "agr-e",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        "SIGNED",
+        &now_plus(0),
+    )
+    .await;
 
     app.wait_until("two failed confirmation polls", || async {
         fake.requests().iter().filter(|r| r.status == Some(500)).count() >= 2
@@ -151,7 +230,11 @@ async fn a_final_waits_while_the_provider_fails_and_is_confirmed_after() {
     assert_eq!(view["status"], "in_progress", "{view}");
     assert_eq!(view["confirm_pending"], true, "{view}");
     assert_eq!(history_entry(&view, "n-signed")["confirmation"], "pending", "{view}");
-    assert_eq!(history_entry(&view, "n-signed")["status"], "completed", "what it claims: {view}");
+    assert_eq!(
+        history_entry(&view, "n-signed")["status"],
+        "completed",
+        "what it claims: {view}"
+    );
     let view = app.wait_for_agreement_status("adobe-sign", "agr-e", "completed").await;
     assert_eq!(history_entry(&view, "n-signed")["confirmation"], "confirmed", "{view}");
 }
@@ -161,10 +244,26 @@ async fn a_final_waits_out_the_providers_throttling() {
     let fake = FakeProvider::start().await;
     fake.set_agreement("agr-t", "Mutual NDA", "SIGNED");
     let app = spawn_app_with(&confirming(&fake, &[])).await;
-    deliver(&app, "n-created", "agr-t", "AGREEMENT_CREATED", "OUT_FOR_SIGNATURE", &now_plus(-60)).await;
+    deliver(
+        &app,
+        "n-created",
+        "agr-t",
+        "AGREEMENT_CREATED",
+        "OUT_FOR_SIGNATURE",
+        &now_plus(-60),
+    )
+    .await;
     // Adobe's throttling answer: 429, Retry-After and retryAfter (1 s).
     fake.fail_next(1, Failure::TooManyRequests { retry_after_secs: 1 });
-    deliver(&app, "n-signed", "agr-t", "AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", &now_plus(0)).await;
+    deliver(
+        &app,
+        "n-signed",
+        "agr-t",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        "SIGNED",
+        &now_plus(0),
+    )
+    .await;
 
     let view = app.wait_for_agreement_status("adobe-sign", "agr-t", "completed").await;
     assert_eq!(history_entry(&view, "n-signed")["confirmation"], "confirmed", "{view}");
@@ -182,10 +281,17 @@ async fn a_final_waits_out_the_providers_throttling() {
 async fn a_final_for_an_agreement_the_provider_does_not_know_is_unconfirmed() {
     let fake = FakeProvider::start().await;
     let app = spawn_app_with(&confirming(&fake, &[])).await;
-    deliver(&app, "n-forged", "agr-none", "AGREEMENT_RECALLED", "CANCELLED", &now_plus(0)).await;
+    deliver(
+        &app,
+        "n-forged",
+        "agr-none",
+        "AGREEMENT_RECALLED",
+        "CANCELLED",
+        &now_plus(0),
+    )
+    .await;
     app.wait_until("the forged recall to be resolved", || async {
-        history_entry(&app.get_agreement("adobe-sign", "agr-none").await, "n-forged")["confirmation"]
-            == "unconfirmed"
+        history_entry(&app.get_agreement("adobe-sign", "agr-none").await, "n-forged")["confirmation"] == "unconfirmed"
     })
     .await;
     let view = app.get_agreement("adobe-sign", "agr-none").await;
@@ -198,7 +304,15 @@ async fn confirmation_can_be_turned_off() {
     let fake = FakeProvider::start().await;
     fake.set_agreement("agr-off", "Mutual NDA", "OUT_FOR_SIGNATURE");
     let app = spawn_app_with(&confirming(&fake, &[("SIGNHOOK_CONFIRM_WEAK_FINALS", "false")])).await;
-    deliver(&app, "n-signed", "agr-off", "AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", &now_plus(0)).await;
+    deliver(
+        &app,
+        "n-signed",
+        "agr-off",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        "SIGNED",
+        &now_plus(0),
+    )
+    .await;
     let view = app.get_agreement("adobe-sign", "agr-off").await;
     assert_eq!(view["status"], "completed", "applied at once: {view}");
     assert_eq!(history_entry(&view, "n-signed")["confirmation"], Value::Null);

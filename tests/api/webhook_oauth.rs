@@ -42,7 +42,8 @@ async fn token_request(app: &TestApp, form: &str, basic: Option<(&str, &str)>) -
 }
 
 async fn issued_token(app: &TestApp) -> String {
-    let form = format!("grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&scope=webhook");
+    let form =
+        format!("grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&scope=webhook");
     let response = token_request(app, &form, None).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
@@ -54,7 +55,13 @@ async fn issued_token(app: &TestApp) -> String {
 
 /// A notification as Adobe sends it with OAuth: client ID and, if given, a bearer token.
 async fn post_notification(app: &TestApp, token: Option<&str>, id: &str) -> reqwest::Response {
-    let body = adobe_event(id, "agr-oauth", "AGREEMENT_CREATED", Some("OUT_FOR_SIGNATURE"), "2026-11-20T09:00:00Z");
+    let body = adobe_event(
+        id,
+        "agr-oauth",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    );
     let mut request = app
         .client
         .post(app.url("/webhooks/adobe-sign"))
@@ -95,7 +102,10 @@ async fn notifications_without_a_valid_token_are_refused() {
         let clients = format!("{CLIENT_ID}:{CLIENT_SECRET}");
         let other = spawn_app_with(&[
             ("SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS", &clients),
-            ("SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS", "another-signing-key-0123456789abcdef"),
+            (
+                "SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS",
+                "another-signing-key-0123456789abcdef",
+            ),
         ])
         .await;
         issued_token(&other).await
@@ -109,7 +119,11 @@ async fn notifications_without_a_valid_token_are_refused() {
         let response = post_notification(&app, token, "n-refused").await;
         assert!(response.headers().get(WWW_AUTHENTICATE).is_some());
         let (status, body) = error_of(response).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (401, Some(code)), "{token:?}: {body}");
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some(code)),
+            "{token:?}: {body}"
+        );
     }
     assert_eq!(app.event_count("adobe-sign").await, 0, "nothing stored");
 }
@@ -130,7 +144,11 @@ async fn an_expired_token_is_refused() {
         assert!(std::time::Instant::now() < deadline, "the token was never refused");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("expired_bearer_token")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("expired_bearer_token")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -177,7 +195,11 @@ async fn without_webhook_oauth_the_token_endpoint_does_not_exist() {
     let app = spawn_app().await;
     let response = token_request(&app, "grant_type=client_credentials", Some((CLIENT_ID, CLIENT_SECRET))).await;
     let (status, body) = error_of(response).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
     // And the client ID alone still authenticates notifications.
     assert_eq!(post_notification(&app, None, "n-plain").await.status(), 200);
 }

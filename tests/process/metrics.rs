@@ -320,7 +320,13 @@ async fn an_unconfirmed_final_is_warned_about_and_counted() {
     .await;
     let now = chrono::Utc::now().to_rfc3339();
     let forged = adobe_event("n-forged", "agr-forged", "AGREEMENT_RECALLED", Some("CANCELLED"), &now);
-    let genuine = adobe_event("n-signed", "agr-signed", "AGREEMENT_WORKFLOW_COMPLETED", Some("SIGNED"), &now);
+    let genuine = adobe_event(
+        "n-signed",
+        "agr-signed",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        &now,
+    );
     app.deliver_adobe(&forged).await;
     app.deliver_adobe(&genuine).await;
 
@@ -344,9 +350,20 @@ async fn an_unconfirmed_final_is_warned_about_and_counted() {
             warning["claimed_status"].as_str(),
             warning["provider_says"].as_str(),
         ),
-        (Some("n-forged"), Some("agr-forged"), Some("cancelled"), Some("OUT_FOR_SIGNATURE")),
+        (
+            Some("n-forged"),
+            Some("agr-forged"),
+            Some("cancelled"),
+            Some("OUT_FOR_SIGNATURE")
+        ),
         "{warning}"
     );
-    assert_eq!(app.get_agreement("adobe-sign", "agr-forged").await["status"], "in_progress");
-    assert_eq!(app.get_agreement("adobe-sign", "agr-signed").await["status"], "completed");
+    assert_eq!(
+        app.get_agreement("adobe-sign", "agr-forged").await["status"],
+        "in_progress"
+    );
+    assert_eq!(
+        app.get_agreement("adobe-sign", "agr-signed").await["status"],
+        "completed"
+    );
 }
