@@ -150,7 +150,7 @@ impl Reconciler {
     }
 
     async fn handle(&self, provider: &dyn Provider, limits: ApiLimits, due: &DueAgreement) {
-        let record = match due.is_terminal() {
+        let record = match due.is_terminal() && !due.confirm_pending {
             true => self.remove_webhook(provider, limits, due).await,
             false => self.poll(provider, limits, due).await,
         };

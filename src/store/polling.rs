@@ -29,10 +29,14 @@ pub struct DueAgreement {
     /// The claim's `poll_locked_until`: outcomes are recorded only while it
     /// is still this replica's claim.
     pub lease: DateTime<Utc>,
+    /// A final status waits for the provider's confirmation (even a finished
+    /// agreement's, when a later final came in).
+    pub confirm_pending: bool,
 }
 
 impl DueAgreement {
-    /// Finished: only its webhook is left to remove.
+    /// Finished: only its webhook is left to remove (unless a final status
+    /// waits for confirmation: see `confirm_pending`).
     pub fn is_terminal(&self) -> bool {
         self.status
             .as_deref()
@@ -71,7 +75,7 @@ impl Polling<'_> {
     /// event and last poll are older than `stale_after`; and finished
     /// agreements that still have a webhook (or a pending registration) to
     /// remove. Agreements with a final status waiting for confirmation come
-    /// first, drafts too.
+    /// first, whatever their status.
     pub async fn claim_due(
         &self,
         provider: &str,
@@ -88,7 +92,7 @@ impl Polling<'_> {
                      WHERE provider = $1
                        AND (poll_locked_until IS NULL OR poll_locked_until <= now())
                        AND (next_poll_at IS NULL OR next_poll_at <= now())
-                       AND (({open} AND resource_type = ANY($5)
+                       AND ((({open} OR confirm_pending) AND resource_type = ANY($5)
                                 AND (confirm_pending
                                      OR (status IS DISTINCT FROM 'draft'
                                          AND (next_poll_at IS NOT NULL
@@ -100,7 +104,7 @@ impl Polling<'_> {
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED)
              RETURNING a.provider, a.agreement_id, a.status, a.webhook_id, a.watch_pending, a.poll_failures,
-                       a.last_poll_error, a.poll_locked_until AS lease,
+                       a.last_poll_error, a.poll_locked_until AS lease, a.confirm_pending,
                        (SELECT e.tenant FROM agreement_history h JOIN events e ON e.id = h.event_ref
                          WHERE h.provider = a.provider AND h.agreement_id = a.agreement_id AND e.tenant IS NOT NULL
                          ORDER BY h.id DESC LIMIT 1) AS tenant"

@@ -318,3 +318,21 @@ async fn confirmation_can_be_turned_off() {
     assert_eq!(history_entry(&view, "n-signed")["confirmation"], Value::Null);
     assert_eq!(fake.request_count(&format!("{AGREEMENT_PATH}agr-off")), 0);
 }
+
+#[tokio::test]
+async fn a_later_forged_final_on_a_finished_agreement_is_resolved_too() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-f", "Mutual NDA", "SIGNED");
+    let app = spawn_app_with(&confirming(&fake, &[])).await;
+    deliver(&app, "n-signed", "agr-f", "AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", &now_plus(-60)).await;
+    app.wait_for_agreement_status("adobe-sign", "agr-f", "completed").await;
+    // A later final on the finished agreement would replace it: held, polled, contradicted.
+    deliver(&app, "n-forged", "agr-f", "AGREEMENT_EXPIRED", "EXPIRED", &now_plus(0)).await;
+    app.wait_until("the forged expiry to be resolved", || async {
+        history_entry(&app.get_agreement("adobe-sign", "agr-f").await, "n-forged")["confirmation"] == "unconfirmed"
+    })
+    .await;
+    let view = app.get_agreement("adobe-sign", "agr-f").await;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["confirm_pending"], false, "{view}");
+}
