@@ -324,7 +324,15 @@ async fn a_later_forged_final_on_a_finished_agreement_is_resolved_too() {
     let fake = FakeProvider::start().await;
     fake.set_agreement("agr-f", "Mutual NDA", "SIGNED");
     let app = spawn_app_with(&confirming(&fake, &[])).await;
-    deliver(&app, "n-signed", "agr-f", "AGREEMENT_WORKFLOW_COMPLETED", "SIGNED", &now_plus(-60)).await;
+    deliver(
+        &app,
+        "n-signed",
+        "agr-f",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        "SIGNED",
+        &now_plus(-60),
+    )
+    .await;
     app.wait_for_agreement_status("adobe-sign", "agr-f", "completed").await;
     // A later final on the finished agreement would replace it: held, polled, contradicted.
     deliver(&app, "n-forged", "agr-f", "AGREEMENT_EXPIRED", "EXPIRED", &now_plus(0)).await;
@@ -335,4 +343,62 @@ async fn a_later_forged_final_on_a_finished_agreement_is_resolved_too() {
     let view = app.get_agreement("adobe-sign", "agr-f").await;
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["confirm_pending"], false, "{view}");
+}
+
+/// FuseSign's `Fuse-Signature` is a static value (seed 001): its finals are
+/// held too, and resolved by `GET /api/Bundle/Get` (the fake answers a
+/// bundle's `Status` as FuseSign's API reference shows it).
+#[tokio::test]
+async fn fusesign_finals_are_confirmed_with_its_api() {
+    use crate::common::fake_provider::{FUSESIGN_API_TOKEN, FUSESIGN_TENANT_ID};
+    let fake = FakeProvider::start().await;
+    fake.set_bundle("b-1", "Offer", "Live");
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_FUSESIGN_API_BASE", fake.base_url.as_str()),
+        ("SIGNHOOK_FUSESIGN_API_TOKEN", FUSESIGN_API_TOKEN),
+        ("SIGNHOOK_FUSESIGN_API_TENANT_ID", FUSESIGN_TENANT_ID),
+        ("SIGNHOOK_CONFIRM_WEAK_FINALS", "true"),
+        ("SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS", "1"),
+        ("SIGNHOOK_RECONCILE_INTERVAL", "100ms"),
+        ("SIGNHOOK_RECONCILE_MAX_PER_MINUTE", "6000"),
+    ])
+    .await;
+    let forged = fuse_event("h-forged", "b-1", "BundleRetracted", &now_plus(0));
+    assert_eq!(app.post_fusesign(&forged).await.status(), 200);
+    app.wait_idle().await;
+    app.wait_until("the forged retraction to be resolved", || async {
+        history_entry(&app.get_agreement("fusesign", "b-1").await, "h-forged")["confirmation"] == "unconfirmed"
+    })
+    .await;
+    assert_eq!(app.get_agreement("fusesign", "b-1").await["status"], "in_progress");
+
+    fake.set_bundle("b-1", "Offer", "Finalised");
+    let finalised = fuse_event("h-final", "b-1", "BundleFinalised", &now_plus(1));
+    assert_eq!(app.post_fusesign(&finalised).await.status(), 200);
+    app.wait_idle().await;
+    let view = app.wait_for_agreement_status("fusesign", "b-1", "completed").await;
+    assert_eq!(history_entry(&view, "h-final")["confirmation"], "confirmed", "{view}");
+}
+
+/// BoldSign signs every webhook with HMAC-SHA256: its finals apply at once,
+/// without asking the API, even with confirmation on.
+#[tokio::test]
+async fn boldsign_finals_need_no_confirmation() {
+    use crate::common::fake_provider::BOLDSIGN_API_KEY;
+    let fake = FakeProvider::start().await;
+    fake.set_document("doc-1", "Offer letter", "InProgress");
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_BOLDSIGN_API_BASE", fake.base_url.as_str()),
+        ("SIGNHOOK_BOLDSIGN_API_KEY", BOLDSIGN_API_KEY),
+        ("SIGNHOOK_CONFIRM_WEAK_FINALS", "true"),
+        ("SIGNHOOK_RECONCILE_INTERVAL", "100ms"),
+    ])
+    .await;
+    let completed = boldsign_event("e-1", "doc-1", "Completed", Some("Completed"), unix_now());
+    assert_eq!(app.post_boldsign(&completed).await.status(), 200);
+    app.wait_idle().await;
+    let view = app.get_agreement("boldsign", "doc-1").await;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(history_entry(&view, "e-1")["confirmation"], Value::Null);
+    assert!(fake.api_requests().is_empty(), "{:?}", fake.api_requests());
 }
