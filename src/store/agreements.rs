@@ -4,6 +4,9 @@
 //! [`AgreementState::apply`]; then the whole batch is marked processed. Rows are locked in
 //! one global order (provider, agreement id), so concurrent batches — other
 //! worker loops, other replicas — wait for each other but never deadlock.
+//! A final status the fold holds for confirmation is marked `pending` in
+//! history; the poll that reads the agreement ([`Agreements::apply_poll`])
+//! resolves it, always locking the agreement row before its history rows.
 
 use std::{
     collections::{HashMap, HashSet},
