@@ -23,7 +23,9 @@
 //! and carries the last ETag (`If-None-Match`; 304 = unchanged).
 //!
 //! Watching one agreement registers a `RESOURCE`-scope webhook for it with
-//! `POST /api/rest/v6/webhooks` (a `WebhookInfo`, answered with
+//! `POST /api/rest/v6/webhooks` (a `WebhookInfo` delivering to our URL, or
+//! linked to the account's OAuth `webhookEndpoint` when one is configured;
+//! answered with
 //! `WebhookCreationResponse {id}`), sent once: on 400
 //! `DUPLICATE_WEBHOOK_CONFIGURATION` or a lost answer the agreement's
 //! existing webhook is found with `GET /api/rest/v6/webhooks` and adopted.
@@ -105,6 +107,12 @@ struct Settings {
     /// of per-agreement webhooks; empty means [`DEFAULT_WEBHOOK_EVENTS`].
     #[serde(deserialize_with = "string_list")]
     adobe_sign_webhook_events: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_ENDPOINT_ID`: the account's
+    /// `webhookEndpoint` (Webhooks OAuth 2.0); set, per-agreement webhooks
+    /// are linked to it (`webhookEndpointInfo`), so their notifications carry
+    /// its bearer token.
+    #[serde(deserialize_with = "optional_string")]
+    adobe_sign_webhook_endpoint_id: Option<String>,
 }
 
 /// Every agreement event: the status mapping needs the decisive ones.
@@ -340,6 +348,8 @@ fn classify(status: StatusCode, body: &Value) -> Option<CallError> {
 pub struct AdobeSign {
     client_ids: Vec<String>,
     webhook_events: Vec<String>,
+    /// The `webhookEndpoint` per-agreement webhooks are linked to, if any.
+    webhook_endpoint_id: Option<String>,
     api_settings: ApiSettings,
     /// The REST API client; `None` when no API credential is configured.
     api: Option<Api>,
@@ -362,6 +372,7 @@ pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     }
     Ok(Arc::new(AdobeSign {
         webhook_events: settings.webhook_events()?,
+        webhook_endpoint_id: settings.adobe_sign_webhook_endpoint_id.clone(),
         client_ids,
         api: api_settings.api(config)?,
         api_settings,
@@ -487,6 +498,7 @@ impl Provider for AdobeSign {
         let oauth = WebhookTokens::describe(self.webhook_tokens.as_ref());
         json!({
             "adobe_sign_client_ids": self.client_ids,
+            "adobe_sign_webhook_endpoint_id": self.webhook_endpoint_id,
             "adobe_sign_webhook_oauth": oauth,
             "adobe_sign_webhook_oauth_token_ttl": self.webhook_token_ttl,
             "adobe_sign_webhook_events": self.webhook_events,
@@ -541,7 +553,11 @@ impl Provider for AdobeSign {
     fn watch<'a>(&'a self, agreement_id: &'a str, webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
-            let body = webhook_info(agreement_id, webhook_url, &self.webhook_events);
+            let target = match &self.webhook_endpoint_id {
+                Some(id) => WebhookTarget::Endpoint(id),
+                None => WebhookTarget::Url(webhook_url),
+            };
+            let body = webhook_info(agreement_id, target, &self.webhook_events);
             let error = match api.post_json(&[API, REST, V6, "webhooks"], &body).await {
                 Ok(created) => {
                     let id = str_at(&created, "/id").ok_or_else(|| {
@@ -554,7 +570,7 @@ impl Provider for AdobeSign {
                 Err(error @ CallError::Status { status: 500.., .. }) => error,
                 Err(error) => return Err(error.into()),
             };
-            match existing_webhook(api, agreement_id, webhook_url).await? {
+            match existing_webhook(api, agreement_id, target).await? {
                 Some(id) => {
                     tracing::info!(provider = NAME, agreement_id, webhook_id = %id, after = %error,
                         "adopted the agreement's existing webhook instead of creating another");
@@ -583,10 +599,34 @@ const V6: &str = "v6";
 /// Pages of `GET /webhooks` read when looking for an existing webhook.
 const MAX_WEBHOOK_PAGES: usize = 50;
 
+/// Where a per-agreement webhook delivers: a URL (`webhookUrlInfo`), or the
+/// account's `webhookEndpoint` (`webhookEndpointInfo`, "do not provide a
+/// webhookUrlInfo" with it: developer guide, webhook APIs).
+#[derive(Clone, Copy)]
+enum WebhookTarget<'a> {
+    Url(&'a str),
+    Endpoint(&'a str),
+}
+
+impl WebhookTarget<'_> {
+    /// Whether a `UserWebhook` of the list delivers there (a linked one names
+    /// its `webhookEndpointInfo.webhookEndpointId`: developer guide, `GET /webhooks`).
+    fn is_of(&self, hook: &Value) -> bool {
+        match self {
+            Self::Url(url) => str_at(hook, "/webhookUrlInfo/url").as_deref() == Some(*url),
+            Self::Endpoint(id) => str_at(hook, "/webhookEndpointInfo/webhookEndpointId").as_deref() == Some(*id),
+        }
+    }
+}
+
 /// The id of the webhook (made by this API user) that delivers the
-/// agreement's events to `webhook_url`, from `GET /webhooks` (`UserWebhooks`:
+/// agreement's events to `target`, from `GET /webhooks` (`UserWebhooks`:
 /// `userWebhookList`, paged by `page.nextCursor`).
-async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> Result<Option<String>, CallError> {
+async fn existing_webhook(
+    api: &Api,
+    agreement_id: &str,
+    target: WebhookTarget<'_>,
+) -> Result<Option<String>, CallError> {
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_WEBHOOK_PAGES {
         let mut query = vec![("scope", "RESOURCE"), ("resourceType", "AGREEMENT")];
@@ -599,10 +639,7 @@ async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> R
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .find(|hook| {
-                str_at(hook, "/resourceId").as_deref() == Some(agreement_id)
-                    && str_at(hook, "/webhookUrlInfo/url").as_deref() == Some(webhook_url)
-            })
+            .find(|hook| str_at(hook, "/resourceId").as_deref() == Some(agreement_id) && target.is_of(hook))
             .and_then(|hook| str_at(hook, "/id"));
         if let Some(id) = found {
             return Ok(Some(id.into_owned()));
@@ -616,18 +653,17 @@ async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> R
 }
 
 /// The `WebhookInfo` of a webhook for one agreement: `RESOURCE` scope, active
-/// at once, with the agreement's detailed info and participants so that its
-/// notifications carry the status (signed documents are left out: they can
-/// make a payload megabytes long).
-fn webhook_info(agreement_id: &str, webhook_url: &str, events: &[String]) -> Value {
-    json!({
+/// at once, delivering to `target`, with the agreement's detailed info and
+/// participants so that its notifications carry the status (signed documents
+/// are left out: they can make a payload megabytes long).
+fn webhook_info(agreement_id: &str, target: WebhookTarget<'_>, events: &[String]) -> Value {
+    let mut info = json!({
         "name": format!("signhook agreement {agreement_id}"),
         "scope": "RESOURCE",
         "state": "ACTIVE",
         "resourceType": "AGREEMENT",
         "resourceId": agreement_id,
         "webhookSubscriptionEvents": events,
-        "webhookUrlInfo": { "url": webhook_url },
         "webhookConditionalParams": {
             "webhookAgreementEvents": {
                 "includeDetailedInfo": true,
@@ -636,7 +672,12 @@ fn webhook_info(agreement_id: &str, webhook_url: &str, events: &[String]) -> Val
                 "includeSignedDocuments": false
             }
         }
-    })
+    });
+    match target {
+        WebhookTarget::Url(url) => info["webhookUrlInfo"] = json!({ "url": url }),
+        WebhookTarget::Endpoint(id) => info["webhookEndpointInfo"] = json!({ "webhookEndpointId": id }),
+    }
+    info
 }
 
 /// The agreement as `GET /agreements/{id}` describes it; its `status` goes
@@ -789,6 +830,7 @@ mod tests {
         AdobeSign {
             client_ids: ids.iter().map(|s| s.to_string()).collect(),
             webhook_events: vec![DEFAULT_WEBHOOK_EVENTS.to_owned()],
+            webhook_endpoint_id: None,
             api_settings: ApiSettings::default(),
             api: None,
             webhook_tokens: None,
