@@ -533,6 +533,13 @@ mod tests {
     }
 
     #[test]
+    fn the_description_shows_no_secret() {
+        let described = WebhookTokens::describe(Some(&tokens(&[KEY], 60))).to_string();
+        assert!(!described.contains(SECRET) && !described.contains(KEY), "{described}");
+        assert!(described.contains("\"adobe\""), "{described}");
+    }
+
+    #[test]
     fn settings_are_checked() {
         let check = |clients: &[&str], keys: &[&str], ttl: u64| {
             let clients: Vec<String> = clients.iter().map(|c| c.to_string()).collect();

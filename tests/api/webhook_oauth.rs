@@ -188,6 +188,32 @@ async fn the_verification_request_needs_no_token() {
     // Adobe's guide names notifications as carrying the token, not the GET.
     let app = oauth_app("15m").await;
     assert_eq!(app.verify_adobe(Some(ADOBE_CLIENT_ID)).await.status(), 200);
+    // One that carries a token must carry a valid one.
+    let response = app
+        .client
+        .get(app.url("/webhooks/adobe-sign"))
+        .header("X-AdobeSign-ClientId", ADOBE_CLIENT_ID)
+        .bearer_auth("not-a-jwt")
+        .send()
+        .await
+        .expect("request sent");
+    assert!(response.headers().get("x-adobesign-clientid").is_none());
+    let (status, body) = error_of(response).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_bearer_token")),
+        "{body}"
+    );
+    let token = issued_token(&app).await;
+    let response = app
+        .client
+        .get(app.url("/webhooks/adobe-sign"))
+        .header("X-AdobeSign-ClientId", ADOBE_CLIENT_ID)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
