@@ -6,6 +6,7 @@ mod admin;
 mod documents;
 pub mod error;
 mod health;
+mod oauth;
 pub mod openapi;
 mod server;
 mod webhooks;
@@ -16,11 +17,12 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     error_handling::HandleErrorLayer,
+    extract::DefaultBodyLimit,
     extract::Request,
     http::{HeaderName, Uri},
     middleware,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
     BoxError, Router,
 };
 use metrics::counter;
@@ -108,6 +110,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/{provider}",
             get(webhooks::verify_intent).post(webhooks::receive),
+        )
+        .route(
+            "/webhooks/{provider}/oauth/token",
+            post(oauth::token).layer(DefaultBodyLimit::max(oauth::MAX_TOKEN_REQUEST_BYTES)),
         )
         .layer(
             ServiceBuilder::new()

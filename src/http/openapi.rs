@@ -12,7 +12,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, documents, error::ApiError, health, webhooks, AppState};
+use super::{admin, documents, error::ApiError, health, oauth, webhooks, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use super::{admin, documents, error::ApiError, health, webhooks, AppState};
     paths(
         webhooks::receive,
         webhooks::verify_intent,
+        oauth::token,
         health::healthz,
         health::readyz,
         health::metrics,
