@@ -166,9 +166,12 @@ async fn a_50_mb_document_is_streamed_in_bounded_memory() {
         rss_now,
     );
     // Buffered whole, the document alone would add 50 MiB (and a copy, 100);
-    // streamed, it is a few 1 MiB chunks and the buffers around them.
+    // streamed, it is 1 MiB chunks and the buffers around them. Runs measured
+    // +2.9 to +19.4 MiB, the spread arising while serving and larger the
+    // faster it served (see BENCHMARKS.md); the bound leaves room for that on
+    // a faster machine and still fails for one buffered copy.
     assert!(
-        grown_mib < 16.0,
+        grown_mib < 32.0,
         "peak RSS grew by {grown_mib:.1} MiB for a 50 MiB document; logs:\n{}",
         app.logs()
     );
