@@ -16,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     error_handling::HandleErrorLayer,
     extract::Request,
-    http::{HeaderName, Uri},
+    http::{header, HeaderName, HeaderValue, Uri},
     middleware,
     response::{IntoResponse, Response},
     routing::get,
@@ -28,6 +28,7 @@ use tower::{limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer, ServiceBuild
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 
@@ -91,7 +92,17 @@ pub fn router(state: AppState) -> Router {
     let admin = admin::router()
         .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token))
         // After the token layer: the document is served without the token.
-        .route("/openapi.json", get(openapi::openapi_json));
+        .route("/openapi.json", get(openapi::openapi_json))
+        // Its own fallbacks, so unknown `/api/*` paths get the headers below too.
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Admin answers describe agreements and events: no shared or browser
+        // cache may keep them (`no-store`), and none is to be read as
+        // anything but the JSON it says it is (`nosniff`).
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     let webhooks = Router::new()
         .route(
             "/webhooks/{provider}",
@@ -117,10 +128,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
         .nest("/api", admin)
-        .fallback(|| async { ApiError::NotFound("no such resource".to_owned()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this resource".to_owned()) })
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                // Every answer is JSON or Prometheus text, as labelled.
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -150,4 +166,12 @@ pub fn router(state: AppState) -> Router {
                 })),
         )
         .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such resource".to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("method not allowed on this resource".to_owned())
 }

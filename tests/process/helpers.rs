@@ -84,12 +84,8 @@ async fn spawn_process(url: &str, db_name: String, owns_db: bool, env: &[(&str, 
         let addr_tx = addr_tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                    if entry["message"] == "listening" {
-                        if let Some(addr) = entry["addr"].as_str() {
-                            let _ = addr_tx.send(addr.to_owned());
-                        }
-                    }
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = addr_tx.send(addr);
                 }
                 logs.lock().expect("log lock").push(line);
             }
@@ -117,6 +113,31 @@ async fn spawn_process(url: &str, db_name: String, owns_db: bool, env: &[(&str, 
         child,
         logs,
     }
+}
+
+/// The address of a `listening` line, in either log format (JSON, or
+/// pretty: `… INFO signhook: listening addr=127.0.0.1:4321`).
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(entry) = serde_json::from_str::<Value>(line) {
+        return (entry["message"] == "listening").then(|| entry["addr"].as_str().map(str::to_owned))?;
+    }
+    let plain = strip_ansi(line);
+    let (_, rest) = plain.split_once(" listening addr=")?;
+    rest.split_whitespace().next().map(str::to_owned)
+}
+
+/// `line` without ANSI colour sequences (`ESC [ … letter`).
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 impl TestApp {
