@@ -109,12 +109,12 @@ impl Application {
         ];
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
 
-        let header_timeout = state.settings.server.header_read_timeout();
+        let limits = connection_limits(&state.settings);
         let server = tokio::spawn(http::serve(
             self.listener,
             http::router(state),
             shutdown.clone(),
-            header_timeout,
+            limits,
         ));
         shutdown.cancelled().await;
         tracing::info!(grace_secs = grace.as_secs(), "shutting down");
@@ -134,6 +134,26 @@ impl Application {
                 Ok(())
             }
         }
+    }
+}
+
+/// The server's connection limits; the cap lowered (and said so) when the
+/// open-files limit would not hold it beside the database pool.
+fn connection_limits(settings: &config::Settings) -> http::ConnectionLimits {
+    let configured = settings.server.max_connections;
+    let limit = http::open_files_limit();
+    let cap = http::connection_cap(configured, limit, settings.database.max_connections as usize);
+    if cap < configured {
+        tracing::warn!(
+            configured,
+            open_files_limit = limit,
+            max_connections = cap,
+            "SIGNHOOK_MAX_CONNECTIONS lowered to fit the open-files limit (ulimit -n) beside the database pool"
+        );
+    }
+    http::ConnectionLimits {
+        idle_timeout: settings.server.header_read_timeout(),
+        max_connections: cap,
     }
 }
 

@@ -16,6 +16,9 @@ use super::{
     ConfigError, LogFormat,
 };
 
+/// Beyond any open-files limit a system allows.
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
 /// The HTTP server: where it listens, what it accepts, how long it waits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -36,11 +39,16 @@ pub struct ServerSettings {
     /// providers' 10 s timeout so that a slow database yields a 503 (and a
     /// retry) rather than a provider-side timeout.
     pub request_timeout_ms: u64,
-    /// A connection that has not sent its request headers within this is
-    /// closed. hyper also counts a keep-alive connection's idle time against
-    /// it, so it doubles as the keep-alive idle timeout: keep it well above
-    /// what clients expect (their pools reuse idle connections).
+    /// A connection must send a request's headers within this of opening
+    /// (HTTP/1 or HTTP/2, however slowly the bytes come) and within this of
+    /// its last answer, or it is closed: the keep-alive idle timeout too, so
+    /// keep it well above what clients expect (their pools reuse idle
+    /// connections).
     pub header_read_timeout_ms: u64,
+    /// Client connections open at once per replica; past it new ones wait in
+    /// the listen backlog. Lowered at start-up, with a warning, to fit the
+    /// open-files limit (`ulimit -n`) beside the database pool.
+    pub max_connections: usize,
     /// Webhook requests handled at once per replica; beyond it requests are
     /// shed with an immediate 503 rather than queued past the deadline.
     pub max_concurrent_requests: usize,
@@ -61,6 +69,7 @@ impl Default for ServerSettings {
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_ms: 2_500,
             header_read_timeout_ms: 30_000,
+            max_connections: 1024,
             max_concurrent_requests: 256,
             max_inflight_body_bytes: 128 * 1024 * 1024,
             shutdown_grace_secs: 25,
@@ -116,7 +125,14 @@ impl ServerSettings {
             ("request_timeout_ms", self.request_timeout_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
+            ("max_connections", self.max_connections as u64),
         ])?;
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(invalid(
+                "max_connections",
+                format!("must be at most {MAX_CONNECTIONS_LIMIT}"),
+            ));
+        }
         if self.request_timeout_ms >= 10_000 {
             return Err(invalid(
                 "request_timeout_ms",

@@ -9,7 +9,7 @@ pub mod openapi;
 mod server;
 mod webhooks;
 
-pub use server::serve;
+pub use server::{connection_cap, open_files_limit, serve, ConnectionLimits};
 
 use std::{sync::Arc, time::Duration};
 

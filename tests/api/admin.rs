@@ -170,9 +170,16 @@ async fn admin_answers_are_never_cached_or_sniffed() {
         ("document", app.get("/api/openapi.json").await),
     ];
     for (what, response) in answers {
-        assert_eq!(response.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"), "{what}");
         assert_eq!(
-            response.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()),
+            response.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
             Some("nosniff"),
             "{what}"
         );
@@ -188,7 +195,11 @@ async fn admin_answers_are_never_cached_or_sniffed() {
 /// it (PostgreSQL broke the cycle by failing one side: a 503).
 #[tokio::test]
 async fn back_to_back_replays_while_the_worker_runs_all_succeed() {
-    let app = spawn_app_with(&[("SIGNHOOK_WORKER_CONCURRENCY", "2"), ("SIGNHOOK_WORKER_POLL_INTERVAL_MS", "10")]).await;
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_WORKER_CONCURRENCY", "2"),
+        ("SIGNHOOK_WORKER_POLL_INTERVAL_MS", "10"),
+    ])
+    .await;
     let mut ids = Vec::new();
     for i in 0..10 {
         let body = adobe_event(
@@ -207,7 +218,12 @@ async fn back_to_back_replays_while_the_worker_runs_all_succeed() {
         statuses.extend(answers.iter().map(|response| response.status().as_u16()));
     }
     let refused: Vec<_> = statuses.iter().filter(|status| **status != 202).collect();
-    assert!(refused.is_empty(), "{} of {} replays refused: {refused:?}", refused.len(), statuses.len());
+    assert!(
+        refused.is_empty(),
+        "{} of {} replays refused: {refused:?}",
+        refused.len(),
+        statuses.len()
+    );
     app.wait_idle().await;
     assert_eq!(app.stats().await["events"]["processed"], 10, "each event counted once");
 }

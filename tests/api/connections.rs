@@ -99,7 +99,10 @@ async fn an_idle_http2_connection_is_closed_after_its_last_answer() {
     let answered = Instant::now();
     let ended = tokio::time::timeout(DEADLINE + SLACK, connection).await;
     assert!(ended.is_ok(), "an idle HTTP/2 connection stayed open");
-    assert!(answered.elapsed() >= DEADLINE - Duration::from_millis(50), "closed while in use");
+    assert!(
+        answered.elapsed() >= DEADLINE - Duration::from_millis(50),
+        "closed while in use"
+    );
     drop(client);
 }
 

@@ -273,8 +273,14 @@ async fn metrics_scrapes_do_not_each_query_the_database() {
     .await;
     blocker.rollback().await.unwrap();
     assert!(scrapes.iter().all(|(status, _)| *status == 200), "{scrapes:?}");
-    let quick = scrapes.iter().filter(|(_, elapsed)| *elapsed < Duration::from_millis(500)).count();
-    assert!(quick >= 18, "only {quick} of 20 scrapes answered without waiting: {scrapes:?}");
+    let quick = scrapes
+        .iter()
+        .filter(|(_, elapsed)| *elapsed < Duration::from_millis(500))
+        .count();
+    assert!(
+        quick >= 18,
+        "only {quick} of 20 scrapes answered without waiting: {scrapes:?}"
+    );
 }
 
 /// Readiness answers from the last database check (made about once a
@@ -303,7 +309,10 @@ async fn readiness_gives_a_reason_code_and_no_database_text() {
     .await;
     let body: Value = app.get("/readyz").await.json().await.unwrap();
     sqlx::query(&allow(true)).execute(&admin).await.unwrap();
-    assert_eq!(body, serde_json::json!({ "status": "unavailable", "reason": "database_unreachable" }));
+    assert_eq!(
+        body,
+        serde_json::json!({ "status": "unavailable", "reason": "database_unreachable" })
+    );
     app.wait_until("readiness to recover", || async {
         app.get("/readyz").await.status() == 200
     })

@@ -275,7 +275,11 @@ async fn dot_segment_agreement_ids_never_reach_another_endpoint() {
     })
     .await;
     let paths: Vec<String> = fake.api_requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, [format!("{AGREEMENT_PATH}agr-ok")], "only the real agreement was asked for");
+    assert_eq!(
+        paths,
+        [format!("{AGREEMENT_PATH}agr-ok")],
+        "only the real agreement was asked for"
+    );
     let not_found = app
         .count("SELECT count(*) FROM agreements WHERE agreement_id IN ('.', '..') AND not_found_at IS NOT NULL")
         .await;
