@@ -106,6 +106,8 @@ impl Application {
         let background = [
             tokio::spawn(reconciler.run(shutdown.clone())),
             tokio::spawn(state.activity.clone().flush_loop(state.store.clone(), shutdown.clone())),
+            // What readiness answers from.
+            tokio::spawn(state.ops.clone().watch_database(state.store.clone(), shutdown.clone())),
         ];
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
 

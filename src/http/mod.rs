@@ -57,6 +57,8 @@ pub struct AppState {
     pub body_budget: Arc<Semaphore>,
     /// Last accepted webhook per provider (in memory; flushed to the database).
     pub activity: Activity,
+    /// What `/readyz` and `/metrics` answer from.
+    pub(crate) ops: health::OpsState,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             body_budget: Arc::new(Semaphore::new(budget_kib)),
             settings,
             activity: Activity::default(),
+            ops: health::OpsState::default(),
         }
     }
 
@@ -122,11 +125,21 @@ pub fn router(state: AppState) -> Router {
                     state.settings.server.max_concurrent_requests,
                 )),
         );
-    Router::new()
-        .merge(webhooks)
+    // Probes and scrapes are unauthenticated: bounded on their own, so a
+    // flood of them is shed before it takes the webhooks' share.
+    let ops = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async { ApiError::Overloaded }))
+                .layer(LoadShedLayer::new())
+                .layer(ConcurrencyLimitLayer::new(health::OPS_CONCURRENCY)),
+        );
+    Router::new()
+        .merge(webhooks)
+        .merge(ops)
         .nest("/api", admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
