@@ -72,15 +72,33 @@ struct CommonResponses;
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let operations = [&mut item.get, &mut item.post, &mut item.delete, &mut item.put, &mut item.patch];
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ];
             for operation in operations.into_iter().flatten() {
                 let admin = operation.security.is_some();
                 let parsed_input = path.contains('{') || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
                 let common = [
                     (true, "500", "a bug: the handler panicked (logged; `internal_error`)"),
-                    (admin, "401", "no `Authorization: Bearer <SIGNHOOK_ADMIN_TOKEN>`, or a wrong one"),
-                    (admin, "404", "no such resource, or the admin API is disabled (no SIGNHOOK_ADMIN_TOKEN)"),
-                    (admin && parsed_input, "400", "a path or query value that does not parse"),
+                    (
+                        admin,
+                        "401",
+                        "no `Authorization: Bearer <SIGNHOOK_ADMIN_TOKEN>`, or a wrong one",
+                    ),
+                    (
+                        admin,
+                        "404",
+                        "no such resource, or the admin API is disabled (no SIGNHOOK_ADMIN_TOKEN)",
+                    ),
+                    (
+                        admin && parsed_input,
+                        "400",
+                        "a path or query value that does not parse",
+                    ),
                     (admin, "503", "the database failed; retry (see Retry-After)"),
                     (path.starts_with("/webhooks/"), "404", "no such provider"),
                 ];
