@@ -37,13 +37,19 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr} (SIGNHOOK_LISTEN): {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr} ({setting}): {source}")]
+    Bind {
+        setting: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A bound, migrated, ready-to-run service.
 pub struct Application {
     listener: TcpListener,
+    /// `SIGNHOOK_OPS_LISTEN`'s, when set.
+    ops_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -67,17 +73,26 @@ impl Application {
         // Every provider API call from now on draws from the budgets all
         // replicas share.
         providers.attach(Arc::new(store.clone()));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = bind("SIGNHOOK_LISTEN", addr).await?;
+        let ops_listener = match settings.server.ops_listen_addr()? {
+            Some(addr) => Some(bind("SIGNHOOK_OPS_LISTEN", addr).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
+            ops_listener,
             state: AppState::new(store, providers, WorkerHandle::default(), settings),
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where the ops endpoints are served, when `SIGNHOOK_OPS_LISTEN` is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        let listener = self.ops_listener.as_ref()?;
+        Some(listener.local_addr().expect("a bound listener has an address"))
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets
@@ -112,6 +127,17 @@ impl Application {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
 
         let limits = connection_limits(&state.settings);
+        let ops_server = self.ops_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "ops endpoints listening (SIGNHOOK_OPS_LISTEN)");
+            }
+            tokio::spawn(http::serve(
+                listener,
+                http::ops_router(state.clone()),
+                shutdown.clone(),
+                limits,
+            ))
+        });
         let server = tokio::spawn(http::serve(
             self.listener,
             http::router(state),
@@ -122,7 +148,7 @@ impl Application {
         tracing::info!(grace_secs = grace.as_secs(), "shutting down");
         let drained = tokio::time::timeout(grace, async {
             let served = server.await;
-            for task in workers.into_iter().chain(background) {
+            for task in workers.into_iter().chain(background).chain(ops_server) {
                 let _ = task.await;
             }
             served
@@ -137,6 +163,12 @@ impl Application {
             }
         }
     }
+}
+
+async fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { setting, addr, source })
 }
 
 /// The server's connection limits; the cap lowered (and said so) when the

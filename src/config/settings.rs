@@ -24,6 +24,10 @@ const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 #[serde(default)]
 pub struct ServerSettings {
     pub listen: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead of on
+    /// `listen`; unset, they are served there beside the webhooks.
+    #[serde(deserialize_with = "optional_string")]
+    pub ops_listen: Option<String>,
     /// Bearer token of the admin API; unset, the admin API does not exist.
     #[serde(deserialize_with = "optional_string")]
     pub admin_token: Option<String>,
@@ -63,6 +67,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
+            ops_listen: None,
             admin_token: None,
             public_url: None,
             log_format: LogFormat::Pretty,
@@ -85,6 +90,26 @@ impl ServerSettings {
                 format!("`{}` is not a socket address like 0.0.0.0:8080 ({e})", self.listen),
             )
         })
+    }
+
+    /// `SIGNHOOK_OPS_LISTEN`, when set.
+    pub fn ops_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(ops) = self.ops_listen.as_deref() else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = ops.parse().map_err(|e| {
+            invalid(
+                "ops_listen",
+                format!("`{ops}` is not a socket address like 127.0.0.1:9090 ({e})"),
+            )
+        })?;
+        if self
+            .listen_addr()
+            .is_ok_and(|listen| listen == addr && addr.port() != 0)
+        {
+            return Err(invalid("ops_listen", "must differ from SIGNHOOK_LISTEN"));
+        }
+        Ok(Some(addr))
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -117,6 +142,7 @@ impl ServerSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.ops_listen_addr()?;
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(invalid("admin_token", "must be at least 16 characters"));
         }

@@ -125,9 +125,23 @@ pub fn router(state: AppState) -> Router {
                     state.settings.server.max_concurrent_requests,
                 )),
         );
-    // Probes and scrapes are unauthenticated: bounded on their own, so a
-    // flood of them is shed before it takes the webhooks' share.
-    let ops = Router::new()
+    let mut router = Router::new().merge(webhooks).nest("/api", admin);
+    // With SIGNHOOK_OPS_LISTEN they are served there instead (`ops_router`).
+    if state.settings.server.ops_listen.is_none() {
+        router = router.merge(ops_routes());
+    }
+    with_common_layers(router, state)
+}
+
+/// What `SIGNHOOK_OPS_LISTEN` serves: the probes and the metrics alone.
+pub fn ops_router(state: AppState) -> Router {
+    with_common_layers(ops_routes(), state)
+}
+
+/// Probes and scrapes are unauthenticated: bounded on their own, so a flood
+/// of them is shed before it takes the webhooks' share.
+fn ops_routes() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
@@ -136,11 +150,13 @@ pub fn router(state: AppState) -> Router {
                 .layer(HandleErrorLayer::new(|_: BoxError| async { ApiError::Overloaded }))
                 .layer(LoadShedLayer::new())
                 .layer(ConcurrencyLimitLayer::new(health::OPS_CONCURRENCY)),
-        );
-    Router::new()
-        .merge(webhooks)
-        .merge(ops)
-        .nest("/api", admin)
+        )
+}
+
+/// Fallbacks, request ids, the tracing span, panic catching and `nosniff`:
+/// what every listener's answers go through.
+fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -318,3 +318,23 @@ async fn readiness_gives_a_reason_code_and_no_database_text() {
     })
     .await;
 }
+
+/// With `SIGNHOOK_OPS_LISTEN` the probes and the metrics move to a listener
+/// of their own (one the public never reaches), and the webhook listener
+/// no longer has them.
+#[tokio::test]
+async fn ops_endpoints_can_move_to_a_listener_of_their_own() {
+    let app = spawn_app_with(&[("SIGNHOOK_OPS_LISTEN", "127.0.0.1:0")]).await;
+    let ops = app.ops_address.clone().expect("an ops listener");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = app.client.get(format!("{ops}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path} on the ops listener");
+        assert_eq!(app.get(path).await.status(), 404, "{path} on the webhook listener");
+    }
+    for path in ["/webhooks/adobe-sign", "/api/stats"] {
+        let response = app.client.get(format!("{ops}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path} on the ops listener");
+    }
+    let body = adobe_event("ops-apart", "a", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+    assert_eq!(app.post_adobe(&body).await.status(), 200);
+}
