@@ -62,8 +62,22 @@ pub async fn spawn_app_at(server: &str, env: &[(&str, &str)]) -> TestApp {
     spawn_process(&url, "signhook".to_owned(), false, env).await
 }
 
+/// An app whose process may open at most `open_files` files (`ulimit -n`,
+/// set by util-linux's `prlimit`, which then runs the binary in its place).
+pub async fn spawn_app_with_open_files(open_files: u64, env: &[(&str, &str)]) -> TestApp {
+    let db_name = fresh_database_name();
+    let limit = format!("--nofile={open_files}:{open_files}");
+    let mut command = Command::new("prlimit");
+    command.args([limit.as_str(), "--", env!("CARGO_BIN_EXE_signhook")]);
+    start(command, &database_url(&db_name), db_name, true, env).await
+}
+
 async fn spawn_process(url: &str, db_name: String, owns_db: bool, env: &[(&str, &str)]) -> TestApp {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_signhook"));
+    start(Command::new(env!("CARGO_BIN_EXE_signhook")), url, db_name, owns_db, env).await
+}
+
+/// Runs `command serve` with the test configuration for `url` plus `env`.
+async fn start(mut command: Command, url: &str, db_name: String, owns_db: bool, env: &[(&str, &str)]) -> TestApp {
     command
         .arg("serve")
         .env_clear()
