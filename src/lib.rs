@@ -5,6 +5,7 @@
 
 pub mod agreement;
 pub mod config;
+pub mod confirmation;
 pub mod event;
 pub mod http;
 pub mod ledger;
@@ -117,7 +118,12 @@ impl Application {
             .collect();
         // Polls stale agreements and watches for silent providers; the
         // activity it reads is written to the database by the flush loop.
-        let reconciler = Reconciler::new(state.store.clone(), state.providers.clone(), state.settings.clone());
+        let reconciler = Reconciler::new(
+            state.store.clone(),
+            state.providers.clone(),
+            state.settings.clone(),
+            state.worker.held_finals(),
+        );
         let background = [
             tokio::spawn(reconciler.run(shutdown.clone())),
             tokio::spawn(state.activity.clone().flush_loop(state.store.clone(), shutdown.clone())),

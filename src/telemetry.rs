@@ -121,6 +121,11 @@ pub mod metric {
     /// Counter, label `provider`: throttling answers (429, or 503 with
     /// `Retry-After`) this replica received.
     pub const PROVIDER_API_THROTTLED: &str = "signhook_provider_api_throttled_total";
+    /// Counter, label `provider`: final statuses from weakly authenticated
+    /// webhooks that the provider's API contradicted (not applied).
+    pub const UNCONFIRMED_EVENTS: &str = "signhook_unconfirmed_events_total";
+    /// Counter, label `provider`: such final statuses the API confirmed.
+    pub const CONFIRMED_EVENTS: &str = "signhook_confirmed_events_total";
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -177,6 +182,14 @@ fn describe() {
     describe_counter!(
         metric::PROVIDER_API_THROTTLED,
         "Throttling answers (429, 503 with Retry-After) from the provider's API"
+    );
+    describe_counter!(
+        metric::UNCONFIRMED_EVENTS,
+        "Final statuses from weakly authenticated webhooks the provider's API contradicted"
+    );
+    describe_counter!(
+        metric::CONFIRMED_EVENTS,
+        "Final statuses from weakly authenticated webhooks the provider's API confirmed"
     );
 }
 

@@ -291,6 +291,16 @@ pub struct WorkerSettings {
     /// claim is ended by PostgreSQL after this.
     #[serde(rename = "worker_lease_secs")]
     pub lease_secs: u64,
+    /// An event that states a time more than this after it was received is
+    /// ordered at its receipt (and its history entry says so): providers'
+    /// clocks run a little ahead at most, and a forged far-future time must
+    /// not outrank every genuine event.
+    pub event_max_future_skew: HumanDuration,
+    /// A final status from a webhook authenticated only by a value an
+    /// outsider may know (Adobe's client ID without webhook OAuth, FuseSign's
+    /// `Fuse-Signature`) is held until the provider's API confirms it, where
+    /// an API is configured; `false` applies it at once.
+    pub confirm_weak_finals: bool,
 }
 
 impl Default for WorkerSettings {
@@ -305,6 +315,8 @@ impl Default for WorkerSettings {
             retry_base_ms: 1_000,
             retry_max_ms: 600_000,
             lease_secs: 30,
+            event_max_future_skew: HumanDuration::from_secs(5 * 60),
+            confirm_weak_finals: true,
         }
     }
 }
@@ -312,6 +324,11 @@ impl Default for WorkerSettings {
 impl WorkerSettings {
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs)
+    }
+
+    /// [`WorkerSettings::event_max_future_skew`] for the fold's arithmetic.
+    pub fn max_future_skew(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.event_max_future_skew.get()).unwrap_or(chrono::Duration::MAX)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

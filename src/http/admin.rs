@@ -23,6 +23,7 @@ use super::{
     AppState,
 };
 use crate::{
+    confirmation,
     ledger::ApiLimits,
     providers::{credentials::matches_any, CallError, PollError, Provider, Providers, WatchError},
     store::{AgreementView, BudgetView, EventFilter, EventPage, EventState},
@@ -138,6 +139,7 @@ async fn refresh(
         }
     }
     let tenant = state.store.polling().tenant(provider.name(), &agreement_id).await?;
+    let asked_at = state.store.now().await?;
     let polled = tokio::time::timeout(REFRESH_DEADLINE, provider.poll_in(&agreement_id, tenant.as_deref()))
         .await
         .map_err(|_| ApiError::ProviderFailed {
@@ -175,13 +177,29 @@ async fn refresh(
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_secs));
             return Ok(response);
         }
+        Err(PollError::NotFound) => {
+            let unconfirmed = state
+                .store
+                .agreements()
+                .unconfirm_held(provider.name(), &agreement_id, asked_at)
+                .await?;
+            confirmation::report_unconfirmed(provider.name(), &agreement_id, None, &unconfirmed);
+            return Err(provider_failed(&name, &agreement_id, PollError::NotFound));
+        }
         Err(error) => return Err(provider_failed(&name, &agreement_id, error)),
     };
-    state
+    let confirms = |claimed| provider.confirms_final(claimed, &subject);
+    let applied = state
         .store
         .agreements()
-        .apply_poll(provider.name(), &subject, chrono::Utc::now())
+        .apply_poll(provider.name(), &subject, chrono::Utc::now(), asked_at, &confirms)
         .await?;
+    confirmation::report(
+        provider.name(),
+        &agreement_id,
+        subject.provider_status.as_deref(),
+        &applied,
+    );
     let agreement = state
         .store
         .agreements()

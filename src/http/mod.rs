@@ -5,6 +5,7 @@
 mod admin;
 pub mod error;
 mod health;
+mod oauth;
 pub mod openapi;
 mod server;
 mod webhooks;
@@ -15,11 +16,12 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     error_handling::HandleErrorLayer,
+    extract::DefaultBodyLimit,
     extract::Request,
     http::{header, HeaderName, HeaderValue, Uri},
     middleware,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
     BoxError, Router,
 };
 use metrics::counter;
@@ -110,6 +112,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/{provider}",
             get(webhooks::verify_intent).post(webhooks::receive),
+        )
+        .route(
+            "/webhooks/{provider}/oauth/token",
+            post(oauth::token).layer(DefaultBodyLimit::max(oauth::MAX_TOKEN_REQUEST_BYTES)),
         )
         .layer(
             ServiceBuilder::new()

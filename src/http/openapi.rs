@@ -16,7 +16,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{admin, error::ApiError, health, webhooks, AppState};
+use super::{admin, error::ApiError, health, oauth, webhooks, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use super::{admin, error::ApiError, health, webhooks, AppState};
     paths(
         webhooks::receive,
         webhooks::verify_intent,
+        oauth::token,
         health::healthz,
         health::readyz,
         health::metrics,

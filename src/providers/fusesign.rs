@@ -262,6 +262,12 @@ impl Provider for FuseSign {
         "shared_signature"
     }
 
+    /// `Fuse-Signature` is the same static value on every request (seed
+    /// `001`, "Fuse-Signature"): whoever saw one request can send others.
+    fn weakly_authenticated(&self) -> bool {
+        true
+    }
+
     fn settings(&self) -> Value {
         let signatures: Vec<_> = self.signatures.iter().map(|s| mask(s)).collect();
         let api = &self.api_settings;

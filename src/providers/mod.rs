@@ -24,7 +24,8 @@
 //! (`payload`), webhook credentials (`credentials`), the HTTP client with its
 //! retries and the reading of answers (`client`), OAuth sessions on it
 //! (`oauth`), authenticated API calls within the account's budget (`api`),
-//! the API settings (`settings`) and example traffic for the simulator and
+//! the API settings (`settings`), signhook as the OAuth server of webhook
+//! deliveries (`webhook_oauth`) and example traffic for the simulator and
 //! tests (`traffic`).
 
 pub mod adobe_sign;
@@ -37,6 +38,7 @@ pub mod oauth;
 pub mod payload;
 pub mod settings;
 pub mod traffic;
+pub mod webhook_oauth;
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
@@ -47,6 +49,7 @@ use serde_json::Value;
 
 pub use self::{client::CallError, traffic::Traffic};
 use crate::{
+    agreement::AgreementStatus,
     config::{Config, ConfigError},
     event::{Notification, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
@@ -199,6 +202,26 @@ pub trait Provider: Send + Sync + 'static {
     /// How this provider's webhooks are authenticated (`client_id`,
     /// `hmac_sha256`, ...), for `GET /api/providers`; never a secret.
     fn webhook_auth(&self) -> &'static str;
+
+    /// Whether this provider's webhooks, as configured, are authenticated
+    /// only by a value an outsider may know (Adobe's client ID, FuseSign's
+    /// static `Fuse-Signature`): their final statuses are then confirmed with
+    /// the provider's API before they apply (see `crate::confirmation`).
+    fn weakly_authenticated(&self) -> bool {
+        false
+    }
+
+    /// The bearer tokens this provider's webhooks must carry, when signhook
+    /// is their OAuth authorization server (`POST /webhooks/{name}/oauth/token`).
+    fn webhook_tokens(&self) -> Option<&webhook_oauth::WebhookTokens> {
+        None
+    }
+
+    /// Whether `polled` (the agreement as this provider's API reads it now)
+    /// confirms the final status `claimed` a webhook brought.
+    fn confirms_final(&self, claimed: AgreementStatus, polled: &Subject) -> bool {
+        polled.status == Some(claimed)
+    }
 
     /// This provider's settings with secrets masked, for `check-config`;
     /// includes whether polling is configured.

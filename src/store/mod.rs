@@ -27,7 +27,7 @@ use sqlx::{
 };
 
 pub use activity::{ProviderActivity, WebhookActivity};
-pub use agreements::{AgreementView, Agreements, HistoryEntry};
+pub use agreements::{AgreementView, Agreements, HeldEvent, HistoryEntry, PollApplied, ToApply};
 pub use budgets::{BudgetView, Budgets};
 pub use counts::{Counts, ProviderCounts, StateCounts};
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
@@ -103,6 +103,11 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The database's clock: what times the store records are compared with.
+    pub async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await?)
     }
 
     pub fn pool(&self) -> &PgPool {

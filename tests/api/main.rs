@@ -17,5 +17,7 @@ mod provider_limits;
 mod providers_api;
 mod reconcile;
 mod refresh;
+mod trust;
 mod watch;
+mod webhook_oauth;
 mod worker;

@@ -81,6 +81,7 @@ async fn openapi_document_lists_every_api_route() {
         ("get", "/api/openapi.json"),
         ("get", "/webhooks/{provider}"),
         ("post", "/webhooks/{provider}"),
+        ("post", "/webhooks/{provider}/oauth/token"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),

@@ -71,7 +71,15 @@ async fn a_finished_agreement_is_never_claimed_for_polling() {
     fake.set_agreement("agr-open", "y", "OUT_FOR_SIGNATURE");
     // One agreement per claim, in due order: the finished one is due first,
     // so it would be claimed (and recorded) before the open one is polled.
-    let app = spawn_app_with(&reconciling(&fake, &[("SIGNHOOK_RECONCILE_CONCURRENCY", "1")])).await;
+    // Finals applied at once: confirming one (tests/api/trust.rs) polls it.
+    let app = spawn_app_with(&reconciling(
+        &fake,
+        &[
+            ("SIGNHOOK_RECONCILE_CONCURRENCY", "1"),
+            ("SIGNHOOK_CONFIRM_WEAK_FINALS", "false"),
+        ],
+    ))
+    .await;
     let completed = adobe_event(
         "n-done",
         "agr-done",
@@ -98,9 +106,13 @@ async fn a_finished_agreement_is_never_claimed_for_polling() {
 async fn a_finished_agreement_claimed_for_its_webhook_is_not_polled() {
     let fake = FakeProvider::start().await;
     fake.set_agreement("agr-w", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    // Finals applied at once: confirming one (tests/api/trust.rs) polls it.
     let app = spawn_app_with(&reconciling(
         &fake,
-        &[("SIGNHOOK_PUBLIC_URL", "https://hooks.example.com")],
+        &[
+            ("SIGNHOOK_PUBLIC_URL", "https://hooks.example.com"),
+            ("SIGNHOOK_CONFIRM_WEAK_FINALS", "false"),
+        ],
     ))
     .await;
     assert_eq!(app.watch("adobe-sign", "agr-w").await.status(), 200);

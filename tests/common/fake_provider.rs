@@ -768,6 +768,7 @@ async fn adobe_create_webhook(State(state): State<Shared>, headers: HeaderMap, J
         [
             "webhookSubscriptionEvents",
             "webhookUrlInfo",
+            "webhookEndpointInfo",
             "scope",
             "resourceType",
             "resourceId",
@@ -796,7 +797,9 @@ async fn adobe_create_webhook(State(state): State<Shared>, headers: HeaderMap, J
 /// Adobe `GET /api/rest/v6/webhooks` (API definition, webhooks.json):
 /// `UserWebhooks` `{"userWebhookList":[UserWebhook…],"page":{"nextCursor"}}`,
 /// two a page here so that paging is exercised; `nextCursor` absent on the
-/// last page.
+/// last page. A webhook linked to a `webhookEndpoint` is listed with its
+/// `webhookEndpointInfo` and no `webhookUrlInfo` (developer guide, webhook
+/// APIs, "GET List Response object").
 async fn adobe_list_webhooks(
     State(state): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
@@ -824,10 +827,16 @@ async fn adobe_list_webhooks(
         .skip(start)
         .take(PAGE)
         .map(|(id, hook)| {
-            json!({"id": id, "name": hook["name"], "scope": hook["scope"], "status": "ACTIVE",
+            let mut listed = json!({"id": id, "name": hook["name"], "scope": hook["scope"], "status": "ACTIVE",
                    "webhookSubscriptionEvents": hook["webhookSubscriptionEvents"],
-                   "webhookUrlInfo": hook["webhookUrlInfo"], "resourceType": hook["resourceType"],
-                   "resourceId": hook["resourceId"], "applicationName": "signhook"})
+                   "resourceType": hook["resourceType"],
+                   "resourceId": hook["resourceId"], "applicationName": "signhook"});
+            for linked in ["webhookUrlInfo", "webhookEndpointInfo"] {
+                if !hook[linked].is_null() {
+                    listed[linked] = hook[linked].clone();
+                }
+            }
+            listed
         })
         .collect();
     let page = match start + PAGE < all.len() {
