@@ -16,11 +16,18 @@ use super::{
     ConfigError, LogFormat,
 };
 
+/// Beyond any open-files limit a system allows.
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
 /// The HTTP server: where it listens, what it accepts, how long it waits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerSettings {
     pub listen: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead of on
+    /// `listen`; unset, they are served there beside the webhooks.
+    #[serde(deserialize_with = "optional_string")]
+    pub ops_listen: Option<String>,
     /// Bearer token of the admin API; unset, the admin API does not exist.
     #[serde(deserialize_with = "optional_string")]
     pub admin_token: Option<String>,
@@ -36,11 +43,16 @@ pub struct ServerSettings {
     /// providers' 10 s timeout so that a slow database yields a 503 (and a
     /// retry) rather than a provider-side timeout.
     pub request_timeout_ms: u64,
-    /// A connection that has not sent its request headers within this is
-    /// closed. hyper also counts a keep-alive connection's idle time against
-    /// it, so it doubles as the keep-alive idle timeout: keep it well above
-    /// what clients expect (their pools reuse idle connections).
+    /// A connection must send a request's headers within this of opening
+    /// (HTTP/1 or HTTP/2, however slowly the bytes come) and within this of
+    /// its last answer, or it is closed: the keep-alive idle timeout too, so
+    /// keep it well above what clients expect (their pools reuse idle
+    /// connections).
     pub header_read_timeout_ms: u64,
+    /// Client connections open at once per replica; past it new ones wait in
+    /// the listen backlog. Lowered at start-up, with a warning, to fit the
+    /// open-files limit (`ulimit -n`) beside the database pool.
+    pub max_connections: usize,
     /// Webhook requests handled at once per replica; beyond it requests are
     /// shed with an immediate 503 rather than queued past the deadline.
     pub max_concurrent_requests: usize,
@@ -55,12 +67,14 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
+            ops_listen: None,
             admin_token: None,
             public_url: None,
             log_format: LogFormat::Pretty,
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_ms: 2_500,
             header_read_timeout_ms: 30_000,
+            max_connections: 1024,
             max_concurrent_requests: 256,
             max_inflight_body_bytes: 128 * 1024 * 1024,
             shutdown_grace_secs: 25,
@@ -76,6 +90,26 @@ impl ServerSettings {
                 format!("`{}` is not a socket address like 0.0.0.0:8080 ({e})", self.listen),
             )
         })
+    }
+
+    /// `SIGNHOOK_OPS_LISTEN`, when set.
+    pub fn ops_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(ops) = self.ops_listen.as_deref() else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = ops.parse().map_err(|e| {
+            invalid(
+                "ops_listen",
+                format!("`{ops}` is not a socket address like 127.0.0.1:9090 ({e})"),
+            )
+        })?;
+        if self
+            .listen_addr()
+            .is_ok_and(|listen| listen == addr && addr.port() != 0)
+        {
+            return Err(invalid("ops_listen", "must differ from SIGNHOOK_LISTEN"));
+        }
+        Ok(Some(addr))
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -108,6 +142,7 @@ impl ServerSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.ops_listen_addr()?;
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(invalid("admin_token", "must be at least 16 characters"));
         }
@@ -116,7 +151,14 @@ impl ServerSettings {
             ("request_timeout_ms", self.request_timeout_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
+            ("max_connections", self.max_connections as u64),
         ])?;
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(invalid(
+                "max_connections",
+                format!("must be at most {MAX_CONNECTIONS_LIMIT}"),
+            ));
+        }
         if self.request_timeout_ms >= 10_000 {
             return Err(invalid(
                 "request_timeout_ms",

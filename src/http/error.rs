@@ -149,7 +149,8 @@ impl IntoResponse for ApiError {
             Self::Store(error) => tracing::error!(%error, "database error"),
             Self::Timeout => tracing::warn!("request deadline exceeded"),
             Self::Overloaded => tracing::warn!("request shed: at capacity"),
-            _ => tracing::info!(status = status.as_u16(), code, message = %self, "request refused"),
+            // `detail`, not `message`: a JSON line has one `message`, the event's.
+            _ => tracing::info!(status = status.as_u16(), code, detail = %self, "request refused"),
         }
         if let Self::Token(error) = &self {
             let body = Json(OAuthErrorBody {

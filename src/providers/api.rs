@@ -318,6 +318,9 @@ impl Api {
     }
 
     async fn execute_at(&self, base: &Url, call: &Call<'_>) -> Result<Answer, CallError> {
+        if !call.segments.iter().copied().all(names_a_resource) {
+            return Err(CallError::NotFound);
+        }
         let mut url = endpoint(base, call.segments);
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(call.query);
@@ -668,6 +671,16 @@ fn with_bearer(request: &Request, token: &str) -> Result<Request, CallError> {
     Ok(request)
 }
 
+/// Whether `segment` (an id taken from a notification, say) can stand in a
+/// URL path for itself. `.` and `..` cannot: URL rules drop them or climb a
+/// level (`agreements/.` is `agreements`, the list of every agreement), and
+/// an empty one makes `agreements/`. No provider can have a resource by those
+/// ids, so a call for one is answered "not found" without being sent. (Any
+/// other text is percent-encoded, `%` included, by [`endpoint`].)
+fn names_a_resource(segment: &str) -> bool {
+    !matches!(segment, "" | "." | "..")
+}
+
 /// `base` followed by `segments`, each percent-encoded.
 pub fn endpoint(base: &Url, segments: &[&str]) -> Url {
     let mut url = base.clone();
@@ -692,5 +705,20 @@ mod tests {
         );
         let prefixed = base_url("k", "http://127.0.0.1:9/prefix").expect("valid");
         assert_eq!(endpoint(&prefixed, &["v1"]).as_str(), "http://127.0.0.1:9/prefix/v1");
+        // Percent signs are encoded too: `%2e` stays an id, not a dot segment.
+        assert_eq!(
+            endpoint(&base, &["agreements", "%2e%2E", "x%2Fy"]).as_str(),
+            "https://api.na1.adobesign.com/agreements/%252e%252E/x%252Fy"
+        );
+    }
+
+    #[test]
+    fn dot_segments_and_empty_ids_name_no_resource() {
+        for id in ["", ".", ".."] {
+            assert!(!names_a_resource(id), "{id:?}");
+        }
+        for id in ["...", ".a", "a.", "%2e", "CBJCHBCAABAA"] {
+            assert!(names_a_resource(id), "{id:?}");
+        }
     }
 }

@@ -87,9 +87,12 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(settings.database.acquire_timeout())
-            // A broken connection fails its query and is replaced; testing every
-            // checkout would cost a round trip per request.
-            .test_before_acquire(false)
+            // Every checkout is pinged first: one round trip (ingest takes one
+            // connection per group commit, not per request). Without it, after
+            // PostgreSQL restarts, each pooled connection — all dead, and
+            // nothing says so until one is used — fails the one request that
+            // draws it with a 503.
+            .test_before_acquire(true)
             .connect_with(options)
             .await?;
         Ok(Self { pool })

@@ -9,6 +9,7 @@ mod helpers;
 mod admin;
 mod adobe_sign;
 mod boldsign;
+mod connections;
 mod documents;
 mod fusesign;
 mod http;

@@ -161,6 +161,7 @@ impl FakeProvider {
             ..FakeState::default()
         }));
         let adobe = Router::new()
+            .route("/api/rest/v6/agreements", get(adobe_agreement_list))
             .route("/api/rest/v6/agreements/{id}", get(adobe_agreement))
             .route("/oauth/v2/refresh", post(adobe_refresh))
             .route(
@@ -527,6 +528,25 @@ fn unauthorized() -> Response {
         Json(json!({"code": "INVALID_ACCESS_TOKEN", "message": "Access token provided is invalid or has expired"})),
     )
         .into_response()
+}
+
+/// `GET /agreements`: the user's agreements, `UserAgreements`
+/// (`userAgreementList` of `UserAgreement` items, and `page`) per the REST v6
+/// API definition (as generated into karthik-uc/adobe-sign,
+/// `Adobe/ESign/Agreements/docs/Model/UserAgreements.md`). signhook never
+/// needs it: a poll that reaches it asked for the wrong thing.
+async fn adobe_agreement_list(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let state = state.lock().expect("fake provider state lock");
+    let key = header_is(&headers, "authorization", &format!("Bearer {ADOBE_API_TOKEN}"));
+    if !key && !valid_access_token(&state, &headers) {
+        return unauthorized();
+    }
+    let list: Vec<Value> = state
+        .agreements
+        .iter()
+        .map(|(id, (name, status))| json!({ "id": id, "name": name, "status": status, "esign": true, "hidden": false }))
+        .collect();
+    Json(json!({ "userAgreementList": list, "page": {} })).into_response()
 }
 
 async fn adobe_agreement(State(state): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {

@@ -14,6 +14,7 @@ mod cluster;
 mod helpers;
 
 mod cli;
+mod connections;
 mod documents;
 mod faults;
 mod logs;
