@@ -53,7 +53,8 @@ pub struct Parent {
 }
 
 impl Subject {
-    /// What this subject, seen by `source` at `at`, changes in its agreement.
+    /// What this subject, seen by `source` at `at`, changes in its agreement
+    /// (its final status needing no confirmation: see [`Change::confirm_final`]).
     pub fn change(&self, source: Source, at: DateTime<Utc>) -> Change<'_> {
         Change {
             source,
@@ -61,6 +62,7 @@ impl Subject {
             status: self.status,
             provider_status: self.provider_status.as_deref(),
             name: self.name.as_deref(),
+            confirm_final: false,
         }
     }
 }

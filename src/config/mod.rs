@@ -17,7 +17,9 @@ use figment::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-pub use settings::{DatabaseSettings, IngestSettings, ReconcileSettings, ServerSettings, Settings, WorkerSettings};
+pub use settings::{
+    DatabaseSettings, DocumentSettings, IngestSettings, ReconcileSettings, ServerSettings, Settings, WorkerSettings,
+};
 pub use values::{http_url, mask, optional_string, string_list, HumanDuration};
 
 /// Where the configuration file is looked for when neither `--config` nor

@@ -10,7 +10,10 @@ use axum::{
 use serde::Serialize;
 use std::sync::Mutex;
 
-use crate::{providers::ProviderError, store::StoreError};
+use crate::{
+    providers::{webhook_oauth::TokenError, ProviderError},
+    store::StoreError,
+};
 
 /// The one error shape: `{"error":{"code","message"}}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -71,6 +74,15 @@ impl RateLimitedLog {
     }
 }
 
+/// OAuth's own error shape (RFC 6749 §5.2), answered by the token endpoint
+/// instead of [`ErrorBody`]: OAuth clients read `error`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client` or `unsupported_grant_type`.
+    pub error: &'static str,
+    pub error_description: String,
+}
+
 /// Seconds a provider (or client) is asked to wait after a 503.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -122,6 +134,11 @@ pub enum ApiError {
     /// 503 + Retry-After: the database failed. The details are logged, not sent.
     #[error("storage is unavailable; retry later")]
     Store(#[from] StoreError),
+    /// A refused OAuth token request, in OAuth's shape ([`OAuthErrorBody`]):
+    /// 401 with `WWW-Authenticate: Basic` for `invalid_client` (RFC 6749
+    /// §5.2), 400 otherwise.
+    #[error("{0}")]
+    Token(#[from] TokenError),
     /// 500: a bug (a caught panic). Details are logged, not sent.
     #[error("internal error")]
     Internal,
@@ -135,7 +152,10 @@ impl ApiError {
     /// The `outcome` label of a refused webhook in `signhook_webhook_requests_total`.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Self::Unauthorized { .. } | Self::Forbidden { .. } => "rejected_auth",
+            Self::Unauthorized { .. } | Self::Forbidden { .. } | Self::Token(TokenError::InvalidClient) => {
+                "rejected_auth"
+            }
+            Self::Token(_) => "invalid",
             Self::BadRequest { .. } | Self::NotFound(_) | Self::MethodNotAllowed(_) | Self::Conflict { .. } => {
                 "invalid"
             }
@@ -165,6 +185,8 @@ impl ApiError {
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            Self::Token(error @ TokenError::InvalidClient) => (StatusCode::UNAUTHORIZED, error.code()),
+            Self::Token(error) => (StatusCode::BAD_REQUEST, error.code()),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -175,14 +197,31 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         match &self {
             Self::Store(error) => tracing::error!(%error, "database error"),
+            // `detail`, not `message`: a JSON line has one `message`, the event's.
             // What anyone can cause without credentials, and what a flood of
             // them causes, is logged at most LOG_BURST times a second.
             Self::Timeout | Self::Overloaded | Self::Unauthorized { .. } | Self::Forbidden { .. } => {
                 if let Some(suppressed) = REFUSALS_LOG.allow() {
-                    tracing::info!(status = status.as_u16(), code, message = %self, suppressed, "request refused");
+                    tracing::info!(status = status.as_u16(), code, detail = %self, suppressed, "request refused");
                 }
             }
-            _ => tracing::info!(status = status.as_u16(), code, message = %self, "request refused"),
+            _ => tracing::info!(status = status.as_u16(), code, detail = %self, "request refused"),
+        }
+        if let Self::Token(error) = &self {
+            let body = Json(OAuthErrorBody {
+                error: code,
+                error_description: error.to_string(),
+            });
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if status == StatusCode::UNAUTHORIZED {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="signhook""#),
+                );
+            }
+            return response;
         }
         let body = Json(ErrorBody {
             error: ErrorDetail {

@@ -3,7 +3,11 @@
 //! Adobe authenticates with the application's client ID in `X-AdobeSign-ClientId`,
 //! and expects it echoed back, in a header and in the JSON body, both on the GET
 //! "verification of intent" and on every notification; an echo for an unknown
-//! ID would let someone register our URL for their application.
+//! ID would let someone register our URL for their application. The client ID
+//! is no secret, so with *Webhooks OAuth 2.0* configured (see
+//! `webhook_oauth`) every notification must also carry a bearer token that
+//! signhook issued; the guide only names notifications as carrying it, so
+//! the verification GET is checked only when it sends one.
 //!
 //! Polling reads `GET /api/rest/v6/agreements/{id}` at the account's
 //! `apiAccessPoint`, authenticated with an integration key or an OAuth refresh
@@ -19,7 +23,9 @@
 //! and carries the last ETag (`If-None-Match`; 304 = unchanged).
 //!
 //! Watching one agreement registers a `RESOURCE`-scope webhook for it with
-//! `POST /api/rest/v6/webhooks` (a `WebhookInfo`, answered with
+//! `POST /api/rest/v6/webhooks` (a `WebhookInfo` delivering to our URL, or
+//! linked to the account's OAuth `webhookEndpoint` when one is configured;
+//! answered with
 //! `WebhookCreationResponse {id}`), sent once: on 400
 //! `DUPLICATE_WEBHOOK_CONFIGURATION` or a lost answer the agreement's
 //! existing webhook is found with `GET /api/rest/v6/webhooks` and adopted.
@@ -28,13 +34,28 @@
 //! API definition marks it required). Scopes: `webhook_read` (the GETs),
 //! `webhook_write` (POST) and `webhook_retention` (DELETE), besides
 //! `agreement_read`.
+//!
+//! A completed agreement's copy: the signed PDF is
+//! `GET /api/rest/v6/agreements/{id}/combinedDocument` (`Accept:
+//! application/pdf`, without `attachAuditReport`: the audit trail is kept on
+//! its own) and the audit trail `GET /api/rest/v6/agreements/{id}/auditTrail`
+//! (API definition `agreements.json`, `getCombinedDocument` and
+//! `getAuditTrail`; developer guide, "Download the agreement"), both with
+//! `agreement_read`. A notification of a webhook with `includeSignedDocuments`
+//! carries the signed PDF as base64 in `agreement.signedDocumentInfo.document`
+//! (webhook guide, agreement events); it is taken from there, unless Adobe
+//! trimmed it to keep the payload under 10 MB (`conditionalParametersTrimmed`,
+//! webhook payload overview): then it is downloaded.
 
 use std::{
     sync::{Arc, RwLock},
     time::Duration,
 };
 
-use axum::http::{header::InvalidHeaderValue, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{
+    header::{InvalidHeaderValue, AUTHORIZATION},
+    HeaderMap, HeaderName, HeaderValue, StatusCode,
+};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -47,11 +68,13 @@ use super::{
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
     traffic::{CredentialFlag, Example, IdShape, Step, TimeFormat, Traffic},
+    webhook_oauth::{WebhookOAuthSettings, WebhookTokens},
     Ack, PollError, Provider, ProviderError, Registration, Sender, WatchError,
 };
 use crate::{
     agreement::AgreementStatus,
     config::{invalid, mask, optional_string, string_list, Config, ConfigError, HumanDuration},
+    documents::{self, DocumentRef, Download, InlineDocument},
     event::{Notification, Parent, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
@@ -97,10 +120,70 @@ struct Settings {
     /// of per-agreement webhooks; empty means [`DEFAULT_WEBHOOK_EVENTS`].
     #[serde(deserialize_with = "string_list")]
     adobe_sign_webhook_events: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_ENDPOINT_ID`: the account's
+    /// `webhookEndpoint` (Webhooks OAuth 2.0); set, per-agreement webhooks
+    /// are linked to it (`webhookEndpointInfo`), so their notifications carry
+    /// its bearer token.
+    #[serde(deserialize_with = "optional_string")]
+    adobe_sign_webhook_endpoint_id: Option<String>,
 }
 
 /// Every agreement event: the status mapping needs the decisive ones.
 const DEFAULT_WEBHOOK_EVENTS: &str = "AGREEMENT_ALL";
+
+/// Default of `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL`: short-lived;
+/// Adobe fetches a token before notifying (developer guide, Webhooks OAuth 2.0).
+const DEFAULT_WEBHOOK_TOKEN_TTL: HumanDuration = HumanDuration::from_secs(15 * 60);
+
+/// Settings of Webhooks OAuth 2.0, where signhook is the authorization
+/// server the account's `webhookEndpoint` names. Not `Debug`: secrets.
+#[derive(Deserialize)]
+#[serde(default)]
+struct WebhookOAuthConfig {
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS`: `client_id:client_secret`
+    /// pairs, as given in the `webhookEndpoint`'s `oAuth20`; set, every
+    /// notification needs a token from `POST /webhooks/adobe-sign/oauth/token`.
+    #[serde(deserialize_with = "string_list")]
+    adobe_sign_webhook_oauth_clients: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS`: HMAC keys of the
+    /// tokens, the same on every replica; the first signs, all verify.
+    #[serde(deserialize_with = "string_list")]
+    adobe_sign_webhook_oauth_signing_keys: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL`: tokens' lifetime.
+    adobe_sign_webhook_oauth_token_ttl: HumanDuration,
+}
+
+impl Default for WebhookOAuthConfig {
+    fn default() -> Self {
+        Self {
+            adobe_sign_webhook_oauth_clients: Vec::new(),
+            adobe_sign_webhook_oauth_signing_keys: Vec::new(),
+            adobe_sign_webhook_oauth_token_ttl: DEFAULT_WEBHOOK_TOKEN_TTL,
+        }
+    }
+}
+
+impl WebhookOAuthConfig {
+    fn tokens(&self) -> Result<Option<WebhookTokens>, ConfigError> {
+        WebhookTokens::from_settings(
+            NAME,
+            WebhookOAuthSettings {
+                clients: (
+                    "adobe_sign_webhook_oauth_clients",
+                    &self.adobe_sign_webhook_oauth_clients,
+                ),
+                signing_keys: (
+                    "adobe_sign_webhook_oauth_signing_keys",
+                    &self.adobe_sign_webhook_oauth_signing_keys,
+                ),
+                token_ttl: (
+                    "adobe_sign_webhook_oauth_token_ttl",
+                    self.adobe_sign_webhook_oauth_token_ttl,
+                ),
+            },
+        )
+    }
+}
 
 impl Settings {
     /// The configured webhook events, checked to look like Adobe event names
@@ -278,14 +361,20 @@ fn classify(status: StatusCode, body: &Value) -> Option<CallError> {
 pub struct AdobeSign {
     client_ids: Vec<String>,
     webhook_events: Vec<String>,
+    /// The `webhookEndpoint` per-agreement webhooks are linked to, if any.
+    webhook_endpoint_id: Option<String>,
     api_settings: ApiSettings,
     /// The REST API client; `None` when no API credential is configured.
     api: Option<Api>,
+    /// Webhooks OAuth 2.0; `None`: the client ID alone authenticates.
+    webhook_tokens: Option<WebhookTokens>,
+    webhook_token_ttl: HumanDuration,
 }
 
 pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     let settings: Settings = config.extract()?;
     let api_settings: ApiSettings = config.extract()?;
+    let oauth: WebhookOAuthConfig = config.extract()?;
     let mut client_ids = settings.adobe_sign_client_ids.clone();
     // The webhooks that watch registers are notified with the OAuth
     // application's client ID: it is accepted without being listed.
@@ -296,9 +385,12 @@ pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     }
     Ok(Arc::new(AdobeSign {
         webhook_events: settings.webhook_events()?,
+        webhook_endpoint_id: settings.adobe_sign_webhook_endpoint_id.clone(),
         client_ids,
         api: api_settings.api(config)?,
         api_settings,
+        webhook_tokens: oauth.tokens()?,
+        webhook_token_ttl: oauth.adobe_sign_webhook_oauth_token_ttl,
     }))
 }
 
@@ -353,10 +445,16 @@ impl Provider for AdobeSign {
     }
 
     fn verify_intent(&self, headers: &HeaderMap) -> Result<Ack, ProviderError> {
+        if let (Some(tokens), true) = (&self.webhook_tokens, headers.contains_key(AUTHORIZATION)) {
+            tokens.verify(headers, Utc::now())?;
+        }
         self.allowed_client_id(headers).map(|id| Self::echo(&id))
     }
 
-    fn authenticate(&self, headers: &HeaderMap, _body: &[u8], _now: DateTime<Utc>) -> Result<Sender, ProviderError> {
+    fn authenticate(&self, headers: &HeaderMap, _body: &[u8], now: DateTime<Utc>) -> Result<Sender, ProviderError> {
+        if let Some(tokens) = &self.webhook_tokens {
+            tokens.verify(headers, now)?;
+        }
         let client_id = self.allowed_client_id(headers)?;
         Ok(Sender {
             tenant: Some(client_id),
@@ -395,13 +493,37 @@ impl Provider for AdobeSign {
     }
 
     fn webhook_auth(&self) -> &'static str {
-        "client_id"
+        match self.webhook_tokens {
+            Some(_) => "oauth2_bearer",
+            None => "client_id",
+        }
+    }
+
+    /// The client ID is an application id, not a secret (webhooks made in
+    /// Adobe's web UI all carry the same one); a bearer token is.
+    fn weakly_authenticated(&self) -> bool {
+        self.webhook_tokens.is_none()
+    }
+
+    /// Adobe shows a rejected agreement as `CANCELLED` (README's status
+    /// table), so that answer confirms an `AGREEMENT_REJECTED` too.
+    fn confirms_final(&self, claimed: AgreementStatus, polled: &Subject) -> bool {
+        polled.status == Some(claimed)
+            || (claimed == AgreementStatus::Declined && polled.status == Some(AgreementStatus::Cancelled))
+    }
+
+    fn webhook_tokens(&self) -> Option<&WebhookTokens> {
+        self.webhook_tokens.as_ref()
     }
 
     fn settings(&self) -> Value {
         let api = &self.api_settings;
+        let oauth = WebhookTokens::describe(self.webhook_tokens.as_ref());
         json!({
             "adobe_sign_client_ids": self.client_ids,
+            "adobe_sign_webhook_endpoint_id": self.webhook_endpoint_id,
+            "adobe_sign_webhook_oauth": oauth,
+            "adobe_sign_webhook_oauth_token_ttl": self.webhook_token_ttl,
             "adobe_sign_webhook_events": self.webhook_events,
             "adobe_sign_api_base": api.adobe_sign_api_base,
             "adobe_sign_api_discovery_url": api.adobe_sign_api_discovery_url,
@@ -451,10 +573,45 @@ impl Provider for AdobeSign {
         Some(AGREEMENT)
     }
 
+    fn documents<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async move {
+            api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let document = |kind: &str, endpoint: &str, suffix: &str| DocumentRef {
+                kind: kind.to_owned(),
+                file_name: format!("{agreement_id}{suffix}.pdf"),
+                path: [API, REST, V6, "agreements", agreement_id, endpoint]
+                    .map(str::to_owned)
+                    .to_vec(),
+                query: Vec::new(),
+                accept: PDF,
+            };
+            Ok(vec![
+                document(documents::SIGNED, "combinedDocument", ""),
+                document(documents::AUDIT_TRAIL, "auditTrail", "-audit-trail"),
+            ])
+        })
+    }
+
+    fn download<'a>(&'a self, document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(api::download(self.api.as_ref(), document))
+    }
+
+    fn inline_document(&self, body: &[u8]) -> Option<InlineDocument> {
+        signed_document_in(body)
+    }
+
     fn watch<'a>(&'a self, agreement_id: &'a str, webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
-            let body = webhook_info(agreement_id, webhook_url, &self.webhook_events);
+            let target = match &self.webhook_endpoint_id {
+                Some(id) => WebhookTarget::Endpoint(id),
+                None => WebhookTarget::Url(webhook_url),
+            };
+            let body = webhook_info(agreement_id, target, &self.webhook_events);
             let error = match api.post_json(&[API, REST, V6, "webhooks"], &body).await {
                 Ok(created) => {
                     let id = str_at(&created, "/id").ok_or_else(|| {
@@ -467,7 +624,7 @@ impl Provider for AdobeSign {
                 Err(error @ CallError::Status { status: 500.., .. }) => error,
                 Err(error) => return Err(error.into()),
             };
-            match existing_webhook(api, agreement_id, webhook_url).await? {
+            match existing_webhook(api, agreement_id, target).await? {
                 Some(id) => {
                     tracing::info!(provider = NAME, agreement_id, webhook_id = %id, after = %error,
                         "adopted the agreement's existing webhook instead of creating another");
@@ -491,15 +648,40 @@ impl Provider for AdobeSign {
 }
 
 const API: &str = "api";
+const PDF: &str = "application/pdf";
 const REST: &str = "rest";
 const V6: &str = "v6";
 /// Pages of `GET /webhooks` read when looking for an existing webhook.
 const MAX_WEBHOOK_PAGES: usize = 50;
 
+/// Where a per-agreement webhook delivers: a URL (`webhookUrlInfo`), or the
+/// account's `webhookEndpoint` (`webhookEndpointInfo`, "do not provide a
+/// webhookUrlInfo" with it: developer guide, webhook APIs).
+#[derive(Clone, Copy)]
+enum WebhookTarget<'a> {
+    Url(&'a str),
+    Endpoint(&'a str),
+}
+
+impl WebhookTarget<'_> {
+    /// Whether a `UserWebhook` of the list delivers there (a linked one names
+    /// its `webhookEndpointInfo.webhookEndpointId`: developer guide, `GET /webhooks`).
+    fn is_of(&self, hook: &Value) -> bool {
+        match self {
+            Self::Url(url) => str_at(hook, "/webhookUrlInfo/url").as_deref() == Some(*url),
+            Self::Endpoint(id) => str_at(hook, "/webhookEndpointInfo/webhookEndpointId").as_deref() == Some(*id),
+        }
+    }
+}
+
 /// The id of the webhook (made by this API user) that delivers the
-/// agreement's events to `webhook_url`, from `GET /webhooks` (`UserWebhooks`:
+/// agreement's events to `target`, from `GET /webhooks` (`UserWebhooks`:
 /// `userWebhookList`, paged by `page.nextCursor`).
-async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> Result<Option<String>, CallError> {
+async fn existing_webhook(
+    api: &Api,
+    agreement_id: &str,
+    target: WebhookTarget<'_>,
+) -> Result<Option<String>, CallError> {
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_WEBHOOK_PAGES {
         let mut query = vec![("scope", "RESOURCE"), ("resourceType", "AGREEMENT")];
@@ -512,10 +694,7 @@ async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> R
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .find(|hook| {
-                str_at(hook, "/resourceId").as_deref() == Some(agreement_id)
-                    && str_at(hook, "/webhookUrlInfo/url").as_deref() == Some(webhook_url)
-            })
+            .find(|hook| str_at(hook, "/resourceId").as_deref() == Some(agreement_id) && target.is_of(hook))
             .and_then(|hook| str_at(hook, "/id"));
         if let Some(id) = found {
             return Ok(Some(id.into_owned()));
@@ -528,19 +707,56 @@ async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> R
     Ok(None)
 }
 
+/// The signed PDF a notification carries in
+/// `agreement.signedDocumentInfo.document` (base64), if it does and it
+/// decodes; a trimmed payload (`conditionalParametersTrimmed`) has none.
+/// Only the fields read are deserialized (borrowed, not copied).
+fn signed_document_in(body: &[u8]) -> Option<InlineDocument> {
+    #[derive(Deserialize)]
+    struct Payload<'a> {
+        #[serde(borrow)]
+        agreement: Option<AgreementPart<'a>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct AgreementPart<'a> {
+        #[serde(borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        signed_document_info: Option<SignedDocumentInfo<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct SignedDocumentInfo<'a> {
+        #[serde(borrow)]
+        document: Option<std::borrow::Cow<'a, str>>,
+    }
+    use base64::Engine as _;
+    let agreement = serde_json::from_slice::<Payload<'_>>(body).ok()?.agreement?;
+    let encoded = agreement.signed_document_info?.document?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim().as_bytes())
+        .ok()
+        .filter(|bytes| !bytes.is_empty())?;
+    Some(InlineDocument {
+        kind: documents::SIGNED.to_owned(),
+        file_name: format!("{}.pdf", agreement.id.as_deref().unwrap_or("agreement")),
+        content_type: PDF.to_owned(),
+        bytes,
+    })
+}
+
 /// The `WebhookInfo` of a webhook for one agreement: `RESOURCE` scope, active
-/// at once, with the agreement's detailed info and participants so that its
-/// notifications carry the status (signed documents are left out: they can
-/// make a payload megabytes long).
-fn webhook_info(agreement_id: &str, webhook_url: &str, events: &[String]) -> Value {
-    json!({
+/// at once, delivering to `target`, with the agreement's detailed info and
+/// participants so that its notifications carry the status (signed documents
+/// are left out: they can make a payload megabytes long).
+fn webhook_info(agreement_id: &str, target: WebhookTarget<'_>, events: &[String]) -> Value {
+    let mut info = json!({
         "name": format!("signhook agreement {agreement_id}"),
         "scope": "RESOURCE",
         "state": "ACTIVE",
         "resourceType": "AGREEMENT",
         "resourceId": agreement_id,
         "webhookSubscriptionEvents": events,
-        "webhookUrlInfo": { "url": webhook_url },
         "webhookConditionalParams": {
             "webhookAgreementEvents": {
                 "includeDetailedInfo": true,
@@ -549,7 +765,12 @@ fn webhook_info(agreement_id: &str, webhook_url: &str, events: &[String]) -> Val
                 "includeSignedDocuments": false
             }
         }
-    })
+    });
+    match target {
+        WebhookTarget::Url(url) => info["webhookUrlInfo"] = json!({ "url": url }),
+        WebhookTarget::Endpoint(id) => info["webhookEndpointInfo"] = json!({ "webhookEndpointId": id }),
+    }
+    info
 }
 
 /// The agreement as `GET /agreements/{id}` describes it; its `status` goes
@@ -758,8 +979,11 @@ mod tests {
         AdobeSign {
             client_ids: ids.iter().map(|s| s.to_string()).collect(),
             webhook_events: vec![DEFAULT_WEBHOOK_EVENTS.to_owned()],
+            webhook_endpoint_id: None,
             api_settings: ApiSettings::default(),
             api: None,
+            webhook_tokens: None,
+            webhook_token_ttl: DEFAULT_WEBHOOK_TOKEN_TTL,
         }
     }
 
@@ -1068,6 +1292,29 @@ mod tests {
             let n = adobe(&[]).parse(body.to_string().as_bytes()).expect("parses");
             let subject = n.subject.expect("has subject");
             assert_eq!((subject.kind.as_str(), subject.id.as_str()), (kind, "r1"));
+        }
+    }
+
+    /// A completion with `includeSignedDocuments` carries the PDF in
+    /// `agreement.signedDocumentInfo.document`; a trimmed one (or a broken
+    /// base64) does not, and is fetched through the API instead.
+    #[test]
+    fn signed_documents_are_read_from_the_payload_unless_trimmed() {
+        use base64::Engine as _;
+        let pdf = b"%PDF-1.7 signed".to_vec();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&pdf);
+        let with = json!({"webhookNotificationId": "n1", "event": "AGREEMENT_WORKFLOW_COMPLETED",
+            "agreement": {"id": "CBJ1", "status": "SIGNED", "signedDocumentInfo": {"document": encoded}}});
+        let document = adobe(&[])
+            .inline_document(with.to_string().as_bytes())
+            .expect("carried");
+        assert_eq!((document.kind.as_str(), document.bytes), ("signed", pdf));
+        assert_eq!(document.file_name, "CBJ1.pdf");
+        let trimmed = json!({"webhookNotificationId": "n1", "event": "AGREEMENT_WORKFLOW_COMPLETED",
+            "conditionalParametersTrimmed": ["includeSignedDocuments"], "agreement": {"id": "CBJ1", "status": "SIGNED"}});
+        let broken = json!({"agreement": {"id": "CBJ1", "signedDocumentInfo": {"document": "%%not base64"}}});
+        for body in [trimmed.to_string(), broken.to_string(), "not json".to_owned()] {
+            assert_eq!(adobe(&[]).inline_document(body.as_bytes()), None, "{body}");
         }
     }
 

@@ -10,6 +10,11 @@
 //! developer docs, API overview "rate limit"). An unknown document is 403
 //! `{"error":"Invalid Document ID"}` (developer docs, troubleshooting
 //! "integration errors"), which is "not found", not a credential problem.
+//!
+//! A completed document's copy is `GET /v1/document/download?documentId=…`
+//! (the signed PDF) and `GET /v1/document/downloadAuditLog?documentId=…`
+//! (the audit trail), with the same API key (BoldSign SDKs, `DocumentApi`:
+//! `download_document`, `download_audit_log`).
 
 use std::sync::Arc;
 
@@ -33,6 +38,7 @@ use super::{
 use crate::{
     agreement::AgreementStatus,
     config::{invalid, mask, optional_string, string_list, Config, ConfigError},
+    documents::{self, DocumentRef, Download},
     event::{Notification, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
@@ -471,6 +477,31 @@ impl Provider for BoldSign {
 
     fn poll_kinds(&self) -> &'static [&'static str] {
         &["document"]
+    }
+
+    fn documents<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async move {
+            api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let document = |kind: &str, endpoint: &str, suffix: &str| DocumentRef {
+                kind: kind.to_owned(),
+                file_name: format!("{agreement_id}{suffix}.pdf"),
+                path: vec!["v1".to_owned(), "document".to_owned(), endpoint.to_owned()],
+                query: vec![("documentId".to_owned(), agreement_id.to_owned())],
+                accept: "application/pdf",
+            };
+            Ok(vec![
+                document(documents::SIGNED, "download", ""),
+                document(documents::AUDIT_TRAIL, "downloadAuditLog", "-audit-trail"),
+            ])
+        })
+    }
+
+    fn download<'a>(&'a self, document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(api::download(self.api.as_ref(), document))
     }
 
     fn api_limits(&self) -> Option<ApiLimits> {

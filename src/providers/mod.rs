@@ -24,7 +24,8 @@
 //! (`payload`), webhook credentials (`credentials`), the HTTP client with its
 //! retries and the reading of answers (`client`), OAuth sessions on it
 //! (`oauth`), authenticated API calls within the account's budget (`api`),
-//! the API settings (`settings`) and example traffic for the simulator and
+//! the API settings (`settings`), signhook as the OAuth server of webhook
+//! deliveries (`webhook_oauth`) and example traffic for the simulator and
 //! tests (`traffic`).
 
 pub mod adobe_sign;
@@ -37,6 +38,7 @@ pub mod oauth;
 pub mod payload;
 pub mod settings;
 pub mod traffic;
+pub mod webhook_oauth;
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
@@ -47,7 +49,9 @@ use serde_json::Value;
 
 pub use self::{client::CallError, traffic::Traffic};
 use crate::{
+    agreement::AgreementStatus,
     config::{Config, ConfigError},
+    documents::{DocumentRef, Download, InlineDocument},
     event::{Notification, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
@@ -235,6 +239,26 @@ pub trait Provider: Send + Sync + 'static {
     /// `hmac_sha256`, ...), for `GET /api/providers`; never a secret.
     fn webhook_auth(&self) -> &'static str;
 
+    /// Whether this provider's webhooks, as configured, are authenticated
+    /// only by a value an outsider may know (Adobe's client ID, FuseSign's
+    /// static `Fuse-Signature`): their final statuses are then confirmed with
+    /// the provider's API before they apply (see `crate::confirmation`).
+    fn weakly_authenticated(&self) -> bool {
+        false
+    }
+
+    /// The bearer tokens this provider's webhooks must carry, when signhook
+    /// is their OAuth authorization server (`POST /webhooks/{name}/oauth/token`).
+    fn webhook_tokens(&self) -> Option<&webhook_oauth::WebhookTokens> {
+        None
+    }
+
+    /// Whether `polled` (the agreement as this provider's API reads it now)
+    /// confirms the final status `claimed` a webhook brought.
+    fn confirms_final(&self, claimed: AgreementStatus, polled: &Subject) -> bool {
+        polled.status == Some(claimed)
+    }
+
     /// This provider's settings with secrets masked, for `check-config`;
     /// includes whether polling is configured.
     fn settings(&self) -> Value;
@@ -300,6 +324,31 @@ pub trait Provider: Send + Sync + 'static {
     /// registration whose answer was lost created) is adopted.
     fn watch<'a>(&'a self, _agreement_id: &'a str, _webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
         Box::pin(async { Err(WatchError::Unsupported) })
+    }
+
+    /// The documents to keep of the completed agreement `agreement_id` (in
+    /// `tenant`, as for [`Provider::poll_in`]): the signed document(s) and,
+    /// where the provider has one, the audit trail. May ask the API (FuseSign
+    /// lists a bundle's documents); [`PollError::NotConfigured`] without API
+    /// credentials.
+    fn documents<'a>(
+        &'a self,
+        _agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async { Err(PollError::NotConfigured) })
+    }
+
+    /// Starts downloading one of [`Provider::documents`], through the
+    /// account's shared budget (see [`api::Api::download`]).
+    fn download<'a>(&'a self, _document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(async { Err(PollError::NotConfigured) })
+    }
+
+    /// The signed document a notification's body carries itself, if it does
+    /// (Adobe's `signedDocumentInfo`); then no API call is needed for it.
+    fn inline_document(&self, _body: &[u8]) -> Option<InlineDocument> {
+        None
     }
 
     /// Deletes a webhook [`Provider::watch`] registered. A webhook the

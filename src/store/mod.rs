@@ -7,12 +7,16 @@
 //! [`Store`] holds the pool; its API is one small handle per table or use,
 //! each in its own file: [`Store::ingest`], [`Store::queue`],
 //! [`Store::agreements`], [`Store::polling`], [`Store::watches`],
-//! [`Store::activity`], [`Store::budgets`], [`Store::events`] and [`Store::counts`].
+//! [`Store::activity`], [`Store::budgets`], [`Store::events`], [`Store::counts`],
+//! [`Store::documents`] (fetch jobs and kept documents) and [`Store::blobs`]
+//! (the documents' bytes, when PostgreSQL is the document store).
 
 mod activity;
 mod agreements;
+mod blobs;
 mod budgets;
 mod counts;
+mod documents;
 mod events;
 mod ingest;
 mod polling;
@@ -27,9 +31,11 @@ use sqlx::{
 };
 
 pub use activity::{ProviderActivity, WebhookActivity};
-pub use agreements::{AgreementView, Agreements, HistoryEntry};
+pub use agreements::{AgreementView, Agreements, HeldEvent, HistoryEntry, PollApplied, ToApply};
+pub use blobs::{Blobs, CHUNK};
 pub use budgets::{BudgetView, Budgets};
 pub use counts::{Counts, ProviderCounts, StateCounts};
+pub use documents::{DocumentJob, DocumentJobView, DocumentView, Documents, JobOutcome, NewDocument};
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
 pub use ingest::{BatchLimits, Ingest, IngestWriter};
 pub use polling::{DueAgreement, PollRecord, Polling};
@@ -96,9 +102,12 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(settings.database.acquire_timeout())
-            // A broken connection fails its query and is replaced; testing every
-            // checkout would cost a round trip per request.
-            .test_before_acquire(false)
+            // Every checkout is pinged first: one round trip (ingest takes one
+            // connection per group commit, not per request). Without it, after
+            // PostgreSQL restarts, each pooled connection — all dead, and
+            // nothing says so until one is used — fails the one request that
+            // draws it with a 503.
+            .test_before_acquire(true)
             .connect_with(options)
             .await?;
         Ok(Self { pool })
@@ -115,6 +124,11 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The database's clock: what times the store records are compared with.
+    pub async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await?)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -159,6 +173,18 @@ impl Store {
     /// Stored events as the admin API lists them.
     pub fn events(&self) -> Events<'_> {
         Events { pool: &self.pool }
+    }
+
+    /// Document fetch jobs and the documents kept for each agreement.
+    pub fn documents(&self) -> Documents<'_> {
+        Documents { pool: &self.pool }
+    }
+
+    /// The PostgreSQL document store.
+    pub fn blobs(&self) -> Blobs {
+        Blobs {
+            pool: self.pool.clone(),
+        }
     }
 
     /// Counts of events and agreements.

@@ -186,12 +186,29 @@ impl Queue<'_> {
     /// is safe for any event, processed or dead. Its body is parsed again
     /// (by the version running then: replaying after a parser fix uses the
     /// fix). Returns false if unknown.
+    ///
+    /// Locks in the worker's order — the queue row, then the event, then the
+    /// counters (see [`Queue::claim`] and `Agreements::apply_claimed`) — so a
+    /// replay of an event a worker holds waits for that batch to commit
+    /// instead of deadlocking with it. (Locking the event first, as one
+    /// statement did, made PostgreSQL break the cycle by failing one side.)
     pub async fn replay(&self, id: i64) -> Result<bool, StoreError> {
-        let result = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        // Reading `events` here takes no lock; the upsert locks (or creates)
+        // the queue row, waiting for a worker that has it claimed.
+        let queued = sqlx::query(
+            "INSERT INTO event_queue (id) SELECT id FROM events WHERE id = $1
+             ON CONFLICT (id) DO UPDATE SET next_attempt_at = now(), failed = false, dead = false",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if queued.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // A new statement sees the state the worker committed meanwhile.
+        sqlx::query(
             "WITH event AS (SELECT id, provider, state FROM events WHERE id = $1 FOR UPDATE),
-                  queued AS (
-                      INSERT INTO event_queue (id) SELECT id FROM event
-                      ON CONFLICT (id) DO UPDATE SET next_attempt_at = now(), failed = false, dead = false),
                   uncounted AS (
                       INSERT INTO event_totals AS t (provider, shard, processed)
                       SELECT provider, 0, -1 FROM event WHERE state = 'processed'
@@ -200,9 +217,10 @@ impl Queue<'_> {
                FROM event WHERE e.id = event.id",
         )
         .bind(id)
-        .execute(self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(result.rows_affected() == 1)
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Vacuums the queue table. Every applied event leaves a dead row and

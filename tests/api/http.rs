@@ -317,3 +317,92 @@ async fn trickled_uploads_cannot_spend_the_body_budget_of_authenticated_requests
     assert_eq!(app.event_count("adobe-sign").await, 5);
     assert_eq!(app.event_count("boldsign").await, 5);
 }
+
+/// `/metrics` reads its queue gauges from the database, but at most about
+/// once a second, whatever the scrape rate: while those queries are stuck
+/// (a lock held here), one scrape waits for them and the rest answer from
+/// the last values at once.
+#[tokio::test]
+async fn metrics_scrapes_do_not_each_query_the_database() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/metrics").await.status(), 200);
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE event_totals IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    // Past the refresh interval, so the next scrape wants fresh values.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let scrapes = futures::future::join_all((0..20).map(|_| async {
+        let started = Instant::now();
+        let response = app.get("/metrics").await;
+        (response.status().as_u16(), started.elapsed())
+    }))
+    .await;
+    blocker.rollback().await.unwrap();
+    assert!(scrapes.iter().all(|(status, _)| *status == 200), "{scrapes:?}");
+    let quick = scrapes
+        .iter()
+        .filter(|(_, elapsed)| *elapsed < Duration::from_millis(500))
+        .count();
+    assert!(
+        quick >= 18,
+        "only {quick} of 20 scrapes answered without waiting: {scrapes:?}"
+    );
+}
+
+/// Readiness answers from the last database check (made about once a
+/// second, not per request) with a reason code; the database's own error
+/// text goes to the log, never to an unauthenticated caller.
+#[tokio::test]
+async fn readiness_gives_a_reason_code_and_no_database_text() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&database_url("postgres"))
+        .await
+        .unwrap();
+    let allow = |allowed: bool| format!(r#"ALTER DATABASE "{}" ALLOW_CONNECTIONS {allowed}"#, app.db_name);
+    // The database refuses this app's connections from now on.
+    sqlx::query(&allow(false)).execute(&admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&app.db_name)
+        .execute(&admin)
+        .await
+        .unwrap();
+    app.wait_until("readiness to fail", || async {
+        app.get("/readyz").await.status() == 503
+    })
+    .await;
+    let body: Value = app.get("/readyz").await.json().await.unwrap();
+    sqlx::query(&allow(true)).execute(&admin).await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({ "status": "unavailable", "reason": "database_unreachable" })
+    );
+    app.wait_until("readiness to recover", || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+}
+
+/// With `SIGNHOOK_OPS_LISTEN` the probes and the metrics move to a listener
+/// of their own (one the public never reaches), and the webhook listener
+/// no longer has them.
+#[tokio::test]
+async fn ops_endpoints_can_move_to_a_listener_of_their_own() {
+    let app = spawn_app_with(&[("SIGNHOOK_OPS_LISTEN", "127.0.0.1:0")]).await;
+    let ops = app.ops_address.clone().expect("an ops listener");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = app.client.get(format!("{ops}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path} on the ops listener");
+        assert_eq!(app.get(path).await.status(), 404, "{path} on the webhook listener");
+    }
+    for path in ["/webhooks/adobe-sign", "/api/stats"] {
+        let response = app.client.get(format!("{ops}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path} on the ops listener");
+    }
+    let body = adobe_event("ops-apart", "a", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+    assert_eq!(app.post_adobe(&body).await.status(), 200);
+}

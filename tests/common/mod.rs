@@ -4,6 +4,7 @@
 //! signing helper, and [`Api`], the typed HTTP and database helpers a test
 //! reaches an app through however it was started.
 
+pub mod fake_documents;
 pub mod fake_provider;
 
 use std::{

@@ -14,6 +14,8 @@ mod cluster;
 mod helpers;
 
 mod cli;
+mod connections;
+mod documents;
 mod faults;
 mod logs;
 mod metrics;

@@ -399,3 +399,71 @@ async fn a_request_whose_client_left_is_still_committed_counted_and_logged() {
     })
     .await;
 }
+
+/// A forged final status (client ID alone) that the provider's API
+/// contradicts: not applied, one WARN naming the event and what the
+/// provider said, and `signhook_unconfirmed_events_total` counts it; a
+/// confirmed one counts in `signhook_confirmed_events_total`.
+#[tokio::test]
+async fn an_unconfirmed_final_is_warned_about_and_counted() {
+    let fake = FakeProvider::start().await;
+    // Adobe's `GET /agreements/{id}`: still out for signature.
+    fake.set_agreement("agr-forged", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    fake.set_agreement("agr-signed", "Mutual NDA", "SIGNED");
+    let app = spawn_app_with(&reconciling(
+        &fake,
+        &[
+            ("SIGNHOOK_CONFIRM_WEAK_FINALS", "true"),
+            ("SIGNHOOK_RECONCILE_FAST_INTERVAL", "200ms"),
+        ],
+    ))
+    .await;
+    let now = chrono::Utc::now().to_rfc3339();
+    let forged = adobe_event("n-forged", "agr-forged", "AGREEMENT_RECALLED", Some("CANCELLED"), &now);
+    let genuine = adobe_event(
+        "n-signed",
+        "agr-signed",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        &now,
+    );
+    app.deliver_adobe(&forged).await;
+    app.deliver_adobe(&genuine).await;
+
+    app.wait_until("both finals to be resolved", || async {
+        let text = app.metrics().await;
+        metric_sample(&text, "signhook_unconfirmed_events_total{provider=\"adobe-sign\"}") == Some(1.0)
+            && metric_sample(&text, "signhook_confirmed_events_total{provider=\"adobe-sign\"}") == Some(1.0)
+    })
+    .await;
+    let warnings = app.log_entries(
+        "a final status from a weakly authenticated webhook was not confirmed by the provider's API; \
+         the provider's answer wins and the event is marked unconfirmed (forged, or sent for another account)",
+    );
+    assert_eq!(warnings.len(), 1, "{}", app.logs());
+    let warning = &warnings[0];
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(
+        (
+            warning["event_id"].as_str(),
+            warning["agreement_id"].as_str(),
+            warning["claimed_status"].as_str(),
+            warning["provider_says"].as_str(),
+        ),
+        (
+            Some("n-forged"),
+            Some("agr-forged"),
+            Some("cancelled"),
+            Some("OUT_FOR_SIGNATURE")
+        ),
+        "{warning}"
+    );
+    assert_eq!(
+        app.get_agreement("adobe-sign", "agr-forged").await["status"],
+        "in_progress"
+    );
+    assert_eq!(
+        app.get_agreement("adobe-sign", "agr-signed").await["status"],
+        "completed"
+    );
+}
