@@ -5,9 +5,14 @@
 //!
 //! Providers deliver events late, twice and out of order, so a change never
 //! "sets" a status: [`transition`] decides whether it may replace the current
-//! one. Everything here is pure, so the rules are unit-tested next to them.
+//! one. Two rules keep an event that anyone could have sent (the webhook URL
+//! is public) from deciding an agreement's fate on its own: its time is
+//! bounded by when it was received ([`ordering_time`]), and a final status
+//! from a weakly authenticated webhook is held until the provider's API
+//! confirms it ([`Change::confirm_final`]). Everything here is pure, so the
+//! rules are unit-tested next to them.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The one status vocabulary shared by every provider.
@@ -101,6 +106,37 @@ pub fn transition(current: Option<Current>, incoming: AgreementStatus, at: DateT
     at > current.at || (at == current.at && incoming.rank() >= current.status.rank())
 }
 
+/// When an event is ordered, and whether that is not the time it states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderedAt {
+    pub at: DateTime<Utc>,
+    /// The event states a time more than the allowed skew after it was
+    /// received; it is ordered at its receipt instead.
+    pub clamped: bool,
+}
+
+/// The time an event is ordered by: the time the provider stated, unless
+/// that lies more than `max_skew` after signhook received it (no event
+/// reports the future; a forged `9999-12-31` would otherwise outrank every
+/// genuine event for good), in which case its receipt time. An event without
+/// a time of its own is ordered by its receipt.
+pub fn ordering_time(stated: Option<DateTime<Utc>>, received: DateTime<Utc>, max_skew: Duration) -> OrderedAt {
+    let latest = received
+        .checked_add_signed(max_skew)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    match stated {
+        Some(at) if at > latest => OrderedAt {
+            at: received,
+            clamped: true,
+        },
+        Some(at) => OrderedAt { at, clamped: false },
+        None => OrderedAt {
+            at: received,
+            clamped: false,
+        },
+    }
+}
+
 /// What an agreement row holds that the rules read and write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgreementState {
@@ -112,6 +148,10 @@ pub struct AgreementState {
     pub name: Option<String>,
     /// The latest time of an event about the agreement (a poll is not one).
     pub last_event_at: Option<DateTime<Utc>>,
+    /// A final status from a weakly authenticated webhook is held until the
+    /// provider's API is read (see [`Change::confirm_final`]); the poll that
+    /// resolves it clears this.
+    pub confirm_pending: bool,
 }
 
 /// Where a change comes from.
@@ -132,28 +172,59 @@ pub struct Change<'a> {
     pub status: Option<AgreementStatus>,
     pub provider_status: Option<&'a str>,
     pub name: Option<&'a str>,
+    /// The change comes from a webhook whose credential an outsider may
+    /// know (Adobe's client ID, FuseSign's static value) while the
+    /// provider's API can be asked: a final status it would set is held,
+    /// not applied, until a poll confirms it.
+    pub confirm_final: bool,
+}
+
+/// What folding one change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folded {
+    Unchanged,
+    Changed,
+    /// The change's final status is held for confirmation (other parts of
+    /// it, such as its time, may have been folded in).
+    Held,
+}
+
+impl Folded {
+    /// Whether the state changed (and so is written back).
+    pub fn changed(self) -> bool {
+        self != Self::Unchanged
+    }
 }
 
 impl AgreementState {
     /// Folds `change` in, the same way whatever order changes come in;
-    /// returns whether the state changed (only then is it written back).
+    /// returns whether the state changed (only then is it written back) or
+    /// the change's final status was held.
     ///
     /// - The status moves as [`transition`] allows, taking the change's time
-    ///   and provider status with it.
+    ///   and provider status with it; a final status that must be confirmed
+    ///   first ([`Change::confirm_final`]) is held instead: the status stays
+    ///   and `confirm_pending` is set.
     /// - The name of the latest change wins (at or after the last event); an
     ///   older one only fills a gap.
     /// - `last_event_at` is the latest event time; polls leave it alone.
-    pub fn apply(&mut self, change: &Change<'_>) -> bool {
+    pub fn apply(&mut self, change: &Change<'_>) -> Folded {
         let before_event = self.last_event_at.is_some_and(|last| change.at < last);
         let mut changed = false;
+        let mut held = false;
         let current = self
             .status
             .zip(self.status_at)
             .map(|(status, at)| Current { status, at });
         if let Some(incoming) = change.status.filter(|s| transition(current, *s, change.at)) {
-            changed |= replace(&mut self.status, Some(incoming));
-            changed |= replace(&mut self.status_at, Some(change.at));
-            changed |= replace_str(&mut self.provider_status, change.provider_status);
+            if change.confirm_final && incoming.is_terminal() {
+                held = true;
+                changed |= replace(&mut self.confirm_pending, true);
+            } else {
+                changed |= replace(&mut self.status, Some(incoming));
+                changed |= replace(&mut self.status_at, Some(change.at));
+                changed |= replace_str(&mut self.provider_status, change.provider_status);
+            }
         }
         if let Some(name) = change.name {
             if !before_event || self.name.is_none() {
@@ -163,7 +234,11 @@ impl AgreementState {
         if change.source == Source::Event && !before_event {
             changed |= replace(&mut self.last_event_at, Some(change.at));
         }
-        changed
+        match (held, changed) {
+            (true, _) => Folded::Held,
+            (false, true) => Folded::Changed,
+            (false, false) => Folded::Unchanged,
+        }
     }
 }
 
@@ -180,14 +255,15 @@ impl AgreementState {
     /// normalized or the provider status (the one rule for what is a
     /// *change* the application is told about): `Some(previous)` then. A
     /// rename or a later `last_event_at` alone is not a change.
-    pub fn apply_tracked(&mut self, change: &Change<'_>) -> (bool, Option<Previous>) {
+    pub fn apply_tracked(&mut self, change: &Change<'_>) -> (Folded, Option<Previous>) {
         let previous = Previous {
             status: self.status,
             provider_status: self.provider_status.clone(),
         };
-        let changed = self.apply(change);
-        let moved = changed && (self.status != previous.status || self.provider_status != previous.provider_status);
-        (changed, moved.then_some(previous))
+        let folded = self.apply(change);
+        let moved =
+            folded.changed() && (self.status != previous.status || self.provider_status != previous.provider_status);
+        (folded, moved.then_some(previous))
     }
 }
 
@@ -253,6 +329,7 @@ mod tests {
             provider_status: status.map(|s| s.2.to_owned()),
             name: name.map(str::to_owned),
             last_event_at: last.map(t),
+            confirm_pending: false,
         }
     }
 
@@ -348,9 +425,10 @@ mod tests {
                 status,
                 provider_status,
                 name,
+                confirm_final: false,
             };
             let mut folded = before.clone();
-            assert_eq!(folded.apply(&change), changed, "{before:?} <- {change:?}");
+            assert_eq!(folded.apply(&change).changed(), changed, "{before:?} <- {change:?}");
             assert_eq!(folded, after, "{before:?} <- {change:?}");
         }
     }
@@ -375,6 +453,7 @@ mod tests {
                     status,
                     provider_status,
                     name,
+                    confirm_final: false,
                 });
             }
             state
@@ -396,6 +475,7 @@ mod tests {
             status,
             provider_status,
             name,
+            confirm_final: false,
         };
         let mut state = AgreementState::default();
         // (change, changed, previous when it is a change)
@@ -438,8 +518,91 @@ mod tests {
                         provider_status: provider_status.map(str::to_owned),
                     },
                 );
-            assert_eq!(state.apply_tracked(&change), (changed, expected), "{change:?}");
+            let (folded, previous) = state.apply_tracked(&change);
+            assert_eq!((folded.changed(), previous), (changed, expected), "{change:?}");
         }
+    }
+
+    #[test]
+    fn events_dated_past_the_skew_are_ordered_at_their_receipt() {
+        let skew = Duration::minutes(5);
+        let received = t(0);
+        let far_future = DateTime::parse_from_rfc3339("9999-12-31T00:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        // (stated, ordered at, clamped)
+        let cases = [
+            (None, t(0), false),
+            (Some(t(-3600)), t(-3600), false),
+            (Some(t(300)), t(300), false),
+            (Some(t(301)), t(0), true),
+            (Some(far_future), t(0), true),
+        ];
+        for (stated, at, clamped) in cases {
+            assert_eq!(
+                ordering_time(stated, received, skew),
+                OrderedAt { at, clamped },
+                "{stated:?}"
+            );
+        }
+    }
+
+    /// A forged far-future recall, ordered at its receipt, no longer outranks
+    /// the genuine completion that follows it.
+    #[test]
+    fn a_forged_far_future_final_does_not_freeze_the_agreement() {
+        let skew = Duration::minutes(5);
+        let far_future = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let mut state = AgreementState::default();
+        let event = |at: DateTime<Utc>, status, provider_status| Change {
+            source: Source::Event,
+            at,
+            status: Some(status),
+            provider_status: Some(provider_status),
+            name: None,
+            confirm_final: false,
+        };
+        let forged = ordering_time(Some(far_future), t(10), skew);
+        state.apply(&event(forged.at, Cancelled, "AGREEMENT_RECALLED"));
+        let genuine = ordering_time(Some(t(20)), t(21), skew);
+        assert!(!genuine.clamped);
+        state.apply(&event(genuine.at, Completed, "SIGNED"));
+        assert_eq!(state.status, Some(Completed));
+        assert_eq!(state.last_event_at, Some(t(20)));
+    }
+
+    #[test]
+    fn finals_to_confirm_are_held_and_other_changes_go_through() {
+        let change = |status, confirm_final| Change {
+            source: Source::Event,
+            at: t(20),
+            status: Some(status),
+            provider_status: Some("X"),
+            name: Some("NDA"),
+            confirm_final,
+        };
+        let open = state(Some((InProgress, 10, "OUT_FOR_SIGNATURE")), None, Some(10));
+        // A final status to confirm: held, but the event's time and name count.
+        let mut held = open.clone();
+        assert_eq!(held.apply(&change(Cancelled, true)), Folded::Held);
+        assert_eq!(held.status, Some(InProgress));
+        assert_eq!(held.provider_status.as_deref(), Some("OUT_FOR_SIGNATURE"));
+        assert!(held.confirm_pending);
+        assert_eq!((held.last_event_at, held.name.as_deref()), (Some(t(20)), Some("NDA")));
+        // Non-final statuses need no confirmation.
+        let mut moved = open.clone();
+        assert_eq!(moved.apply(&change(InProgress, true)), Folded::Changed);
+        assert!(!moved.confirm_pending);
+        // Without the flag (strong credentials, or confirmed) it applies.
+        let mut applied = open.clone();
+        assert_eq!(applied.apply(&change(Cancelled, false)), Folded::Changed);
+        assert_eq!(applied.status, Some(Cancelled));
+        // A final the rules would not adopt anyway is not held.
+        let mut done = state(Some((Completed, 30, "SIGNED")), Some("NDA"), Some(30));
+        assert_eq!(done.apply(&change(Cancelled, true)), Folded::Unchanged);
+        assert!(!done.confirm_pending);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 pub mod agreement;
 pub mod changes;
 pub mod config;
+pub mod confirmation;
 pub mod delivery;
+pub mod documents;
 pub mod event;
 pub mod http;
 pub mod ledger;
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{Config, ConfigError},
     delivery::{worker::Dispatcher, Destination},
+    documents::{fetch::Fetcher, object::ObjectDocuments, DocumentStore, StoreLocation},
     http::AppState,
     providers::Providers,
     reconciler::Reconciler,
@@ -40,13 +43,19 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr} (SIGNHOOK_LISTEN): {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr} ({setting}): {source}")]
+    Bind {
+        setting: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A bound, migrated, ready-to-run service.
 pub struct Application {
     listener: TcpListener,
+    /// `SIGNHOOK_OPS_LISTEN`'s, when set.
+    ops_listener: Option<TcpListener>,
     state: AppState,
     destinations: Vec<Destination>,
 }
@@ -60,9 +69,15 @@ impl Application {
         telemetry::metrics();
         // Present from the first scrape, so `absent()` alerts do not fire on a
         // replica whose reconciler has not looked yet.
+        // Counters too: `rate()` over a series that appears only with its
+        // first request misses that request.
         for name in Providers::names() {
             metrics::gauge!(telemetry::metric::PROVIDER_SILENT, "provider" => name).set(0.0);
             metrics::gauge!(telemetry::metric::PROVIDER_API_PAUSED, "provider" => name).set(0.0);
+            for outcome in http::webhook_outcomes() {
+                metrics::counter!(telemetry::metric::WEBHOOK_REQUESTS, "provider" => name, "outcome" => outcome)
+                    .increment(0);
+            }
         }
         let providers = Providers::from_config(&config)?;
         let names: Vec<&str> = Providers::names().collect();
@@ -76,18 +91,37 @@ impl Application {
         // Every provider API call from now on draws from the budgets all
         // replicas share.
         providers.attach(Arc::new(store.clone()));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let documents: Arc<dyn DocumentStore> = match settings.documents.location()? {
+            StoreLocation::Postgres => Arc::new(store.blobs()),
+            StoreLocation::Object(url) => Arc::new(ObjectDocuments::open(&url)?),
+        };
+        let fetcher = Arc::new(Fetcher::new(
+            store.clone(),
+            providers.clone(),
+            documents,
+            settings.documents.clone(),
+        ));
+        let listener = bind("SIGNHOOK_LISTEN", addr).await?;
+        let ops_listener = match settings.server.ops_listen_addr()? {
+            Some(addr) => Some(bind("SIGNHOOK_OPS_LISTEN", addr).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
-            state: AppState::new(store, providers, WorkerHandle::default(), settings),
+            ops_listener,
+            state: AppState::new(store, providers, WorkerHandle::default(), settings, fetcher),
             destinations,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where the ops endpoints are served, when `SIGNHOOK_OPS_LISTEN` is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        let listener = self.ops_listener.as_ref()?;
+        Some(listener.local_addr().expect("a bound listener has an address"))
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets
@@ -118,30 +152,56 @@ impl Application {
             .collect();
         // Polls stale agreements and watches for silent providers; the
         // activity it reads is written to the database by the flush loop.
-        let reconciler = Reconciler::new(state.store.clone(), state.providers.clone(), state.settings.clone());
+        let reconciler = Reconciler::new(
+            state.store.clone(),
+            state.providers.clone(),
+            state.settings.clone(),
+            state.worker.held_finals(),
+        );
         // The change feed's LISTEN connection and sequencer, and the
         // deliveries to the application.
-        let background = [
+        let mut background = vec![
             tokio::spawn(reconciler.run(shutdown.clone())),
             tokio::spawn(state.activity.clone().flush_loop(state.store.clone(), shutdown.clone())),
+            tokio::spawn(state.fetcher.clone().watch_missing(shutdown.clone())),
+            // What readiness answers from.
+            tokio::spawn(state.ops.clone().watch_database(state.store.clone(), shutdown.clone())),
             tokio::spawn(state.changes.clone().listen(state.store.clone(), shutdown.clone())),
             tokio::spawn(state.changes.clone().sequence(state.store.clone(), shutdown.clone())),
             tokio::spawn(dispatcher.run(shutdown.clone())),
         ];
+        // Fetch the copies of completed agreements; a job in progress at
+        // shutdown is abandoned and taken over after its lease.
+        background.extend(
+            (0..state.settings.documents.workers).map(|_| tokio::spawn(state.fetcher.clone().run(shutdown.clone()))),
+        );
+        tracing::info!(store = %state.fetcher.documents().describe(), fetchers = state.settings.documents.workers,
+            "documents of completed agreements are kept");
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
 
-        let header_timeout = state.settings.server.header_read_timeout();
+        let limits = connection_limits(&state.settings);
+        let ops_server = self.ops_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "ops endpoints listening (SIGNHOOK_OPS_LISTEN)");
+            }
+            tokio::spawn(http::serve(
+                listener,
+                http::ops_router(state.clone()),
+                shutdown.clone(),
+                limits,
+            ))
+        });
         let server = tokio::spawn(http::serve(
             self.listener,
             http::router(state),
             shutdown.clone(),
-            header_timeout,
+            limits,
         ));
         shutdown.cancelled().await;
         tracing::info!(grace_secs = grace.as_secs(), "shutting down");
         let drained = tokio::time::timeout(grace, async {
             let served = server.await;
-            for task in workers.into_iter().chain(background) {
+            for task in workers.into_iter().chain(background).chain(ops_server) {
                 let _ = task.await;
             }
             served
@@ -155,6 +215,32 @@ impl Application {
                 Ok(())
             }
         }
+    }
+}
+
+async fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { setting, addr, source })
+}
+
+/// The server's connection limits; the cap lowered (and said so) when the
+/// open-files limit would not hold it beside the database pool.
+fn connection_limits(settings: &config::Settings) -> http::ConnectionLimits {
+    let configured = settings.server.max_connections;
+    let limit = http::open_files_limit();
+    let cap = http::connection_cap(configured, limit, settings.database.max_connections as usize);
+    if cap < configured {
+        tracing::warn!(
+            configured,
+            open_files_limit = limit,
+            max_connections = cap,
+            "SIGNHOOK_MAX_CONNECTIONS lowered to fit the open-files limit (ulimit -n) beside the database pool"
+        );
+    }
+    http::ConnectionLimits {
+        idle_timeout: settings.server.header_read_timeout(),
+        max_connections: cap,
     }
 }
 

@@ -45,9 +45,10 @@ enum Command {
     Migrate,
     /// Print the effective configuration (secrets masked); exit non-zero if invalid.
     CheckConfig,
-    /// GET /healthz on the configured listen address (0.0.0.0 and :: through
-    /// loopback); exit 0 when it answers 200, 1 otherwise. The container's
-    /// HEALTHCHECK, so the image needs no curl.
+    /// GET /healthz on the configured listen address (SIGNHOOK_OPS_LISTEN's
+    /// when set; 0.0.0.0 and :: through loopback); exit 0 when it answers
+    /// 200, 1 otherwise. The container's HEALTHCHECK, so the image needs no
+    /// curl.
     Healthcheck {
         /// Give up after this long (e.g. 2s, 500ms).
         #[arg(long, default_value = "2s", value_parser = parse_timeout)]
@@ -139,7 +140,10 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
 /// The server answers `/healthz` on the address it listens on; a wildcard
 /// address is reached through loopback of the same family.
 async fn healthcheck(config: &Config, timeout: Duration) -> anyhow::Result<()> {
-    let url = healthz_url(config.settings.server.listen_addr()?);
+    // `/healthz` is where the ops endpoints are: SIGNHOOK_OPS_LISTEN's
+    // address when set.
+    let server = &config.settings.server;
+    let url = healthz_url(server.ops_listen_addr()?.unwrap_or(server.listen_addr()?));
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .no_proxy()

@@ -17,11 +17,12 @@ use std::{
 
 use chrono::Utc;
 use metrics::{counter, gauge};
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
+    confirmation,
     ledger::ApiLimits,
     providers::{within_deadline, CallError, PollError, Provider, Providers, WatchError, CALL_DEADLINE},
     store::{ChangeOrigin, DueAgreement, PollRecord, Store},
@@ -42,16 +43,21 @@ pub struct Reconciler {
     providers: Providers,
     settings: Arc<Settings>,
     pace: Pace,
+    /// Notified when this replica's worker holds a final status for
+    /// confirmation: the next tick starts at once (other replicas' holds
+    /// wait for the interval).
+    held_finals: Arc<Notify>,
 }
 
 impl Reconciler {
-    pub fn new(store: Store, providers: Providers, settings: Arc<Settings>) -> Self {
+    pub fn new(store: Store, providers: Providers, settings: Arc<Settings>, held_finals: Arc<Notify>) -> Self {
         let pace = Pace::per_minute(settings.reconcile.max_per_minute);
         Self {
             store,
             providers,
             settings,
             pace,
+            held_finals,
         }
     }
 
@@ -64,6 +70,7 @@ impl Reconciler {
             self.reconcile(&shutdown).await;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
+                _ = self.held_finals.notified() => {}
                 _ = tokio::time::sleep(interval) => {}
             }
         }
@@ -143,7 +150,7 @@ impl Reconciler {
     }
 
     async fn handle(&self, provider: &dyn Provider, limits: ApiLimits, due: &DueAgreement) {
-        let record = match due.is_terminal() {
+        let record = match due.is_terminal() && !due.confirm_pending {
             true => self.remove_webhook(provider, limits, due).await,
             false => self.poll(provider, limits, due).await,
         };
@@ -158,6 +165,11 @@ impl Reconciler {
         let id = due.agreement_id.as_str();
         let fast_interval = self.fast_interval(limits);
         self.pace.wait().await;
+        // On the database's clock, which times the finals held for confirmation.
+        let asked_at = match self.store.now().await {
+            Ok(now) => now,
+            Err(error) => return self.poll_failed(name, due, format!("could not read the database clock: {error}")),
+        };
         let polled = within_deadline(provider.poll_in(id, due.tenant.as_deref())).await;
         let subject = match polled {
             Ok(subject) => subject,
@@ -171,6 +183,12 @@ impl Reconciler {
             }
             Err(PollError::NotFound) => {
                 counter!(metric::POLLS, "provider" => name, "outcome" => "not_found").increment(1);
+                match self.store.agreements().unconfirm_held(name, id, asked_at).await {
+                    Ok(unconfirmed) => confirmation::report_unconfirmed(name, id, None, &unconfirmed),
+                    Err(error) => {
+                        return self.poll_failed(name, due, format!("could not record the provider's answer: {error}"))
+                    }
+                }
                 tracing::warn!(
                     provider = name,
                     agreement_id = id,
@@ -183,14 +201,16 @@ impl Reconciler {
             }
             Err(error) => return self.poll_failed(name, due, error.to_string()),
         };
-        match self
+        let confirms = |claimed| provider.confirms_final(claimed, &subject);
+        let applied = self
             .store
             .agreements()
-            .apply_poll(name, &subject, Utc::now(), ChangeOrigin::Poll)
-            .await
-        {
-            Ok(changed) => {
-                let outcome = if changed { "changed" } else { "unchanged" };
+            .apply_poll(name, &subject, Utc::now(), asked_at, &confirms, ChangeOrigin::Poll)
+            .await;
+        match applied {
+            Ok(applied) => {
+                confirmation::report(name, id, subject.provider_status.as_deref(), &applied);
+                let outcome = if applied.changed { "changed" } else { "unchanged" };
                 counter!(metric::POLLS, "provider" => name, "outcome" => outcome).increment(1);
                 tracing::info!(provider = name, agreement_id = id, outcome, status = ?subject.status.map(|s| s.as_str()), "agreement polled");
             }

@@ -3,7 +3,10 @@
 //! never payload bodies. Metrics: a Prometheus recorder; every metric name is
 //! declared here, once.
 
-use std::{io::BufWriter, sync::OnceLock};
+use std::{
+    io::{BufWriter, IsTerminal},
+    sync::OnceLock,
+};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
@@ -38,9 +41,48 @@ pub fn init(format: LogFormat) -> WorkerGuard {
                     .with_writer(stdout),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_writer(stdout)).try_init(),
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .fmt_fields(escaped_fields())
+                    // Colour codes only for a terminal, not for a file or a pipe.
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(stdout),
+            )
+            .try_init(),
     };
     guard
+}
+
+/// The pretty format's fields, one line per event whatever they hold: values
+/// can carry request input (a percent-decoded path segment quoted in an
+/// error message), and a line break in one would start a line that passes
+/// for one signhook wrote. Control characters (and the Unicode line and
+/// paragraph separators) are written escaped, `\n`, `\u{1b}`. The JSON
+/// format needs nothing: JSON strings escape them.
+fn escaped_fields() -> impl for<'writer> fmt::FormatFields<'writer> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt;
+    fmt::format::debug_fn(|writer, field, value| {
+        let rendered = escape_line_breaks(&format!("{value:?}"));
+        match field.name() {
+            "message" => write!(writer, "{rendered}"),
+            name => write!(writer, "{name}={rendered}"),
+        }
+    })
+    .delimited(" ")
+}
+
+fn escape_line_breaks(text: &str) -> String {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.contains(unsafe_char) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| match unsafe_char(c) {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// Metric names (the README's Operations section lists them).
@@ -95,6 +137,22 @@ pub mod metric {
     pub const DESTINATION_DISABLED: &str = "signhook_destination_disabled";
     /// Counter, label `destination`: times this replica disabled it.
     pub const DESTINATIONS_DISABLED: &str = "signhook_destination_disabled_total";
+    /// Counter, label `provider`: final statuses from weakly authenticated
+    /// webhooks that the provider's API contradicted (not applied).
+    pub const UNCONFIRMED_EVENTS: &str = "signhook_unconfirmed_events_total";
+    /// Counter, label `provider`: such final statuses the API confirmed.
+    pub const CONFIRMED_EVENTS: &str = "signhook_confirmed_events_total";
+    /// Counter, labels `provider`, `kind` (signed, audit_trail, signed_2…),
+    /// `outcome` (stored, failed, deferred): documents of completed agreements.
+    pub const DOCUMENTS_FETCHED: &str = "signhook_documents_fetched_total";
+    /// Counter (bytes), labels `provider`, `kind`: document bytes stored by
+    /// this replica (content already in the store counts too: it was fetched).
+    pub const DOCUMENT_BYTES: &str = "signhook_document_bytes_stored_total";
+    /// Gauge, label `provider`: completed agreements still without their
+    /// signed copy `SIGNHOOK_DOCUMENT_MISSING_AFTER` after completing.
+    pub const DOCUMENTS_MISSING: &str = "signhook_documents_missing";
+    /// Counter, label `provider`: document fetch jobs that ended dead.
+    pub const DOCUMENT_JOBS_DEAD: &str = "signhook_document_jobs_dead_total";
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -169,7 +227,78 @@ fn describe() {
     describe_gauge!(metric::DESTINATION_DISABLED, "1 while a destination is disabled");
     describe_counter!(metric::DESTINATIONS_DISABLED, "Times a destination was disabled");
     describe_counter!(
+        metric::DOCUMENTS_FETCHED,
+        "Documents of completed agreements by provider, kind and outcome"
+    );
+    describe_counter!(metric::DOCUMENT_BYTES, Unit::Bytes, "Document bytes stored");
+    describe_gauge!(
+        metric::DOCUMENTS_MISSING,
+        "Completed agreements without their signed copy after SIGNHOOK_DOCUMENT_MISSING_AFTER"
+    );
+    describe_counter!(metric::DOCUMENT_JOBS_DEAD, "Document fetch jobs that ended dead");
+    describe_counter!(
         metric::PROVIDER_API_THROTTLED,
         "Throttling answers (429, 503 with Retry-After) from the provider's API"
     );
+    describe_counter!(
+        metric::UNCONFIRMED_EVENTS,
+        "Final statuses from weakly authenticated webhooks the provider's API contradicted"
+    );
+    describe_counter!(
+        metric::CONFIRMED_EVENTS,
+        "Final statuses from weakly authenticated webhooks the provider's API confirmed"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_breaks_and_control_characters_are_escaped() {
+        let cases = [
+            ("plain text", "plain text"),
+            ("a\nb", "a\\nb"),
+            ("a\r\nb", "a\\r\\nb"),
+            ("\u{1b}[31mred", "\\u{1b}[31mred"),
+            ("a\u{2028}b", "a\\u{2028}b"),
+            ("tab\there", "tab\\there"),
+            ("ünïcode stays", "ünïcode stays"),
+        ];
+        for (input, escaped) in cases {
+            assert_eq!(escape_line_breaks(input), escaped, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn a_pretty_event_is_one_line_whatever_its_fields_hold() {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("buffer lock").extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            fmt::layer()
+                .fmt_fields(escaped_fields())
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let name = "nope\n2026-12-02T09:00:00Z  INFO signhook: forged";
+            let span = tracing::info_span!("request", path = %name);
+            let _entered = span.enter();
+            tracing::info!(provider = name, "unknown provider `{name}`");
+        });
+        let output = String::from_utf8(buffer.0.lock().expect("buffer lock").clone()).expect("UTF-8");
+        assert_eq!(output.lines().count(), 1, "{output}");
+        assert!(output.contains("nope\\n2026"), "{output}");
+    }
 }

@@ -20,23 +20,32 @@ use tracing::Instrument;
 
 use crate::{
     config::WorkerSettings,
+    confirmation,
     event::Notification,
     providers::Providers,
-    store::{Agreements, Claim, ClaimedEvent, Store, StoreError},
+    store::{Agreements, Claim, ClaimedEvent, Store, StoreError, ToApply},
     telemetry::metric,
 };
 
 /// Longest pause between claim attempts while the database fails.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Shared between the worker and whoever wants to wake it or know it runs.
+/// Shared between the worker and whoever wants to wake it or know it runs,
+/// or wants to hear when it holds a final status for confirmation.
 #[derive(Clone, Default)]
 pub struct WorkerHandle {
     wake: Arc<Notify>,
     running: Arc<AtomicBool>,
+    held: Arc<Notify>,
 }
 
 impl WorkerHandle {
+    /// Notified when a batch held a final status for the provider's
+    /// confirmation (the reconciler polls such agreements first).
+    pub fn held_finals(&self) -> Arc<Notify> {
+        self.held.clone()
+    }
+
     /// Called after a commit: there is work now.
     pub fn wake(&self) {
         self.wake.notify_waiters();
@@ -54,14 +63,31 @@ enum ApplyError {
     UnknownProvider(String),
     #[error("stored body no longer parses: {0}")]
     Parse(String),
+    #[error("the event cannot be stored as parsed: {0}")]
+    Unstorable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ApplyError {
+    /// Whether trying again cannot help: the same body parses the same way
+    /// with the same code, and the database refuses the same value again.
+    /// Such an event is dead at once (a replay after an upgrade tries again).
+    fn is_permanent(&self) -> bool {
+        match self {
+            Self::Parse(_) | Self::Unstorable(_) => true,
+            Self::Store(error) => error.is_data_error(),
+            Self::UnknownProvider(_) => false,
+        }
+    }
 }
 
 pub struct Worker {
     store: Store,
     providers: Providers,
     handle: WorkerHandle,
+    /// For the trust rules: the future-skew bound, whether weak finals wait.
+    settings: WorkerSettings,
     batch_size: u32,
     batch_max_bytes: usize,
     lease: Duration,
@@ -80,6 +106,7 @@ impl Worker {
             store,
             providers,
             handle,
+            settings: settings.clone(),
             batch_size: settings.batch_size,
             batch_max_bytes: settings.batch_max_bytes,
             lease: settings.lease(),
@@ -173,11 +200,13 @@ impl Worker {
                 Err(error) => unparsable.push((event, error)),
             }
         }
-        let items: Vec<_> = parsed.iter().map(|(e, n)| (*e, n)).collect();
+        let items: Vec<_> = parsed.iter().map(|(e, n)| self.to_apply(e, n)).collect();
+        let skew = self.settings.max_future_skew();
         // Bounded: a timed-out batch may still commit; applying again is harmless.
         let applied = tokio::time::timeout(self.lease, async {
-            Agreements::apply_claimed(&mut tx, &items).await?;
-            tx.commit().await.map_err(StoreError::from)
+            let held = Agreements::apply_claimed(&mut tx, &items, skew).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(held)
         })
         .await
         .unwrap_or(Err(StoreError::TimedOut));
@@ -187,7 +216,8 @@ impl Worker {
             self.record_failure(event, error).await;
         }
         match applied {
-            Ok(()) => {
+            Ok(held) => {
+                self.notify_held(held);
                 counter!(metric::EVENTS_APPLIED).increment(items.len() as u64);
                 histogram!(metric::APPLY_DURATION).record(started.elapsed().as_secs_f64());
                 tracing::debug!(
@@ -202,9 +232,10 @@ impl Worker {
             }
             Err(_) => {}
         }
-        for (event, notification) in &items {
+        for item in &items {
+            let event = item.event;
             let span = tracing::info_span!("apply", id = event.id, provider = %event.provider, event_id = %event.event_id, event_type = %event.event_type);
-            let applied = tokio::time::timeout(self.lease, self.apply_one(event, notification))
+            let applied = tokio::time::timeout(self.lease, self.apply_one(item))
                 .instrument(span.clone())
                 .await
                 .unwrap_or(Err(StoreError::TimedOut));
@@ -225,13 +256,37 @@ impl Worker {
     }
 
     /// Claims, applies and commits one event; false when it was not runnable.
-    async fn apply_one(&self, event: &ClaimedEvent, notification: &Notification) -> Result<bool, StoreError> {
-        let Some(mut tx) = self.store.queue().claim_one(event.id).await? else {
+    async fn apply_one(&self, item: &ToApply<'_>) -> Result<bool, StoreError> {
+        let Some(mut tx) = self.store.queue().claim_one(item.event.id).await? else {
             return Ok(false);
         };
-        Agreements::apply_claimed(&mut tx, &[(event, notification)]).await?;
+        let held = Agreements::apply_claimed(&mut tx, &[*item], self.settings.max_future_skew()).await?;
         tx.commit().await?;
+        self.notify_held(held);
         Ok(true)
+    }
+
+    /// The event with whether its final status waits for confirmation.
+    fn to_apply<'a>(&self, event: &'a ClaimedEvent, notification: &'a Notification) -> ToApply<'a> {
+        let confirm_final = match (self.providers.get(&event.provider), &notification.subject) {
+            (Some(provider), Some(subject)) => confirmation::needed(&self.settings, provider.as_ref(), &subject.kind),
+            _ => false,
+        };
+        ToApply {
+            event,
+            notification,
+            confirm_final,
+        }
+    }
+
+    fn notify_held(&self, held: usize) {
+        if held > 0 {
+            tracing::info!(
+                held,
+                "final status held until the provider's API confirms it (weakly authenticated webhook)"
+            );
+            self.handle.held.notify_one();
+        }
     }
 
     fn parse(&self, event: &ClaimedEvent) -> Result<Notification, ApplyError> {
@@ -244,15 +299,18 @@ impl Worker {
             .ok_or_else(|| ApplyError::UnknownProvider(event.provider.clone()))?;
         provider
             .parse(event.body.as_deref().unwrap_or_default())
-            .map_err(|e| ApplyError::Parse(e.to_string()))
+            .map_err(|e| ApplyError::Parse(e.to_string()))?
+            .into_storable()
+            .map_err(ApplyError::Unstorable)
     }
 
     /// Schedules a retry with backoff, or declares the event dead after its
-    /// last attempt; the error is kept either way.
+    /// last attempt or at once when retrying cannot help; the error is kept
+    /// either way.
     async fn record_failure(&self, event: &ClaimedEvent, error: &ApplyError) {
         // This attempt's number: the stored count does not include it yet.
         let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
-        let dead = attempts >= self.max_attempts;
+        let dead = attempts >= self.max_attempts || error.is_permanent();
         let retry_in = self.backoff(attempts);
         let message = error.to_string();
         counter!(metric::APPLY_FAILURES, "result" => if dead { "dead" } else { "retry" }).increment(1);

@@ -18,8 +18,8 @@ use figment::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub use settings::{
-    DatabaseSettings, DeliverySettings, DestinationSettings, IngestSettings, ReconcileSettings, ServerSettings,
-    Settings, WorkerSettings,
+    DatabaseSettings, DeliverySettings, DestinationSettings, DocumentSettings, IngestSettings, ReconcileSettings,
+    ServerSettings, Settings, WorkerSettings,
 };
 pub use values::{duration_list, http_url, mask, optional_string, string_list, HumanDuration};
 
@@ -250,6 +250,12 @@ mod tests {
             (
                 "request_timeout_ms",
                 serde_json::json!(15000),
+                "SIGNHOOK_REQUEST_TIMEOUT_MS",
+            ),
+            // Adobe Sign waits five seconds (seed 004).
+            (
+                "request_timeout_ms",
+                serde_json::json!(5000),
                 "SIGNHOOK_REQUEST_TIMEOUT_MS",
             ),
             ("admin_token", serde_json::json!("short"), "SIGNHOOK_ADMIN_TOKEN"),

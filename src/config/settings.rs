@@ -16,11 +16,22 @@ use super::{
     ConfigError, LogFormat,
 };
 
+/// The shortest time a provider waits for an answer, in ms: Adobe Sign's
+/// five seconds (seed 004). `SIGNHOOK_REQUEST_TIMEOUT_MS` must stay below it.
+const PROVIDER_DEADLINE_MS: u64 = 5_000;
+
+/// Beyond any open-files limit a system allows.
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
 /// The HTTP server: where it listens, what it accepts, how long it waits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerSettings {
     pub listen: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead of on
+    /// `listen`; unset, they are served there beside the webhooks.
+    #[serde(deserialize_with = "optional_string")]
+    pub ops_listen: Option<String>,
     /// Bearer token of the admin API; unset, the admin API does not exist.
     #[serde(deserialize_with = "optional_string")]
     pub admin_token: Option<String>,
@@ -33,14 +44,21 @@ pub struct ServerSettings {
     /// Largest request body accepted; Adobe documents payloads up to 10 MB.
     pub max_body_bytes: usize,
     /// Server-side deadline for a webhook request. It must stay below the
-    /// providers' 10 s timeout so that a slow database yields a 503 (and a
-    /// retry) rather than a provider-side timeout.
+    /// shortest provider timeout — Adobe Sign's five seconds (seed 004: "Your
+    /// app only has five seconds to respond"; BoldSign waits 10 s) — so that
+    /// a slow database yields a 503 (and a retry) rather than a provider-side
+    /// timeout.
     pub request_timeout_ms: u64,
-    /// A connection that has not sent its request headers within this is
-    /// closed. hyper also counts a keep-alive connection's idle time against
-    /// it, so it doubles as the keep-alive idle timeout: keep it well above
-    /// what clients expect (their pools reuse idle connections).
+    /// A connection must send a request's headers within this of opening
+    /// (HTTP/1 or HTTP/2, however slowly the bytes come) and within this of
+    /// its last answer, or it is closed: the keep-alive idle timeout too, so
+    /// keep it well above what clients expect (their pools reuse idle
+    /// connections).
     pub header_read_timeout_ms: u64,
+    /// Client connections open at once per replica; past it new ones wait in
+    /// the listen backlog. Lowered at start-up, with a warning, to fit the
+    /// open-files limit (`ulimit -n`) beside the database pool.
+    pub max_connections: usize,
     /// Webhook requests handled at once per replica; beyond it requests are
     /// shed with an immediate 503 rather than queued past the deadline.
     pub max_concurrent_requests: usize,
@@ -55,12 +73,14 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
+            ops_listen: None,
             admin_token: None,
             public_url: None,
             log_format: LogFormat::Pretty,
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_ms: 2_500,
             header_read_timeout_ms: 30_000,
+            max_connections: 1024,
             max_concurrent_requests: 256,
             max_inflight_body_bytes: 128 * 1024 * 1024,
             shutdown_grace_secs: 25,
@@ -76,6 +96,26 @@ impl ServerSettings {
                 format!("`{}` is not a socket address like 0.0.0.0:8080 ({e})", self.listen),
             )
         })
+    }
+
+    /// `SIGNHOOK_OPS_LISTEN`, when set.
+    pub fn ops_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(ops) = self.ops_listen.as_deref() else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = ops.parse().map_err(|e| {
+            invalid(
+                "ops_listen",
+                format!("`{ops}` is not a socket address like 127.0.0.1:9090 ({e})"),
+            )
+        })?;
+        if self
+            .listen_addr()
+            .is_ok_and(|listen| listen == addr && addr.port() != 0)
+        {
+            return Err(invalid("ops_listen", "must differ from SIGNHOOK_LISTEN"));
+        }
+        Ok(Some(addr))
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -108,6 +148,7 @@ impl ServerSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.ops_listen_addr()?;
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(invalid("admin_token", "must be at least 16 characters"));
         }
@@ -116,11 +157,21 @@ impl ServerSettings {
             ("request_timeout_ms", self.request_timeout_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
+            ("max_connections", self.max_connections as u64),
         ])?;
-        if self.request_timeout_ms >= 10_000 {
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(invalid(
+                "max_connections",
+                format!("must be at most {MAX_CONNECTIONS_LIMIT}"),
+            ));
+        }
+        if self.request_timeout_ms >= PROVIDER_DEADLINE_MS {
             return Err(invalid(
                 "request_timeout_ms",
-                "must be below 10000: providers give up after 10 s, and a late 200 counts as a failure",
+                format!(
+                    "must be below {PROVIDER_DEADLINE_MS}: Adobe Sign gives up after 5 s (BoldSign after 10 s), \
+                     and a late 200 counts as a failure"
+                ),
             ));
         }
         if self.max_inflight_body_bytes < self.max_body_bytes {
@@ -249,6 +300,16 @@ pub struct WorkerSettings {
     /// claim is ended by PostgreSQL after this.
     #[serde(rename = "worker_lease_secs")]
     pub lease_secs: u64,
+    /// An event that states a time more than this after it was received is
+    /// ordered at its receipt (and its history entry says so): providers'
+    /// clocks run a little ahead at most, and a forged far-future time must
+    /// not outrank every genuine event.
+    pub event_max_future_skew: HumanDuration,
+    /// A final status from a webhook authenticated only by a value an
+    /// outsider may know (Adobe's client ID without webhook OAuth, FuseSign's
+    /// `Fuse-Signature`) is held until the provider's API confirms it, where
+    /// an API is configured; `false` applies it at once.
+    pub confirm_weak_finals: bool,
 }
 
 impl Default for WorkerSettings {
@@ -263,6 +324,8 @@ impl Default for WorkerSettings {
             retry_base_ms: 1_000,
             retry_max_ms: 600_000,
             lease_secs: 30,
+            event_max_future_skew: HumanDuration::from_secs(5 * 60),
+            confirm_weak_finals: true,
         }
     }
 }
@@ -270,6 +333,11 @@ impl Default for WorkerSettings {
 impl WorkerSettings {
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs)
+    }
+
+    /// [`WorkerSettings::event_max_future_skew`] for the fold's arithmetic.
+    pub fn max_future_skew(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.event_max_future_skew.get()).unwrap_or(chrono::Duration::MAX)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -416,6 +484,58 @@ impl Default for DeliverySettings {
     }
 }
 
+/// Copies of completed agreements: where they are kept, and how they are fetched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DocumentSettings {
+    /// `postgres` (default: the service's database), or an `object_store`
+    /// URL: `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+    /// or `file:///var/lib/signhook/documents`; cloud credentials come from
+    /// each cloud's usual environment variables.
+    #[serde(rename = "document_store")]
+    pub store: String,
+    /// Fetch loops per replica; 0: this replica fetches no documents (jobs
+    /// are still recorded, for the replicas that do).
+    #[serde(rename = "document_workers")]
+    pub workers: usize,
+    /// Attempts of a fetch job before it is `dead`.
+    #[serde(rename = "document_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the second attempt, doubling after each failure up to
+    /// `document_retry_max`.
+    #[serde(rename = "document_retry_base")]
+    pub retry_base: HumanDuration,
+    #[serde(rename = "document_retry_max")]
+    pub retry_max: HumanDuration,
+    /// How long a claimed job is invisible to other fetchers; a replica
+    /// killed mid-fetch leaves its job to the next claim after this. Also the
+    /// longest one fetch may take.
+    #[serde(rename = "document_lease")]
+    pub lease: HumanDuration,
+    /// How often a fetch loop looks for due jobs when none woke it.
+    #[serde(rename = "document_poll_interval")]
+    pub poll_interval: HumanDuration,
+    /// A completed agreement still without its signed copy this long after
+    /// completing is reported (WARN and `signhook_documents_missing`).
+    #[serde(rename = "document_missing_after")]
+    pub missing_after: HumanDuration,
+}
+
+impl Default for DocumentSettings {
+    fn default() -> Self {
+        Self {
+            store: "postgres".to_owned(),
+            workers: 1,
+            max_attempts: 10,
+            retry_base: HumanDuration::from_secs(30),
+            retry_max: HumanDuration::from_secs(3600),
+            lease: HumanDuration::from_secs(600),
+            poll_interval: HumanDuration::from_secs(5),
+            missing_after: HumanDuration::from_secs(3600),
+        }
+    }
+}
+
 impl DeliverySettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.delivery_timeout_ms)
@@ -459,6 +579,36 @@ impl DeliverySettings {
     }
 }
 
+impl DocumentSettings {
+    /// `SIGNHOOK_DOCUMENT_STORE`, parsed.
+    pub fn location(&self) -> Result<crate::documents::StoreLocation, ConfigError> {
+        self.store
+            .parse()
+            .map_err(|message: String| invalid("document_store", message))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.location()?;
+        positive(&[("document_max_attempts", u64::from(self.max_attempts))])?;
+        let durations = [
+            ("document_retry_base", self.retry_base),
+            ("document_lease", self.lease),
+            ("document_poll_interval", self.poll_interval),
+            ("document_missing_after", self.missing_after),
+        ];
+        if let Some((key, _)) = durations.iter().find(|(_, d)| d.get().is_zero()) {
+            return Err(invalid(key, "must be longer than 0"));
+        }
+        if self.retry_max.get() < self.retry_base.get() {
+            return Err(invalid(
+                "document_retry_max",
+                "must not be below SIGNHOOK_DOCUMENT_RETRY_BASE",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Settings of the service itself (each provider reads its own, see
 /// `providers/`). Shown flat, as the keys are written, by `check-config`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -475,6 +625,7 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     #[serde(flatten)]
     pub delivery: DeliverySettings,
+    pub documents: DocumentSettings,
 }
 
 impl Settings {
@@ -504,6 +655,7 @@ impl Settings {
             worker: super::extract(figment)?,
             reconcile: super::extract(figment)?,
             delivery: super::extract(figment)?,
+            documents: super::extract(figment)?,
         };
         settings.server.validate()?;
         settings.database.validate()?;
@@ -511,6 +663,7 @@ impl Settings {
         settings.worker.validate()?;
         settings.reconcile.validate()?;
         settings.delivery.validate()?;
+        settings.documents.validate()?;
         Ok(settings)
     }
 }

@@ -23,6 +23,9 @@ use super::{
     AppState,
 };
 use crate::{
+    agreement::AgreementStatus,
+    confirmation,
+    documents::fetch::FetchReport,
     ledger::ApiLimits,
     providers::{credentials::matches_any, CallError, PollError, Provider, Providers, WatchError},
     store::{AgreementView, BudgetView, ChangeOrigin, EventFilter, EventPage, EventState},
@@ -109,10 +112,15 @@ async fn agreement(
 /// `refresh.polled: false`, the reason and `retry_after_secs` (and a
 /// `Retry-After` header); 429 with `Retry-After` when the agreement has never
 /// been seen, so there is nothing to answer from.
+///
+/// A completed agreement whose signed copy is missing has its documents
+/// fetched at once (`?documents=refetch`: all of them again, even if kept),
+/// waiting up to a minute; `document_fetch` reports what that got.
 #[utoipa::path(post, path = "/api/agreements/{provider}/{agreement_id}/refresh", tag = "agreements",
-    params(("provider" = String, Path, description = "adobe-sign, boldsign or fusesign"), ("agreement_id" = String, Path)),
+    params(("provider" = String, Path, description = "adobe-sign, boldsign or fusesign"), ("agreement_id" = String, Path),
+        ("documents" = Option<String>, Query, description = "missing (default): fetch a completed agreement's documents if its signed copy is missing; refetch: fetch them all again")),
     responses((status = 200, description = "the agreement after applying the provider's status, or as last polled when the API may not be called yet", body = RefreshView),
-        (status = 400, description = "a resource the provider's API is not polled for (Adobe web forms and bulk sends)", body = ErrorBody),
+        (status = 400, description = "a resource the provider's API is not polled for (Adobe web forms and bulk sends), or an invalid `documents`", body = ErrorBody),
         (status = 404, description = "the provider does not know it", body = ErrorBody),
         (status = 409, description = "no API credentials for this provider", body = ErrorBody),
         (status = 429, description = "the API may not be called yet and the agreement was never seen; see Retry-After", body = ErrorBody),
@@ -121,8 +129,20 @@ async fn agreement(
 async fn refresh(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<RefreshQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Path((name, agreement_id)) = path?;
+    let Query(query) = query?;
+    let refetch = match query.documents.as_deref() {
+        None | Some("") | Some("missing") => false,
+        Some("refetch") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!("documents must be `missing` (the default) or `refetch`; got `{other}`"),
+            })
+        }
+    };
     let provider = state.provider(&name)?;
     let known = state.store.agreements().get(provider.name(), &agreement_id).await?;
     if let Some(known) = known.as_ref().filter(|_| provider.can_poll()) {
@@ -138,6 +158,7 @@ async fn refresh(
         }
     }
     let tenant = state.store.polling().tenant(provider.name(), &agreement_id).await?;
+    let asked_at = state.store.now().await?;
     let polled = tokio::time::timeout(REFRESH_DEADLINE, provider.poll_in(&agreement_id, tenant.as_deref()))
         .await
         .map_err(|_| ApiError::ProviderFailed {
@@ -168,6 +189,7 @@ async fn refresh(
             let mut response = Json(RefreshView {
                 agreement,
                 refresh: note,
+                document_fetch: None,
             })
             .into_response();
             response
@@ -175,13 +197,40 @@ async fn refresh(
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_secs));
             return Ok(response);
         }
+        Err(PollError::NotFound) => {
+            let unconfirmed = state
+                .store
+                .agreements()
+                .unconfirm_held(provider.name(), &agreement_id, asked_at)
+                .await?;
+            confirmation::report_unconfirmed(provider.name(), &agreement_id, None, &unconfirmed);
+            return Err(provider_failed(&name, &agreement_id, PollError::NotFound));
+        }
         Err(error) => return Err(provider_failed(&name, &agreement_id, error)),
     };
-    state
+    let confirms = |claimed| provider.confirms_final(claimed, &subject);
+    let applied = state
         .store
         .agreements()
-        .apply_poll(provider.name(), &subject, chrono::Utc::now(), ChangeOrigin::Refresh)
+        .apply_poll(
+            provider.name(),
+            &subject,
+            chrono::Utc::now(),
+            asked_at,
+            &confirms,
+            ChangeOrigin::Refresh,
+        )
         .await?;
+    confirmation::report(
+        provider.name(),
+        &agreement_id,
+        subject.provider_status.as_deref(),
+        &applied,
+    );
+    let document_fetch = match subject.status == Some(AgreementStatus::Completed) {
+        true => super::documents::fetch_on_refresh(&state, provider.name(), &subject.id, refetch).await?,
+        false => None,
+    };
     let agreement = state
         .store
         .agreements()
@@ -196,6 +245,7 @@ async fn refresh(
             message: None,
             retry_after_secs: None,
         },
+        document_fetch,
     })
     .into_response())
 }
@@ -207,6 +257,18 @@ pub struct RefreshView {
     #[serde(flatten)]
     pub agreement: AgreementView,
     pub refresh: RefreshNote,
+    /// For a completed agreement whose signed copy was missing (or with
+    /// `?documents=refetch`): what fetching its documents now did. Absent
+    /// when there was nothing to fetch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_fetch: Option<FetchReport>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefreshQuery {
+    /// `missing` (default): fetch a completed agreement's documents when its
+    /// signed copy is missing; `refetch`: fetch them all again.
+    documents: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

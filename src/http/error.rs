@@ -8,8 +8,12 @@ use axum::{
     Json,
 };
 use serde::Serialize;
+use std::sync::Mutex;
 
-use crate::{providers::ProviderError, store::StoreError};
+use crate::{
+    providers::{webhook_oauth::TokenError, ProviderError},
+    store::StoreError,
+};
 
 /// The one error shape: `{"error":{"code","message"}}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -23,6 +27,60 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// For people; may change.
     pub message: String,
+}
+
+/// Lines a second about refusals anyone can cause (bad credentials, shed or
+/// late requests); beyond them lines are counted and the next one says how
+/// many were left out.
+const LOG_BURST: u32 = 10;
+
+static REFUSALS_LOG: RateLimitedLog = RateLimitedLog::new(LOG_BURST);
+
+/// A log-line budget per second.
+struct RateLimitedLog {
+    burst: u32,
+    /// (second the budget is for, lines left in it, lines suppressed since the last one logged)
+    state: Mutex<(u64, u32, u64)>,
+}
+
+impl RateLimitedLog {
+    const fn new(burst: u32) -> Self {
+        Self {
+            burst,
+            state: Mutex::new((0, 0, 0)),
+        }
+    }
+
+    /// `Some(lines suppressed before this one)` when a line may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        self.allow_at(second)
+    }
+
+    fn allow_at(&self, second: u64) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (at, left, suppressed) = &mut *state;
+        if *at != second {
+            (*at, *left) = (second, self.burst);
+        }
+        if *left == 0 {
+            *suppressed += 1;
+            return None;
+        }
+        *left -= 1;
+        Some(std::mem::take(suppressed))
+    }
+}
+
+/// OAuth's own error shape (RFC 6749 §5.2), answered by the token endpoint
+/// instead of [`ErrorBody`]: OAuth clients read `error`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client` or `unsupported_grant_type`.
+    pub error: &'static str,
+    pub error_description: String,
 }
 
 /// Seconds a provider (or client) is asked to wait after a 503.
@@ -76,16 +134,28 @@ pub enum ApiError {
     /// 503 + Retry-After: the database failed. The details are logged, not sent.
     #[error("storage is unavailable; retry later")]
     Store(#[from] StoreError),
+    /// A refused OAuth token request, in OAuth's shape ([`OAuthErrorBody`]):
+    /// 401 with `WWW-Authenticate: Basic` for `invalid_client` (RFC 6749
+    /// §5.2), 400 otherwise.
+    #[error("{0}")]
+    Token(#[from] TokenError),
     /// 500: a bug (a caught panic). Details are logged, not sent.
     #[error("internal error")]
     Internal,
 }
 
 impl ApiError {
+    /// Every label [`ApiError::outcome`] gives.
+    pub const WEBHOOK_OUTCOMES: [&'static str; 5] =
+        ["rejected_auth", "invalid", "too_large", "overloaded", "unavailable"];
+
     /// The `outcome` label of a refused webhook in `signhook_webhook_requests_total`.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Self::Unauthorized { .. } | Self::Forbidden { .. } => "rejected_auth",
+            Self::Unauthorized { .. } | Self::Forbidden { .. } | Self::Token(TokenError::InvalidClient) => {
+                "rejected_auth"
+            }
+            Self::Token(_) => "invalid",
             Self::BadRequest { .. } | Self::NotFound(_) | Self::MethodNotAllowed(_) | Self::Conflict { .. } => {
                 "invalid"
             }
@@ -115,6 +185,8 @@ impl ApiError {
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            Self::Token(error @ TokenError::InvalidClient) => (StatusCode::UNAUTHORIZED, error.code()),
+            Self::Token(error) => (StatusCode::BAD_REQUEST, error.code()),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -125,9 +197,31 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         match &self {
             Self::Store(error) => tracing::error!(%error, "database error"),
-            Self::Timeout => tracing::warn!("request deadline exceeded"),
-            Self::Overloaded => tracing::warn!("request shed: at capacity"),
-            _ => tracing::info!(status = status.as_u16(), code, message = %self, "request refused"),
+            // `detail`, not `message`: a JSON line has one `message`, the event's.
+            // What anyone can cause without credentials, and what a flood of
+            // them causes, is logged at most LOG_BURST times a second.
+            Self::Timeout | Self::Overloaded | Self::Unauthorized { .. } | Self::Forbidden { .. } => {
+                if let Some(suppressed) = REFUSALS_LOG.allow() {
+                    tracing::info!(status = status.as_u16(), code, detail = %self, suppressed, "request refused");
+                }
+            }
+            _ => tracing::info!(status = status.as_u16(), code, detail = %self, "request refused"),
+        }
+        if let Self::Token(error) = &self {
+            let body = Json(OAuthErrorBody {
+                error: code,
+                error_description: error.to_string(),
+            });
+            let mut response = (status, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if status == StatusCode::UNAUTHORIZED {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="signhook""#),
+                );
+            }
+            return response;
         }
         let body = Json(ErrorBody {
             error: ErrorDetail {
@@ -183,5 +277,26 @@ impl From<QueryRejection> for ApiError {
             code: "invalid_query",
             message: rejection.body_text(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_lines_are_limited_per_second_and_say_how_many_were_left_out() {
+        let log = RateLimitedLog::new(2);
+        assert_eq!(log.allow_at(100), Some(0));
+        assert_eq!(log.allow_at(100), Some(0));
+        assert_eq!(log.allow_at(100), None);
+        assert_eq!(log.allow_at(100), None);
+        assert_eq!(
+            log.allow_at(101),
+            Some(2),
+            "the next second's first line counts those left out"
+        );
+        assert_eq!(log.allow_at(101), Some(0));
+        assert_eq!(log.allow_at(101), None);
     }
 }

@@ -6,23 +6,27 @@ mod admin;
 mod agreements;
 mod changes;
 mod deliveries;
+mod documents;
 pub mod error;
 mod health;
+mod oauth;
 pub mod openapi;
 mod server;
 mod webhooks;
 
-pub use server::serve;
+pub use server::{connection_cap, open_files_limit, serve, ConnectionLimits};
+pub use webhooks::outcome_labels as webhook_outcomes;
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     error_handling::HandleErrorLayer,
+    extract::DefaultBodyLimit,
     extract::Request,
-    http::{HeaderName, Uri},
+    http::{header, HeaderName, HeaderValue, Uri},
     middleware,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
     BoxError, Router,
 };
 use metrics::counter;
@@ -31,6 +35,7 @@ use tower::{limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer, ServiceBuild
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 
@@ -38,6 +43,7 @@ use self::error::ApiError;
 use crate::{
     changes::ChangeSignals,
     config::Settings,
+    documents::fetch::Fetcher,
     providers::{Provider, Providers},
     silence::Activity,
     store::{BatchLimits, IngestWriter, Store},
@@ -62,10 +68,20 @@ pub struct AppState {
     pub activity: Activity,
     /// Notifications about changes (the feed's long polls, the dispatcher).
     pub changes: ChangeSignals,
+    /// Fetches and serves the copies of completed agreements.
+    pub fetcher: Arc<Fetcher>,
+    /// What `/readyz` and `/metrics` answer from.
+    pub(crate) ops: health::OpsState,
 }
 
 impl AppState {
-    pub fn new(store: Store, providers: Providers, worker: WorkerHandle, settings: Arc<Settings>) -> Self {
+    pub fn new(
+        store: Store,
+        providers: Providers,
+        worker: WorkerHandle,
+        settings: Arc<Settings>,
+        fetcher: Arc<Fetcher>,
+    ) -> Self {
         let budget_kib = (settings.server.max_inflight_body_bytes / 1024).min(Semaphore::MAX_PERMITS);
         let limits = BatchLimits {
             max_rows: settings.ingest.batch_max_rows,
@@ -81,6 +97,8 @@ impl AppState {
             settings,
             activity: Activity::default(),
             changes: ChangeSignals::default(),
+            fetcher,
+            ops: health::OpsState::default(),
         }
     }
 
@@ -99,13 +117,28 @@ pub fn router(state: AppState) -> Router {
         .route("/agreements", get(agreements::list))
         .route("/changes", get(changes::changes))
         .merge(deliveries::router())
+        .merge(documents::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token))
         // After the token layer: the document is served without the token.
-        .route("/openapi.json", get(openapi::openapi_json));
+        .route("/openapi.json", get(openapi::openapi_json))
+        // Its own fallbacks, so unknown `/api/*` paths get the headers below too.
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Admin answers describe agreements and events: no shared or browser
+        // cache may keep them (`no-store`), and none is to be read as
+        // anything but the JSON it says it is (`nosniff`).
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     let webhooks = Router::new()
         .route(
             "/webhooks/{provider}",
             get(webhooks::verify_intent).post(webhooks::receive),
+        )
+        .route(
+            "/webhooks/{provider}/oauth/token",
+            post(oauth::token).layer(DefaultBodyLimit::max(oauth::MAX_TOKEN_REQUEST_BYTES)),
         )
         .layer(
             ServiceBuilder::new()
@@ -121,16 +154,47 @@ pub fn router(state: AppState) -> Router {
                     state.settings.server.max_concurrent_requests,
                 )),
         );
+    let mut router = Router::new().merge(webhooks).nest("/api", admin);
+    // With SIGNHOOK_OPS_LISTEN they are served there instead (`ops_router`).
+    if state.settings.server.ops_listen.is_none() {
+        router = router.merge(ops_routes());
+    }
+    with_common_layers(router, state)
+}
+
+/// What `SIGNHOOK_OPS_LISTEN` serves: the probes and the metrics alone.
+pub fn ops_router(state: AppState) -> Router {
+    with_common_layers(ops_routes(), state)
+}
+
+/// Probes and scrapes are unauthenticated: bounded on their own, so a flood
+/// of them is shed before it takes the webhooks' share.
+fn ops_routes() -> Router<AppState> {
     Router::new()
-        .merge(webhooks)
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/readyz", get(health::readyz))
-        .nest("/api", admin)
-        .fallback(|| async { ApiError::NotFound("no such resource".to_owned()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this resource".to_owned()) })
         .layer(
             ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async { ApiError::Overloaded }))
+                .layer(LoadShedLayer::new())
+                .layer(ConcurrencyLimitLayer::new(health::OPS_CONCURRENCY)),
+        )
+}
+
+/// Fallbacks, request ids, the tracing span, panic catching and `nosniff`:
+/// what every listener's answers go through.
+fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                // Every answer is JSON or Prometheus text, as labelled.
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -160,4 +224,12 @@ pub fn router(state: AppState) -> Router {
                 })),
         )
         .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such resource".to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("method not allowed on this resource".to_owned())
 }

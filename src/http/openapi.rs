@@ -8,11 +8,15 @@
 
 use axum::{extract::State, Json};
 use utoipa::{
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        path::Operation,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        ContentBuilder, Ref, ResponseBuilder,
+    },
     Modify, OpenApi,
 };
 
-use super::{admin, agreements, changes, deliveries, error::ApiError, health, webhooks, AppState};
+use super::{admin, agreements, changes, deliveries, documents, error::ApiError, health, oauth, webhooks, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +24,7 @@ use super::{admin, agreements, changes, deliveries, error::ApiError, health, web
     paths(
         webhooks::receive,
         webhooks::verify_intent,
+        oauth::token,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -29,6 +34,9 @@ use super::{admin, agreements, changes, deliveries, error::ApiError, health, web
         admin::refresh,
         admin::watch,
         admin::unwatch,
+        documents::list,
+        documents::download,
+        documents::refetch,
         admin::providers,
         admin::events,
         admin::replay,
@@ -41,7 +49,7 @@ use super::{admin, agreements, changes, deliveries, error::ApiError, health, web
         deliveries::enable,
     ),
     components(schemas(crate::delivery::sign::DeliveryPayload, crate::delivery::sign::DeliveryData)),
-    modifiers(&AdminToken),
+    modifiers(&AdminToken, &CommonResponses),
     tags(
         (name = "webhooks", description = "Notifications from the providers"),
         (name = "health", description = "Probes and metrics"),
@@ -65,6 +73,74 @@ impl Modify for AdminToken {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// The answers every operation of a kind can give, whatever its own
+/// annotation lists, written once here: a caught panic (500) anywhere; on
+/// the admin API the token's 401, the 404 of a disabled API, a path or query
+/// that does not parse (400) and a database that fails (503); on the webhook
+/// routes an unknown provider (404). An operation's own description of a
+/// status, where it has one, is kept.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let admin = operation.security.is_some();
+                let parsed_input = path.contains('{') || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let common = [
+                    (true, "500", "a bug: the handler panicked (logged; `internal_error`)"),
+                    (
+                        admin,
+                        "401",
+                        "no `Authorization: Bearer <SIGNHOOK_ADMIN_TOKEN>`, or a wrong one",
+                    ),
+                    (
+                        admin,
+                        "404",
+                        "no such resource, or the admin API is disabled (no SIGNHOOK_ADMIN_TOKEN)",
+                    ),
+                    (
+                        admin && parsed_input,
+                        "400",
+                        "a path or query value that does not parse",
+                    ),
+                    (admin, "503", "the database failed; retry (see Retry-After)"),
+                    (path.starts_with("/webhooks/"), "404", "no such provider"),
+                ];
+                for (applies, status, description) in common {
+                    if applies {
+                        add_error(operation, status, description);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn add_error(operation: &mut Operation, status: &str, description: &str) {
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| response.into());
 }
 
 /// The OpenAPI document.

@@ -3,7 +3,11 @@
 //! Adobe authenticates with the application's client ID in `X-AdobeSign-ClientId`,
 //! and expects it echoed back, in a header and in the JSON body, both on the GET
 //! "verification of intent" and on every notification; an echo for an unknown
-//! ID would let someone register our URL for their application.
+//! ID would let someone register our URL for their application. The client ID
+//! is no secret, so with *Webhooks OAuth 2.0* configured (see
+//! `webhook_oauth`) every notification must also carry a bearer token that
+//! signhook issued; the guide only names notifications as carrying it, so
+//! the verification GET is checked only when it sends one.
 //!
 //! Polling reads `GET /api/rest/v6/agreements/{id}` at the account's
 //! `apiAccessPoint`, authenticated with an integration key or an OAuth refresh
@@ -19,7 +23,9 @@
 //! and carries the last ETag (`If-None-Match`; 304 = unchanged).
 //!
 //! Watching one agreement registers a `RESOURCE`-scope webhook for it with
-//! `POST /api/rest/v6/webhooks` (a `WebhookInfo`, answered with
+//! `POST /api/rest/v6/webhooks` (a `WebhookInfo` delivering to our URL, or
+//! linked to the account's OAuth `webhookEndpoint` when one is configured;
+//! answered with
 //! `WebhookCreationResponse {id}`), sent once: on 400
 //! `DUPLICATE_WEBHOOK_CONFIGURATION` or a lost answer the agreement's
 //! existing webhook is found with `GET /api/rest/v6/webhooks` and adopted.
@@ -28,13 +34,28 @@
 //! API definition marks it required). Scopes: `webhook_read` (the GETs),
 //! `webhook_write` (POST) and `webhook_retention` (DELETE), besides
 //! `agreement_read`.
+//!
+//! A completed agreement's copy: the signed PDF is
+//! `GET /api/rest/v6/agreements/{id}/combinedDocument` (`Accept:
+//! application/pdf`, without `attachAuditReport`: the audit trail is kept on
+//! its own) and the audit trail `GET /api/rest/v6/agreements/{id}/auditTrail`
+//! (API definition `agreements.json`, `getCombinedDocument` and
+//! `getAuditTrail`; developer guide, "Download the agreement"), both with
+//! `agreement_read`. A notification of a webhook with `includeSignedDocuments`
+//! carries the signed PDF as base64 in `agreement.signedDocumentInfo.document`
+//! (webhook guide, agreement events); it is taken from there, unless Adobe
+//! trimmed it to keep the payload under 10 MB (`conditionalParametersTrimmed`,
+//! webhook payload overview): then it is downloaded.
 
 use std::{
     sync::{Arc, RwLock},
     time::Duration,
 };
 
-use axum::http::{header::InvalidHeaderValue, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{
+    header::{InvalidHeaderValue, AUTHORIZATION},
+    HeaderMap, HeaderName, HeaderValue, StatusCode,
+};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -47,12 +68,14 @@ use super::{
     payload::{json_object_sparse, parse_time, str_at},
     settings::{base_url, key_or_oauth, Auth, ClientSettings},
     traffic::{CredentialFlag, Example, IdShape, Step, TimeFormat, Traffic},
+    webhook_oauth::{WebhookOAuthSettings, WebhookTokens},
     Ack, PollError, Provider, ProviderError, Registration, Sender, WatchError,
 };
 use crate::{
     agreement::AgreementStatus,
     config::{invalid, mask, optional_string, string_list, Config, ConfigError, HumanDuration},
-    event::{Notification, Receipt, Subject},
+    documents::{self, DocumentRef, Download, InlineDocument},
+    event::{Notification, Parent, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
 
@@ -97,10 +120,70 @@ struct Settings {
     /// of per-agreement webhooks; empty means [`DEFAULT_WEBHOOK_EVENTS`].
     #[serde(deserialize_with = "string_list")]
     adobe_sign_webhook_events: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_ENDPOINT_ID`: the account's
+    /// `webhookEndpoint` (Webhooks OAuth 2.0); set, per-agreement webhooks
+    /// are linked to it (`webhookEndpointInfo`), so their notifications carry
+    /// its bearer token.
+    #[serde(deserialize_with = "optional_string")]
+    adobe_sign_webhook_endpoint_id: Option<String>,
 }
 
 /// Every agreement event: the status mapping needs the decisive ones.
 const DEFAULT_WEBHOOK_EVENTS: &str = "AGREEMENT_ALL";
+
+/// Default of `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL`: short-lived;
+/// Adobe fetches a token before notifying (developer guide, Webhooks OAuth 2.0).
+const DEFAULT_WEBHOOK_TOKEN_TTL: HumanDuration = HumanDuration::from_secs(15 * 60);
+
+/// Settings of Webhooks OAuth 2.0, where signhook is the authorization
+/// server the account's `webhookEndpoint` names. Not `Debug`: secrets.
+#[derive(Deserialize)]
+#[serde(default)]
+struct WebhookOAuthConfig {
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_CLIENTS`: `client_id:client_secret`
+    /// pairs, as given in the `webhookEndpoint`'s `oAuth20`; set, every
+    /// notification needs a token from `POST /webhooks/adobe-sign/oauth/token`.
+    #[serde(deserialize_with = "string_list")]
+    adobe_sign_webhook_oauth_clients: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_SIGNING_KEYS`: HMAC keys of the
+    /// tokens, the same on every replica; the first signs, all verify.
+    #[serde(deserialize_with = "string_list")]
+    adobe_sign_webhook_oauth_signing_keys: Vec<String>,
+    /// `SIGNHOOK_ADOBE_SIGN_WEBHOOK_OAUTH_TOKEN_TTL`: tokens' lifetime.
+    adobe_sign_webhook_oauth_token_ttl: HumanDuration,
+}
+
+impl Default for WebhookOAuthConfig {
+    fn default() -> Self {
+        Self {
+            adobe_sign_webhook_oauth_clients: Vec::new(),
+            adobe_sign_webhook_oauth_signing_keys: Vec::new(),
+            adobe_sign_webhook_oauth_token_ttl: DEFAULT_WEBHOOK_TOKEN_TTL,
+        }
+    }
+}
+
+impl WebhookOAuthConfig {
+    fn tokens(&self) -> Result<Option<WebhookTokens>, ConfigError> {
+        WebhookTokens::from_settings(
+            NAME,
+            WebhookOAuthSettings {
+                clients: (
+                    "adobe_sign_webhook_oauth_clients",
+                    &self.adobe_sign_webhook_oauth_clients,
+                ),
+                signing_keys: (
+                    "adobe_sign_webhook_oauth_signing_keys",
+                    &self.adobe_sign_webhook_oauth_signing_keys,
+                ),
+                token_ttl: (
+                    "adobe_sign_webhook_oauth_token_ttl",
+                    self.adobe_sign_webhook_oauth_token_ttl,
+                ),
+            },
+        )
+    }
+}
 
 impl Settings {
     /// The configured webhook events, checked to look like Adobe event names
@@ -278,14 +361,20 @@ fn classify(status: StatusCode, body: &Value) -> Option<CallError> {
 pub struct AdobeSign {
     client_ids: Vec<String>,
     webhook_events: Vec<String>,
+    /// The `webhookEndpoint` per-agreement webhooks are linked to, if any.
+    webhook_endpoint_id: Option<String>,
     api_settings: ApiSettings,
     /// The REST API client; `None` when no API credential is configured.
     api: Option<Api>,
+    /// Webhooks OAuth 2.0; `None`: the client ID alone authenticates.
+    webhook_tokens: Option<WebhookTokens>,
+    webhook_token_ttl: HumanDuration,
 }
 
 pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     let settings: Settings = config.extract()?;
     let api_settings: ApiSettings = config.extract()?;
+    let oauth: WebhookOAuthConfig = config.extract()?;
     let mut client_ids = settings.adobe_sign_client_ids.clone();
     // The webhooks that watch registers are notified with the OAuth
     // application's client ID: it is accepted without being listed.
@@ -296,9 +385,12 @@ pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
     }
     Ok(Arc::new(AdobeSign {
         webhook_events: settings.webhook_events()?,
+        webhook_endpoint_id: settings.adobe_sign_webhook_endpoint_id.clone(),
         client_ids,
         api: api_settings.api(config)?,
         api_settings,
+        webhook_tokens: oauth.tokens()?,
+        webhook_token_ttl: oauth.adobe_sign_webhook_oauth_token_ttl,
     }))
 }
 
@@ -340,6 +432,11 @@ const PAYLOAD_FIELDS: &[&str] = &[
     "megaSign/id",
     "megaSign/name",
     "megaSign/status",
+    "megasign/id",
+    "megasign/name",
+    "megasign/status",
+    "eventResourceParentType",
+    "eventResourceParentId",
 ];
 
 impl Provider for AdobeSign {
@@ -348,14 +445,25 @@ impl Provider for AdobeSign {
     }
 
     fn verify_intent(&self, headers: &HeaderMap) -> Result<Ack, ProviderError> {
+        if let (Some(tokens), true) = (&self.webhook_tokens, headers.contains_key(AUTHORIZATION)) {
+            tokens.verify(headers, Utc::now())?;
+        }
         self.allowed_client_id(headers).map(|id| Self::echo(&id))
     }
 
-    fn authenticate(&self, headers: &HeaderMap, _body: &[u8], _now: DateTime<Utc>) -> Result<Sender, ProviderError> {
+    fn authenticate(&self, headers: &HeaderMap, _body: &[u8], now: DateTime<Utc>) -> Result<Sender, ProviderError> {
+        if let Some(tokens) = &self.webhook_tokens {
+            tokens.verify(headers, now)?;
+        }
         let client_id = self.allowed_client_id(headers)?;
         Ok(Sender {
             tenant: Some(client_id),
         })
+    }
+
+    /// The client ID is all there is: checked before the body is read.
+    fn authenticate_headers(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Result<Option<Sender>, ProviderError> {
+        self.authenticate(headers, &[], now).map(Some)
     }
 
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
@@ -385,13 +493,37 @@ impl Provider for AdobeSign {
     }
 
     fn webhook_auth(&self) -> &'static str {
-        "client_id"
+        match self.webhook_tokens {
+            Some(_) => "oauth2_bearer",
+            None => "client_id",
+        }
+    }
+
+    /// The client ID is an application id, not a secret (webhooks made in
+    /// Adobe's web UI all carry the same one); a bearer token is.
+    fn weakly_authenticated(&self) -> bool {
+        self.webhook_tokens.is_none()
+    }
+
+    /// Adobe shows a rejected agreement as `CANCELLED` (README's status
+    /// table), so that answer confirms an `AGREEMENT_REJECTED` too.
+    fn confirms_final(&self, claimed: AgreementStatus, polled: &Subject) -> bool {
+        polled.status == Some(claimed)
+            || (claimed == AgreementStatus::Declined && polled.status == Some(AgreementStatus::Cancelled))
+    }
+
+    fn webhook_tokens(&self) -> Option<&WebhookTokens> {
+        self.webhook_tokens.as_ref()
     }
 
     fn settings(&self) -> Value {
         let api = &self.api_settings;
+        let oauth = WebhookTokens::describe(self.webhook_tokens.as_ref());
         json!({
             "adobe_sign_client_ids": self.client_ids,
+            "adobe_sign_webhook_endpoint_id": self.webhook_endpoint_id,
+            "adobe_sign_webhook_oauth": oauth,
+            "adobe_sign_webhook_oauth_token_ttl": self.webhook_token_ttl,
             "adobe_sign_webhook_events": self.webhook_events,
             "adobe_sign_api_base": api.adobe_sign_api_base,
             "adobe_sign_api_discovery_url": api.adobe_sign_api_discovery_url,
@@ -441,10 +573,45 @@ impl Provider for AdobeSign {
         Some(AGREEMENT)
     }
 
+    fn documents<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async move {
+            api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let document = |kind: &str, endpoint: &str, suffix: &str| DocumentRef {
+                kind: kind.to_owned(),
+                file_name: format!("{agreement_id}{suffix}.pdf"),
+                path: [API, REST, V6, "agreements", agreement_id, endpoint]
+                    .map(str::to_owned)
+                    .to_vec(),
+                query: Vec::new(),
+                accept: PDF,
+            };
+            Ok(vec![
+                document(documents::SIGNED, "combinedDocument", ""),
+                document(documents::AUDIT_TRAIL, "auditTrail", "-audit-trail"),
+            ])
+        })
+    }
+
+    fn download<'a>(&'a self, document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(api::download(self.api.as_ref(), document))
+    }
+
+    fn inline_document(&self, body: &[u8]) -> Option<InlineDocument> {
+        signed_document_in(body)
+    }
+
     fn watch<'a>(&'a self, agreement_id: &'a str, webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
         Box::pin(async move {
             let api = api::for_agreement(self.api.as_ref(), agreement_id)?;
-            let body = webhook_info(agreement_id, webhook_url, &self.webhook_events);
+            let target = match &self.webhook_endpoint_id {
+                Some(id) => WebhookTarget::Endpoint(id),
+                None => WebhookTarget::Url(webhook_url),
+            };
+            let body = webhook_info(agreement_id, target, &self.webhook_events);
             let error = match api.post_json(&[API, REST, V6, "webhooks"], &body).await {
                 Ok(created) => {
                     let id = str_at(&created, "/id").ok_or_else(|| {
@@ -457,7 +624,7 @@ impl Provider for AdobeSign {
                 Err(error @ CallError::Status { status: 500.., .. }) => error,
                 Err(error) => return Err(error.into()),
             };
-            match existing_webhook(api, agreement_id, webhook_url).await? {
+            match existing_webhook(api, agreement_id, target).await? {
                 Some(id) => {
                     tracing::info!(provider = NAME, agreement_id, webhook_id = %id, after = %error,
                         "adopted the agreement's existing webhook instead of creating another");
@@ -481,15 +648,40 @@ impl Provider for AdobeSign {
 }
 
 const API: &str = "api";
+const PDF: &str = "application/pdf";
 const REST: &str = "rest";
 const V6: &str = "v6";
 /// Pages of `GET /webhooks` read when looking for an existing webhook.
 const MAX_WEBHOOK_PAGES: usize = 50;
 
+/// Where a per-agreement webhook delivers: a URL (`webhookUrlInfo`), or the
+/// account's `webhookEndpoint` (`webhookEndpointInfo`, "do not provide a
+/// webhookUrlInfo" with it: developer guide, webhook APIs).
+#[derive(Clone, Copy)]
+enum WebhookTarget<'a> {
+    Url(&'a str),
+    Endpoint(&'a str),
+}
+
+impl WebhookTarget<'_> {
+    /// Whether a `UserWebhook` of the list delivers there (a linked one names
+    /// its `webhookEndpointInfo.webhookEndpointId`: developer guide, `GET /webhooks`).
+    fn is_of(&self, hook: &Value) -> bool {
+        match self {
+            Self::Url(url) => str_at(hook, "/webhookUrlInfo/url").as_deref() == Some(*url),
+            Self::Endpoint(id) => str_at(hook, "/webhookEndpointInfo/webhookEndpointId").as_deref() == Some(*id),
+        }
+    }
+}
+
 /// The id of the webhook (made by this API user) that delivers the
-/// agreement's events to `webhook_url`, from `GET /webhooks` (`UserWebhooks`:
+/// agreement's events to `target`, from `GET /webhooks` (`UserWebhooks`:
 /// `userWebhookList`, paged by `page.nextCursor`).
-async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> Result<Option<String>, CallError> {
+async fn existing_webhook(
+    api: &Api,
+    agreement_id: &str,
+    target: WebhookTarget<'_>,
+) -> Result<Option<String>, CallError> {
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_WEBHOOK_PAGES {
         let mut query = vec![("scope", "RESOURCE"), ("resourceType", "AGREEMENT")];
@@ -502,10 +694,7 @@ async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> R
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .find(|hook| {
-                str_at(hook, "/resourceId").as_deref() == Some(agreement_id)
-                    && str_at(hook, "/webhookUrlInfo/url").as_deref() == Some(webhook_url)
-            })
+            .find(|hook| str_at(hook, "/resourceId").as_deref() == Some(agreement_id) && target.is_of(hook))
             .and_then(|hook| str_at(hook, "/id"));
         if let Some(id) = found {
             return Ok(Some(id.into_owned()));
@@ -518,19 +707,56 @@ async fn existing_webhook(api: &Api, agreement_id: &str, webhook_url: &str) -> R
     Ok(None)
 }
 
+/// The signed PDF a notification carries in
+/// `agreement.signedDocumentInfo.document` (base64), if it does and it
+/// decodes; a trimmed payload (`conditionalParametersTrimmed`) has none.
+/// Only the fields read are deserialized (borrowed, not copied).
+fn signed_document_in(body: &[u8]) -> Option<InlineDocument> {
+    #[derive(Deserialize)]
+    struct Payload<'a> {
+        #[serde(borrow)]
+        agreement: Option<AgreementPart<'a>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct AgreementPart<'a> {
+        #[serde(borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        signed_document_info: Option<SignedDocumentInfo<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct SignedDocumentInfo<'a> {
+        #[serde(borrow)]
+        document: Option<std::borrow::Cow<'a, str>>,
+    }
+    use base64::Engine as _;
+    let agreement = serde_json::from_slice::<Payload<'_>>(body).ok()?.agreement?;
+    let encoded = agreement.signed_document_info?.document?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim().as_bytes())
+        .ok()
+        .filter(|bytes| !bytes.is_empty())?;
+    Some(InlineDocument {
+        kind: documents::SIGNED.to_owned(),
+        file_name: format!("{}.pdf", agreement.id.as_deref().unwrap_or("agreement")),
+        content_type: PDF.to_owned(),
+        bytes,
+    })
+}
+
 /// The `WebhookInfo` of a webhook for one agreement: `RESOURCE` scope, active
-/// at once, with the agreement's detailed info and participants so that its
-/// notifications carry the status (signed documents are left out: they can
-/// make a payload megabytes long).
-fn webhook_info(agreement_id: &str, webhook_url: &str, events: &[String]) -> Value {
-    json!({
+/// at once, delivering to `target`, with the agreement's detailed info and
+/// participants so that its notifications carry the status (signed documents
+/// are left out: they can make a payload megabytes long).
+fn webhook_info(agreement_id: &str, target: WebhookTarget<'_>, events: &[String]) -> Value {
+    let mut info = json!({
         "name": format!("signhook agreement {agreement_id}"),
         "scope": "RESOURCE",
         "state": "ACTIVE",
         "resourceType": "AGREEMENT",
         "resourceId": agreement_id,
         "webhookSubscriptionEvents": events,
-        "webhookUrlInfo": { "url": webhook_url },
         "webhookConditionalParams": {
             "webhookAgreementEvents": {
                 "includeDetailedInfo": true,
@@ -539,7 +765,12 @@ fn webhook_info(agreement_id: &str, webhook_url: &str, events: &[String]) -> Val
                 "includeSignedDocuments": false
             }
         }
-    })
+    });
+    match target {
+        WebhookTarget::Url(url) => info["webhookUrlInfo"] = json!({ "url": url }),
+        WebhookTarget::Endpoint(id) => info["webhookEndpointInfo"] = json!({ "webhookEndpointId": id }),
+    }
+    info
 }
 
 /// The agreement as `GET /agreements/{id}` describes it; its `status` goes
@@ -554,36 +785,80 @@ fn agreement_subject(agreement_id: &str, agreement: &Value) -> Result<Subject, C
         name: str_at(agreement, "/name").map(|s| s.into_owned()),
         status: Some(resource_status_of(&status)),
         provider_status: Some(status),
+        parent: None,
     })
 }
 
+/// The resource a notification is about: the one `eventResourceType` names
+/// (Adobe documents its values as `AGREEMENT`, `WIDGET`, `MEGASIGN`, its
+/// examples write `agreement`: compared without case), else — unnamed, named
+/// otherwise, or named without its object — the resource object present.
+/// Agreements made from a web form or a bulk send name it in
+/// `eventResourceParentType` / `eventResourceParentId` (developer guide,
+/// `acrobat_sign_events/webhookpayloadoverview.md`).
 fn subject(payload: &Value, event_type: &str) -> Option<Subject> {
-    let named = payload.get("eventResourceType").and_then(Value::as_str);
-    let kind = named
-        .filter(|kind| RESOURCE_KINDS.contains(kind))
-        .or_else(|| match named {
-            Some(_) => None,
-            None => RESOURCE_KINDS.into_iter().find(|kind| payload.get(*kind).is_some()),
+    let named = payload
+        .get("eventResourceType")
+        .and_then(Value::as_str)
+        .and_then(|named| {
+            RESOURCE_KINDS
+                .into_iter()
+                .find(|kind| kind.eq_ignore_ascii_case(named.trim()))
+        });
+    let (kind, resource) = named
+        .and_then(|kind| Some((kind, resource_object(payload, kind)?)))
+        .or_else(|| {
+            RESOURCE_KINDS
+                .into_iter()
+                .find_map(|kind| Some((kind, resource_object(payload, kind)?)))
         })?;
-    let resource = payload.get(kind)?;
     let provider_status = str_at(resource, "/status").map(|s| s.into_owned());
+    let parent = payload
+        .get("eventResourceParentType")
+        .and_then(Value::as_str)
+        .and_then(|parent| {
+            RESOURCE_KINDS
+                .into_iter()
+                .find(|kind| kind.eq_ignore_ascii_case(parent.trim()))
+        })
+        .zip(str_at(payload, "/eventResourceParentId"))
+        .map(|(kind, id)| Parent {
+            kind: kind.to_owned(),
+            id: id.into_owned(),
+        });
     Some(Subject {
         kind: kind.to_owned(),
         id: str_at(resource, "/id")?.into_owned(),
         name: str_at(resource, "/name").map(|s| s.into_owned()),
         status: Some(status_of(event_type, provider_status.as_deref())),
         provider_status: provider_status.or_else(|| Some(event_type.to_owned())),
+        parent,
     })
 }
 
-/// The status table documented in the README: the event decides when it is
-/// decisive, else the resource's own status, else the agreement is in flight.
+/// The payload's object for `kind`, its key compared without case (the
+/// payload overview writes `megasign`, the examples `megaSign`).
+fn resource_object<'a>(payload: &'a Value, kind: &str) -> Option<&'a Value> {
+    payload
+        .as_object()?
+        .iter()
+        .find(|(key, value)| key.eq_ignore_ascii_case(kind) && value.is_object())
+        .map(|(_, value)| value)
+}
+
+/// The status table: the event decides when it is decisive, else the
+/// resource's own status ([`resource_status_of`]). Events as listed in the
+/// developer guide (`acrobat_sign_events/webhookeventsagreements.md`,
+/// `webhookeventswidget.md`, `webhookeventsmegasign.md`); the README's table
+/// is this one.
 fn status_of(event_type: &str, resource_status: Option<&str>) -> AgreementStatus {
     use AgreementStatus::*;
     match event_type {
         "AGREEMENT_WORKFLOW_COMPLETED" => return Completed,
         "AGREEMENT_REJECTED" => return Declined,
-        "AGREEMENT_RECALLED" | "MEGASIGN_RECALLED" => return Cancelled,
+        "AGREEMENT_RECALLED" | "AGREEMENT_RECALLED_MAX_SIGNING_EMAIL_OTP_ATTEMPTS" | "MEGASIGN_RECALLED" => {
+            return Cancelled
+        }
         "AGREEMENT_AUTO_CANCELLED_CONVERSION_PROBLEM" | "WIDGET_AUTO_CANCELLED_CONVERSION_PROBLEM" => return Cancelled,
         "AGREEMENT_EXPIRED" => return Expired,
         _ => {}
@@ -592,14 +867,26 @@ fn status_of(event_type: &str, resource_status: Option<&str>) -> AgreementStatus
 }
 
 /// A resource's own `status` (agreement, widget or megaSign), from a
-/// notification or from the API.
+/// notification or from the API; statuses as the developer guide lists them
+/// (`webhookeventsagreements.md`, `webhookeventswidget.md`). Anything else
+/// (`OUT_FOR_*`, `WAITING_FOR_*`, `ACTIVE`, a new one) is in progress.
+///
+/// - `ABORTED` ("Cancelled (by sender) OR rejected (by recipient) — Terminal
+///   State"; `CANCELLED` is its legacy name: developer guide,
+///   `techblog/tldr/api-agreement-statuses.md`) is cancelled: the status alone does not say which
+///   of the two, and the event that ended it (`AGREEMENT_REJECTED` or
+///   `AGREEMENT_RECALLED`) decides when it is the one delivered.
+/// - A web form `DISCARDED` is gone for good: cancelled. One `DISABLED`
+///   accepts no signatures but can be enabled again, so it must not be
+///   terminal (a terminal status is never reopened): draft, "not open for
+///   signing", until `ACTIVE` makes it in progress again.
 fn resource_status_of(status: &str) -> AgreementStatus {
     use AgreementStatus::*;
     match status {
         "SIGNED" | "APPROVED" | "ACCEPTED" | "DELIVERED" | "FORM_FILLED" | "ARCHIVED" | "COMPLETED" => Completed,
-        "CANCELLED" | "RECALLED" => Cancelled,
+        "CANCELLED" | "ABORTED" | "RECALLED" | "DISCARDED" => Cancelled,
         "EXPIRED" => Expired,
-        "DRAFT" | "AUTHORING" | "PREFILL" | "DOCUMENTS_NOT_YET_PROCESSED" => Draft,
+        "DRAFT" | "AUTHORING" | "PREFILL" | "DOCUMENTS_NOT_YET_PROCESSED" | "DISABLED" => Draft,
         _ => InProgress,
     }
 }
@@ -692,32 +979,172 @@ mod tests {
         AdobeSign {
             client_ids: ids.iter().map(|s| s.to_string()).collect(),
             webhook_events: vec![DEFAULT_WEBHOOK_EVENTS.to_owned()],
+            webhook_endpoint_id: None,
             api_settings: ApiSettings::default(),
             api: None,
+            webhook_tokens: None,
+            webhook_token_ttl: DEFAULT_WEBHOOK_TOKEN_TTL,
         }
     }
 
+    /// Every event of the developer guide (`acrobat_sign_events/
+    /// webhookeventsagreements.md`, `webhookeventswidget.md`,
+    /// `webhookeventsmegasign.md`) and every resource status it lists, to
+    /// its normalized status.
     #[test]
     fn status_table() {
         use AgreementStatus::*;
-        let cases = [
-            ("AGREEMENT_WORKFLOW_COMPLETED", Some("OUT_FOR_SIGNATURE"), Completed),
-            ("AGREEMENT_REJECTED", None, Declined),
-            ("AGREEMENT_RECALLED", None, Cancelled),
-            ("AGREEMENT_EXPIRED", None, Expired),
-            ("AGREEMENT_ACTION_COMPLETED", Some("SIGNED"), Completed),
-            ("AGREEMENT_ACTION_COMPLETED", Some("APPROVED"), Completed),
-            ("AGREEMENT_ACTION_COMPLETED", Some("FORM_FILLED"), Completed),
-            ("AGREEMENT_ACTION_COMPLETED", Some("OUT_FOR_SIGNATURE"), InProgress),
-            ("AGREEMENT_CREATED", Some("WAITING_FOR_FAXIN"), InProgress),
-            ("AGREEMENT_CREATED", Some("AUTHORING"), Draft),
-            ("AGREEMENT_MODIFIED", Some("CANCELLED"), Cancelled),
-            ("AGREEMENT_EMAIL_VIEWED", None, InProgress),
-            ("SOMETHING_NEW", Some("SOMETHING_ELSE"), InProgress),
-        ];
-        for (event, status, expected) in cases {
-            assert_eq!(status_of(event, status), expected, "{event} {status:?}");
+        // Decisive events, whatever the resource says.
+        for (event, expected) in [
+            ("AGREEMENT_WORKFLOW_COMPLETED", Completed),
+            ("AGREEMENT_REJECTED", Declined),
+            ("AGREEMENT_RECALLED", Cancelled),
+            ("AGREEMENT_RECALLED_MAX_SIGNING_EMAIL_OTP_ATTEMPTS", Cancelled),
+            ("AGREEMENT_AUTO_CANCELLED_CONVERSION_PROBLEM", Cancelled),
+            ("AGREEMENT_EXPIRED", Expired),
+            ("WIDGET_AUTO_CANCELLED_CONVERSION_PROBLEM", Cancelled),
+            ("MEGASIGN_RECALLED", Cancelled),
+        ] {
+            for status in [None, Some("OUT_FOR_SIGNATURE"), Some("CANCELLED")] {
+                assert_eq!(status_of(event, status), expected, "{event} {status:?}");
+            }
         }
+        // Every other documented event: the resource's status decides.
+        for event in [
+            "AGREEMENT_ACTION_COMPLETED",
+            "AGREEMENT_ACTION_DELEGATED",
+            "AGREEMENT_ACTION_REPLACED_SIGNER",
+            "AGREEMENT_ACTION_REQUESTED",
+            "AGREEMENT_CREATED",
+            "AGREEMENT_DELETED",
+            "AGREEMENT_DOCUMENTS_DELETED",
+            "AGREEMENT_DOCUMENTS_VIEWED",
+            "AGREEMENT_DOCUMENTS_VIEWED_PASSWORD_PROTECTED",
+            "AGREEMENT_EMAIL_BOUNCED",
+            "AGREEMENT_EMAIL_OTP_AUTHENTICATED",
+            "AGREEMENT_EMAIL_VIEWED",
+            "AGREEMENT_EXPIRATION_UPDATED",
+            "AGREEMENT_KBA_AUTHENTICATED",
+            "AGREEMENT_MODIFIED",
+            "AGREEMENT_OFFLINE_SYNC",
+            "AGREEMENT_PARTICIPANT_COMPLETED",
+            "AGREEMENT_PARTICIPANT_REPLACED",
+            "AGREEMENT_READY_TO_NOTARIZE",
+            "AGREEMENT_READY_TO_VAULT",
+            "AGREEMENT_REMINDER_INITIATED",
+            "AGREEMENT_REMINDER_SENT",
+            "AGREEMENT_RESTARTED",
+            "AGREEMENT_SHARED",
+            "AGREEMENT_SIGNER_NAME_CHANGED_BY_SIGNER",
+            "AGREEMENT_UNSHARED",
+            "AGREEMENT_UNSHARED_AUTO",
+            "AGREEMENT_USER_ACK_AGREEMENT_MODIFIED",
+            "AGREEMENT_VAULTED",
+            "AGREEMENT_WEB_IDENTITY_AUTHENTICATED",
+            "WIDGET_CREATED",
+            "WIDGET_DISABLED",
+            "WIDGET_ENABLED",
+            "WIDGET_MODIFIED",
+            "WIDGET_SHARED",
+            "MEGASIGN_CREATED",
+            "MEGASIGN_REMINDER_INITIATED",
+            "MEGASIGN_REMINDER_SENT",
+            "MEGASIGN_SHARED",
+            "SOMETHING_NEW",
+        ] {
+            assert_eq!(status_of(event, Some("SIGNED")), Completed, "{event}");
+            assert_eq!(status_of(event, Some("OUT_FOR_SIGNATURE")), InProgress, "{event}");
+            assert_eq!(status_of(event, None), InProgress, "{event}");
+        }
+        // Every documented agreement and web form status.
+        for (status, expected) in [
+            ("OUT_FOR_SIGNATURE", InProgress),
+            ("OUT_FOR_DELIVERY", InProgress),
+            ("OUT_FOR_ACCEPTANCE", InProgress),
+            ("OUT_FOR_FORM_FILLING", InProgress),
+            ("OUT_FOR_APPROVAL", InProgress),
+            ("WAITING_FOR_FAXING", InProgress),
+            ("WAITING_FOR_VERIFICATION", InProgress),
+            ("WIDGET_WAITING_FOR_VERIFICATION", InProgress),
+            ("AUTHORING", Draft),
+            ("DRAFT", Draft),
+            ("PREFILL", Draft),
+            ("DOCUMENTS_NOT_YET_PROCESSED", Draft),
+            ("SIGNED", Completed),
+            ("APPROVED", Completed),
+            ("DELIVERED", Completed),
+            ("ACCEPTED", Completed),
+            ("FORM_FILLED", Completed),
+            ("ARCHIVED", Completed),
+            ("ABORTED", Cancelled),
+            ("CANCELLED", Cancelled),
+            ("EXPIRED", Expired),
+            ("ACTIVE", InProgress),
+            ("DISABLED", Draft),
+            ("DISCARDED", Cancelled),
+            ("SOMETHING_ELSE", InProgress),
+        ] {
+            assert_eq!(resource_status_of(status), expected, "{status}");
+        }
+    }
+
+    /// `eventResourceType` as documented (`AGREEMENT`, `WIDGET`, `MEGASIGN`)
+    /// or as the examples write it; the object present when it names
+    /// nothing known or its object is missing; parents of child agreements
+    /// (developer guide, `webhookpayloadoverview.md`).
+    #[test]
+    fn resources_are_found_whatever_the_case_and_parents_are_kept() {
+        let subject_of = |payload: Value| subject(&payload, "AGREEMENT_CREATED");
+        let found = |payload: Value| subject_of(payload).map(|s| (s.kind, s.id));
+        let pair = |kind: &str, id: &str| Some((kind.to_owned(), id.to_owned()));
+        let agreement = json!({"id": "a1", "status": "OUT_FOR_SIGNATURE"});
+        for named in ["AGREEMENT", "agreement", "Agreement", "", "LIBRARY_DOCUMENT"] {
+            assert_eq!(
+                found(json!({"eventResourceType": named, "agreement": agreement})),
+                pair("agreement", "a1"),
+                "{named}"
+            );
+        }
+        assert_eq!(found(json!({"agreement": agreement})), pair("agreement", "a1"));
+        assert_eq!(
+            found(json!({"eventResourceType": "WIDGET", "widget": {"id": "w1"}})),
+            pair("widget", "w1")
+        );
+        assert_eq!(
+            found(json!({"eventResourceType": "MEGASIGN", "megasign": {"id": "m1"}})),
+            pair("megaSign", "m1")
+        );
+        assert_eq!(
+            found(json!({"eventResourceType": "MEGASIGN", "agreement": agreement})),
+            pair("agreement", "a1"),
+            "named but absent: the object present"
+        );
+        assert_eq!(
+            found(json!({"eventResourceType": "LIBRARY_DOCUMENT", "libraryDocument": {"id": "l1"}})),
+            None
+        );
+        let child = subject_of(json!({"eventResourceType": "AGREEMENT", "agreement": agreement,
+                                      "eventResourceParentType": "WIDGET", "eventResourceParentId": "w1"}))
+        .expect("an agreement");
+        assert_eq!(
+            child.parent,
+            Some(Parent {
+                kind: "widget".to_owned(),
+                id: "w1".to_owned()
+            })
+        );
+        let parsed = adobe(&[])
+            .parse(
+                json!({"webhookNotificationId": "n1", "event": "AGREEMENT_CREATED", "eventResourceType": "AGREEMENT",
+                       "eventResourceParentType": "MEGASIGN", "eventResourceParentId": "m1", "agreement": agreement})
+                .to_string()
+                .as_bytes(),
+            )
+            .expect("parses");
+        assert_eq!(
+            parsed.subject.and_then(|s| s.parent).map(|p| (p.kind, p.id)),
+            pair("megaSign", "m1")
+        );
     }
 
     #[test]
@@ -865,6 +1292,29 @@ mod tests {
             let n = adobe(&[]).parse(body.to_string().as_bytes()).expect("parses");
             let subject = n.subject.expect("has subject");
             assert_eq!((subject.kind.as_str(), subject.id.as_str()), (kind, "r1"));
+        }
+    }
+
+    /// A completion with `includeSignedDocuments` carries the PDF in
+    /// `agreement.signedDocumentInfo.document`; a trimmed one (or a broken
+    /// base64) does not, and is fetched through the API instead.
+    #[test]
+    fn signed_documents_are_read_from_the_payload_unless_trimmed() {
+        use base64::Engine as _;
+        let pdf = b"%PDF-1.7 signed".to_vec();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&pdf);
+        let with = json!({"webhookNotificationId": "n1", "event": "AGREEMENT_WORKFLOW_COMPLETED",
+            "agreement": {"id": "CBJ1", "status": "SIGNED", "signedDocumentInfo": {"document": encoded}}});
+        let document = adobe(&[])
+            .inline_document(with.to_string().as_bytes())
+            .expect("carried");
+        assert_eq!((document.kind.as_str(), document.bytes), ("signed", pdf));
+        assert_eq!(document.file_name, "CBJ1.pdf");
+        let trimmed = json!({"webhookNotificationId": "n1", "event": "AGREEMENT_WORKFLOW_COMPLETED",
+            "conditionalParametersTrimmed": ["includeSignedDocuments"], "agreement": {"id": "CBJ1", "status": "SIGNED"}});
+        let broken = json!({"agreement": {"id": "CBJ1", "signedDocumentInfo": {"document": "%%not base64"}}});
+        for body in [trimmed.to_string(), broken.to_string(), "not json".to_owned()] {
+            assert_eq!(adobe(&[]).inline_document(body.as_bytes()), None, "{body}");
         }
     }
 

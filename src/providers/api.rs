@@ -1,6 +1,8 @@
 //! Authenticated calls to one provider's API, behind
-//! [`Provider::poll`](super::Provider::poll) and
-//! [`Provider::watch`](super::Provider::watch): where the API is (configured
+//! [`Provider::poll`](super::Provider::poll),
+//! [`Provider::watch`](super::Provider::watch) and
+//! [`Provider::download`](super::Provider::download) (documents, streamed
+//! by [`Api::download`]): where the API is (configured
 //! or discovered), its credential (a fixed header or an OAuth session, see
 //! `oauth.rs`), the account's rate budget (`crate::ledger`, kept in
 //! PostgreSQL for every replica), and the shared client (`client.rs`) that
@@ -31,6 +33,7 @@ use std::{
 
 use bytes::Bytes;
 use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
 use metrics::{counter, gauge};
 use reqwest::{
     header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH},
@@ -45,6 +48,7 @@ use super::{
 };
 use crate::{
     config::{invalid, ConfigError},
+    documents::{DocumentRef, Download},
     ledger::{Admission, Admitted, ApiLedger, ApiLimits, WaitReason},
     telemetry::metric,
 };
@@ -55,6 +59,8 @@ const MAX_BUDGET_WAIT: Duration = Duration::from_secs(5);
 /// Largest answer kept for `If-None-Match` (an Adobe agreement without its
 /// documents is a few KB).
 const MAX_KEPT_BODY: usize = 256 * 1024;
+/// Most of an error answer to a download that is read (for its message).
+const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// Where a provider's API is.
 pub enum Base {
@@ -109,6 +115,8 @@ struct Call<'a> {
     /// Inside the minimum interval, answer from the last 2xx answer rather
     /// than refuse (for what changes rarely: where the API is).
     reuse_within_interval: bool,
+    /// The `Accept` header: JSON, except for documents.
+    accept: &'static str,
 }
 
 impl<'a> Call<'a> {
@@ -120,6 +128,7 @@ impl<'a> Call<'a> {
             body: None,
             if_match: None,
             reuse_within_interval: false,
+            accept: "application/json",
         }
     }
 }
@@ -200,6 +209,59 @@ impl Api {
         self.execute(&call).await.map(|_| ())
     }
 
+    /// GETs a document and answers it as a stream, never buffered whole. It
+    /// is admitted by the account's shared budget like every call and sent
+    /// once: the document job retries with its own backoff, and a throttling
+    /// answer pauses the account as for any call. An error answer is read up
+    /// to a few KB and classified like any other.
+    pub async fn download(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        accept: &'static str,
+    ) -> Result<Download, CallError> {
+        let base = self.base(false).await?;
+        let mut url = endpoint(&base, segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let admitted = self.admit(None).await?;
+        if let Some(reason) = admitted.reason {
+            return Err(CallError::Throttled {
+                wait: admitted.wait,
+                reason,
+            });
+        }
+        let mut call = Call::new(Method::GET, segments);
+        call.accept = accept;
+        let response = self.send(self.request(&call, url, None)?).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if !status.is_success() {
+            let body = head_of(response, MAX_ERROR_BODY).await;
+            if let Some(wait) = throttled(status, &headers, &body, self.dialect, Utc::now()) {
+                let reason = format!("{status}: {}", error_message(&body, status));
+                return Err(self.pause(wait, reason).await);
+            }
+            let error = self.error_answer(status, &body);
+            if error == CallError::WrongAccessPoint {
+                self.base.forget();
+            }
+            return Err(error);
+        }
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let length = response.content_length();
+        Ok(Download {
+            content_type,
+            length,
+            body: response.bytes_stream().map_err(transport_error).boxed(),
+        })
+    }
+
     /// The call at the current base; once more at a rediscovered base when
     /// the provider says the base is wrong.
     async fn execute(&self, call: &Call<'_>) -> Result<Answer, CallError> {
@@ -256,6 +318,9 @@ impl Api {
     }
 
     async fn execute_at(&self, base: &Url, call: &Call<'_>) -> Result<Answer, CallError> {
+        if !call.segments.iter().copied().all(names_a_resource) {
+            return Err(CallError::NotFound);
+        }
         let mut url = endpoint(base, call.segments);
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(call.query);
@@ -419,14 +484,7 @@ impl Api {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         if !status.is_success() {
-            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            return Err((self.dialect.classify)(status, &json).unwrap_or_else(|| match status {
-                StatusCode::NOT_FOUND => CallError::NotFound,
-                _ => CallError::Status {
-                    status: status.as_u16(),
-                    message: error_message(&body, status),
-                },
-            }));
+            return Err(self.error_answer(status, &body));
         }
         let json = match body.is_empty() {
             true => Value::Null,
@@ -443,10 +501,22 @@ impl Api {
         Ok(Answer { json, etag })
     }
 
+    /// An error answer as a [`CallError`]: the provider's own codes first.
+    fn error_answer(&self, status: StatusCode, body: &[u8]) -> CallError {
+        let json = serde_json::from_slice(body).unwrap_or(Value::Null);
+        (self.dialect.classify)(status, &json).unwrap_or_else(|| match status {
+            StatusCode::NOT_FOUND => CallError::NotFound,
+            _ => CallError::Status {
+                status: status.as_u16(),
+                message: error_message(body, status),
+            },
+        })
+    }
+
     fn request(&self, call: &Call<'_>, url: Url, if_none_match: Option<&str>) -> Result<Request, CallError> {
         let mut request = Request::new(call.method.clone(), url);
         let headers = request.headers_mut();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static(call.accept));
         let header = |value: &str| {
             HeaderValue::from_str(value).map_err(|_| {
                 CallError::InvalidResponse("an ETag from the provider is not a valid header value".to_owned())
@@ -511,6 +581,19 @@ impl Api {
     }
 }
 
+/// At most `limit` bytes of an answer's body (an error page may be large).
+async fn head_of(response: Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    body
+}
+
 /// `GET <path>?<query>`: what makes two GETs identical.
 fn request_key(url: &Url) -> String {
     match url.query() {
@@ -528,6 +611,14 @@ pub fn for_agreement<'a, T>(api: Option<&'a T>, agreement_id: &str) -> Result<&'
         return Err(PollError::NotFound);
     }
     Ok(api)
+}
+
+/// Downloads `document` with the configured API (`None`: not configured).
+pub async fn download(api: Option<&Api>, document: &DocumentRef) -> Result<Download, PollError> {
+    let api = api.ok_or(PollError::NotConfigured)?;
+    let segments: Vec<&str> = document.path.iter().map(String::as_str).collect();
+    let query: Vec<(&str, &str)> = document.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Ok(api.download(&segments, &query, document.accept).await?)
 }
 
 /// How a provider's API is authenticated.
@@ -580,6 +671,16 @@ fn with_bearer(request: &Request, token: &str) -> Result<Request, CallError> {
     Ok(request)
 }
 
+/// Whether `segment` (an id taken from a notification, say) can stand in a
+/// URL path for itself. `.` and `..` cannot: URL rules drop them or climb a
+/// level (`agreements/.` is `agreements`, the list of every agreement), and
+/// an empty one makes `agreements/`. No provider can have a resource by those
+/// ids, so a call for one is answered "not found" without being sent. (Any
+/// other text is percent-encoded, `%` included, by [`endpoint`].)
+fn names_a_resource(segment: &str) -> bool {
+    !matches!(segment, "" | "." | "..")
+}
+
 /// `base` followed by `segments`, each percent-encoded.
 pub fn endpoint(base: &Url, segments: &[&str]) -> Url {
     let mut url = base.clone();
@@ -604,5 +705,20 @@ mod tests {
         );
         let prefixed = base_url("k", "http://127.0.0.1:9/prefix").expect("valid");
         assert_eq!(endpoint(&prefixed, &["v1"]).as_str(), "http://127.0.0.1:9/prefix/v1");
+        // Percent signs are encoded too: `%2e` stays an id, not a dot segment.
+        assert_eq!(
+            endpoint(&base, &["agreements", "%2e%2E", "x%2Fy"]).as_str(),
+            "https://api.na1.adobesign.com/agreements/%252e%252E/x%252Fy"
+        );
+    }
+
+    #[test]
+    fn dot_segments_and_empty_ids_name_no_resource() {
+        for id in ["", ".", ".."] {
+            assert!(!names_a_resource(id), "{id:?}");
+        }
+        for id in ["...", ".a", "a.", "%2e", "CBJCHBCAABAA"] {
+            assert!(names_a_resource(id), "{id:?}");
+        }
     }
 }

@@ -10,6 +10,11 @@
 //! developer docs, API overview "rate limit"). An unknown document is 403
 //! `{"error":"Invalid Document ID"}` (developer docs, troubleshooting
 //! "integration errors"), which is "not found", not a credential problem.
+//!
+//! A completed document's copy is `GET /v1/document/download?documentId=…`
+//! (the signed PDF) and `GET /v1/document/downloadAuditLog?documentId=…`
+//! (the audit trail), with the same API key (BoldSign SDKs, `DocumentApi`:
+//! `download_document`, `download_audit_log`).
 
 use std::sync::Arc;
 
@@ -33,6 +38,7 @@ use super::{
 use crate::{
     agreement::AgreementStatus,
     config::{invalid, mask, optional_string, string_list, Config, ConfigError},
+    documents::{self, DocumentRef, Download},
     event::{Notification, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
@@ -60,6 +66,11 @@ const SIGNATURE_HEADER: CredentialHeader = CredentialHeader {
     missing_code: "missing_signature",
     malformed_code: "malformed_signature",
 };
+/// The header naming the event type (`WebhookUtility.BoldSignEventHeader` in
+/// the official .NET SDK).
+const EVENT_HEADER: &str = "X-BoldSign-Event";
+/// The event type of BoldSign's URL check (`WebHookEventType.Verification`).
+const VERIFICATION: &str = "Verification";
 /// How far ahead of our clock a signature timestamp may be: clock skew between
 /// BoldSign and this host, not a replay window.
 const MAX_FUTURE_SECS: i64 = 300;
@@ -213,8 +224,11 @@ pub fn build(config: &Config) -> Result<Arc<dyn Provider>, ConfigError> {
 /// The parts of an `X-BoldSign-Signature` header we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureHeader {
-    /// `t`: unix seconds, part of the signed bytes.
+    /// `t`: unix seconds.
     pub timestamp: i64,
+    /// `t` exactly as received: the signed bytes start with it, so that
+    /// `t=000<T>` does not pass for a signature made over `<T>`.
+    pub signed_timestamp: String,
     /// `s0`, `s1`...: decoded HMAC-SHA256 values, in header order.
     pub signatures: Vec<Vec<u8>>,
 }
@@ -225,6 +239,7 @@ pub struct SignatureHeader {
 /// the 401 message.
 pub fn parse_signature_header(header: &str) -> Result<SignatureHeader, String> {
     let mut timestamp = None;
+    let mut signed_timestamp = String::new();
     let mut signatures = Vec::new();
     for part in header.split(',').map(str::trim).filter(|part| !part.is_empty()) {
         let (key, value) = part
@@ -243,6 +258,7 @@ pub fn parse_signature_header(header: &str) -> Result<SignatureHeader, String> {
                     .parse::<i64>()
                     .map_err(|_| "the timestamp t is out of range".to_owned())?,
             );
+            value.clone_into(&mut signed_timestamp);
         } else if is_signature_key(key) {
             if value.is_empty() {
                 return Err(format!("the signature {key} is empty"));
@@ -254,7 +270,11 @@ pub fn parse_signature_header(header: &str) -> Result<SignatureHeader, String> {
     if signatures.is_empty() {
         return Err("no signature s0 is present".to_owned());
     }
-    Ok(SignatureHeader { timestamp, signatures })
+    Ok(SignatureHeader {
+        timestamp,
+        signed_timestamp,
+        signatures,
+    })
 }
 
 fn is_signature_key(key: &str) -> bool {
@@ -282,13 +302,30 @@ pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 impl BoldSign {
+    /// The signature header, parsed, with its timestamp within the window:
+    /// everything that can be checked before the body is read.
+    fn signature_header(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Result<SignatureHeader, ProviderError> {
+        if self.secrets.is_empty() {
+            return Err(ProviderError::InvalidCredential {
+                code: "not_configured",
+                message: "no BoldSign signing secret is configured (SIGNHOOK_BOLDSIGN_SECRETS)".to_owned(),
+            });
+        }
+        let header = SIGNATURE_HEADER.read(headers)?;
+        let header = parse_signature_header(header).map_err(|reason| ProviderError::InvalidCredential {
+            code: "malformed_signature",
+            message: format!("the X-BoldSign-Signature header is malformed: {reason}"),
+        })?;
+        self.check_age(header.timestamp, now)?;
+        Ok(header)
+    }
+
     /// Whether any signature in the header is the HMAC of `<t>.<body>` under
     /// any configured secret. Every pair is compared (in constant time), so
     /// timing does not tell which secret or signature matched.
     fn signed_by_us(&self, header: &SignatureHeader, body: &[u8]) -> bool {
-        let timestamp = header.timestamp.to_string();
         self.secrets.iter().fold(false, |found, secret| {
-            let mac = signed_content(secret, &timestamp, body);
+            let mac = signed_content(secret, &header.signed_timestamp, body);
             header.signatures.iter().fold(found, |found, signature| {
                 found | mac.clone().verify_slice(signature).is_ok()
             })
@@ -341,30 +378,40 @@ impl Provider for BoldSign {
         NAME
     }
 
-    /// The signature is checked before the timestamp, so `timestamp_*` errors
-    /// are only ever reported for deliveries that BoldSign really signed.
+    /// The header is parsed and its timestamp checked before the body is
+    /// read ([`Provider::authenticate_headers`]); the HMAC needs the body.
     fn authenticate(&self, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<Sender, ProviderError> {
-        if self.secrets.is_empty() {
-            return Err(ProviderError::InvalidCredential {
-                code: "not_configured",
-                message: "no BoldSign signing secret is configured (SIGNHOOK_BOLDSIGN_SECRETS)".to_owned(),
-            });
-        }
-        let malformed = |message: String| ProviderError::InvalidCredential {
-            code: "malformed_signature",
-            message,
-        };
-        let header = SIGNATURE_HEADER.read(headers)?;
-        let header = parse_signature_header(header)
-            .map_err(|reason| malformed(format!("the X-BoldSign-Signature header is malformed: {reason}")))?;
+        let header = self.signature_header(headers, now)?;
         if !self.signed_by_us(&header, body) {
             return Err(ProviderError::InvalidCredential {
                 code: "invalid_signature",
                 message: "the X-BoldSign-Signature does not match the body under any configured secret".to_owned(),
             });
         }
-        self.check_age(header.timestamp, now)?;
         Ok(Sender::default())
+    }
+
+    fn authenticate_headers(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Result<Option<Sender>, ProviderError> {
+        self.signature_header(headers, now).map(|_| None)
+    }
+
+    /// BoldSign's SDK example (`examples/WebhookExampleController.cs`, official
+    /// .NET SDK boldsign/api-csharp-sdk) answers 200 to a request whose
+    /// `X-BoldSign-Event` header is `Verification` before any signature
+    /// check: BoldSign sends it while the webhook is being created, before a
+    /// signing secret exists.
+    fn announces_handshake(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(EVENT_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim() == VERIFICATION)
+    }
+
+    /// Only a body whose `event.eventType` is `Verification` too: any other
+    /// event under that header must be signed like every other.
+    fn is_handshake(&self, body: &[u8]) -> bool {
+        json_object_sparse(body, &["event/eventType"])
+            .is_ok_and(|payload| str_at(&Value::Object(payload), "/event/eventType").as_deref() == Some(VERIFICATION))
     }
 
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
@@ -432,6 +479,31 @@ impl Provider for BoldSign {
         &["document"]
     }
 
+    fn documents<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async move {
+            api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let document = |kind: &str, endpoint: &str, suffix: &str| DocumentRef {
+                kind: kind.to_owned(),
+                file_name: format!("{agreement_id}{suffix}.pdf"),
+                path: vec!["v1".to_owned(), "document".to_owned(), endpoint.to_owned()],
+                query: vec![("documentId".to_owned(), agreement_id.to_owned())],
+                accept: "application/pdf",
+            };
+            Ok(vec![
+                document(documents::SIGNED, "download", ""),
+                document(documents::AUDIT_TRAIL, "downloadAuditLog", "-audit-trail"),
+            ])
+        })
+    }
+
+    fn download<'a>(&'a self, document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(api::download(self.api.as_ref(), document))
+    }
+
     fn api_limits(&self) -> Option<ApiLimits> {
         self.api.as_ref().map(Api::limits)
     }
@@ -455,12 +527,20 @@ fn document_subject(document_id: &str, document: &Value) -> Result<Subject, Call
         name: str_at(document, "/messageTitle").map(|s| s.into_owned()),
         status: document_status_of(&status),
         provider_status: Some(status),
+        parent: None,
     })
 }
 
-/// The document an event is about. Identity-verification (`Verification`, the
-/// URL check BoldSign sends when a webhook is set up), template and sender
-/// identity events have none.
+/// `data.object` values of events about one document, each with its
+/// `documentId`: documents, and the signer's knowledge-based authentication
+/// and identity verification on one (official .NET SDK, `WebhookConstants.cs`:
+/// `Document`, `KBA`, `IdentityVerification`; `KbaAuthenticationEvent.cs` and
+/// `IdentityVerificationEvent.cs` carry `documentId`, `messageTitle`, `status`).
+const DOCUMENT_OBJECTS: [&str; 3] = ["document", "knowledgeBasedAuthentication", "identityVerification"];
+
+/// The document an event is about. `Verification` (the URL check BoldSign
+/// sends when a webhook is set up), template and sender identity events have
+/// none.
 fn subject(payload: &Value, event_type: &str) -> Option<Subject> {
     if event_type == "Verification" || event_type.starts_with("Template") || event_type.starts_with("SenderIdentity") {
         return None;
@@ -469,7 +549,7 @@ fn subject(payload: &Value, event_type: &str) -> Option<Subject> {
     if data
         .get("object")
         .and_then(Value::as_str)
-        .is_some_and(|object| !object.eq_ignore_ascii_case("document"))
+        .is_some_and(|object| !DOCUMENT_OBJECTS.iter().any(|known| object.eq_ignore_ascii_case(known)))
     {
         return None;
     }
@@ -480,6 +560,7 @@ fn subject(payload: &Value, event_type: &str) -> Option<Subject> {
         name: str_at(data, "/messageTitle").map(|s| s.into_owned()),
         status: status_of(event_type, provider_status.as_deref()),
         provider_status: provider_status.or_else(|| Some(event_type.to_owned())),
+        parent: None,
     })
 }
 
@@ -678,7 +759,13 @@ mod tests {
     #[test]
     fn signature_header_table() {
         let ab = || vec![vec![0xab]];
-        let ok = |timestamp, signatures| Ok(SignatureHeader { timestamp, signatures });
+        let ok = |timestamp: i64, signatures| {
+            Ok(SignatureHeader {
+                timestamp,
+                signed_timestamp: timestamp.to_string(),
+                signatures,
+            })
+        };
         let cases: Vec<(&str, Result<SignatureHeader, ()>)> = vec![
             ("t=100, s0=ab", ok(100, ab())),
             ("t=100,s0=ab", ok(100, ab())),
@@ -794,16 +881,36 @@ mod tests {
         assert!(!boldsign(&[], 0).is_configured());
     }
 
+    /// Every event type of the official .NET SDK's `WebHookEventType.cs`
+    /// (boldsign/api-csharp-sdk, `src/BoldSign/Model/Webhook/`), with the
+    /// document's own `status` (`DocumentStatus`) where it decides.
     #[test]
     fn status_table() {
         use AgreementStatus::*;
         let cases = [
+            ("Sent", None, Some(InProgress)),
+            ("Signed", None, Some(InProgress)),
             ("Completed", Some("InProgress"), Some(Completed)),
             ("Declined", None, Some(Declined)),
             ("Revoked", Some("InProgress"), Some(Cancelled)),
+            ("Reassigned", None, Some(InProgress)),
             ("Expired", None, Some(Expired)),
-            ("DraftCreated", None, Some(Draft)),
+            ("Viewed", None, Some(InProgress)),
+            ("AuthenticationFailed", None, Some(InProgress)),
+            ("DeliveryFailed", None, Some(InProgress)),
             ("SendFailed", Some("Draft"), Some(Failed)),
+            ("DraftCreated", None, Some(Draft)),
+            ("IdentityVerificationInitiated", None, Some(InProgress)),
+            ("IdentityVerificationSucceeded", None, Some(InProgress)),
+            ("IdentityVerificationFailed", None, Some(InProgress)),
+            ("Reminder", None, Some(InProgress)),
+            ("SignerSaved", None, Some(InProgress)),
+            ("Edited", None, Some(InProgress)),
+            ("EditFailed", None, Some(InProgress)),
+            ("KBAInitiated", None, Some(InProgress)),
+            ("KBASucceeded", None, Some(InProgress)),
+            ("KBAFailed", None, Some(InProgress)),
+            // The document's status decides for events that are not decisive.
             ("Signed", Some("Completed"), Some(Completed)),
             ("Signed", Some("InProgress"), Some(InProgress)),
             ("Sent", Some("Scheduled"), Some(Draft)),
@@ -811,15 +918,8 @@ mod tests {
             ("Reminder", Some("Revoked"), Some(Cancelled)),
             ("Viewed", Some("Declined"), Some(Declined)),
             ("Viewed", Some("Expired"), Some(Expired)),
-            ("Sent", None, Some(InProgress)),
+            ("KBAFailed", Some("Declined"), Some(Declined)),
             ("Viewed", Some("SomethingNew"), Some(InProgress)),
-            ("Reassigned", None, Some(InProgress)),
-            ("EditFailed", None, Some(InProgress)),
-            ("SignerSaved", None, Some(InProgress)),
-            ("AuthenticationFailed", None, Some(InProgress)),
-            ("DeliveryFailed", None, Some(InProgress)),
-            ("KBAFailed", None, Some(InProgress)),
-            ("IdentityVerificationSucceeded", None, Some(InProgress)),
             ("SomethingNew", Some("InProgress"), Some(InProgress)),
             ("SomethingNew", None, None),
             ("SomethingNew", Some("SomethingElse"), None),
@@ -827,6 +927,93 @@ mod tests {
         for (event, status, expected) in cases {
             assert_eq!(status_of(event, status), expected, "{event} {status:?}");
         }
+        // Events about no document: Verification, templates, sender identities.
+        for event in [
+            "Verification",
+            "TemplateCreated",
+            "TemplateCreateFailed",
+            "TemplateDraftCreated",
+            "TemplateSendFailed",
+            "TemplateEdited",
+            "SenderIdentityCreated",
+            "SenderIdentityUpdated",
+            "SenderIdentityDeleted",
+            "SenderIdentityRevoked",
+            "SenderIdentityVerified",
+            "SenderIdentityDenied",
+        ] {
+            let payload = json!({"data": {"object": "document", "documentId": "d1"}});
+            assert_eq!(subject(&payload, event), None, "{event}");
+        }
+    }
+
+    /// KBA and identity-verification events carry `data.object`
+    /// `knowledgeBasedAuthentication` / `identityVerification` with the
+    /// document's id (official .NET SDK, `WebhookConstants.cs`,
+    /// `KbaAuthenticationEvent.cs`, `IdentityVerificationEvent.cs`).
+    #[test]
+    fn kba_and_identity_verification_events_are_about_their_document() {
+        for (event, object) in [
+            ("KBAFailed", "knowledgeBasedAuthentication"),
+            ("IdentityVerificationSucceeded", "identityVerification"),
+            ("Sent", "document"),
+        ] {
+            let body = json!({"event": {"id": "e", "eventType": event},
+                              "data": {"object": object, "documentId": "d1", "messageTitle": "Offer", "status": "InProgress"}});
+            let n = boldsign(&[], 0).parse(body.to_string().as_bytes()).expect("parses");
+            let subject = n.subject.unwrap_or_else(|| panic!("{event} names its document"));
+            assert_eq!(
+                (subject.id.as_str(), subject.status),
+                ("d1", Some(AgreementStatus::InProgress)),
+                "{event}"
+            );
+        }
+        let senders = json!({"event": {"id": "e", "eventType": "SenderIdentityVerified"},
+                             "data": {"object": "senderIdentity", "documentId": "d1"}});
+        assert_eq!(
+            boldsign(&[], 0)
+                .parse(senders.to_string().as_bytes())
+                .expect("parses")
+                .subject,
+            None
+        );
+    }
+
+    /// `X-BoldSign-Event: Verification` over a `Verification` body is the
+    /// URL check (official .NET SDK, `examples/WebhookExampleController.cs`);
+    /// the header over any other body is not.
+    #[test]
+    fn verification_needs_the_header_and_the_body() {
+        let provider = boldsign(&[], 0);
+        let verification = br#"{"event": {"id": "e", "eventType": "Verification"}, "data": null}"#;
+        assert!(provider.announces_handshake(&headers(&[("X-BoldSign-Event", "Verification")])));
+        assert!(provider.announces_handshake(&headers(&[("x-boldsign-event", "Verification")])));
+        assert!(!provider.announces_handshake(&headers(&[("X-BoldSign-Event", "Completed")])));
+        assert!(!provider.announces_handshake(&headers(&[])));
+        assert!(provider.is_handshake(verification));
+        assert!(!provider.is_handshake(BODY), "a Completed event");
+        assert!(!provider.is_handshake(b"not json"));
+        assert!(!provider.is_handshake(b"{}"));
+    }
+
+    /// The signed bytes start with `t` as the header carries it: a signature
+    /// BoldSign made over `<T>.<body>` does not verify under `t=000<T>`.
+    #[test]
+    fn the_timestamp_is_signed_as_received() {
+        let provider = boldsign(&["secret-1"], 0);
+        let t = NOW - 60;
+        let signature = sign("secret-1", t, BODY);
+        let padded = headers(&[("X-BoldSign-Signature", &format!("t=000{t}, s0={signature}"))]);
+        assert_eq!(code(provider.authenticate(&padded, BODY, now())), "invalid_signature");
+        let exact = headers(&[("X-BoldSign-Signature", &format!("t={t}, s0={signature}"))]);
+        assert_eq!(code(provider.authenticate(&exact, BODY, now())), "ok");
+        // What the header alone shows is checked before the body is read.
+        let stale = headers(&[("X-BoldSign-Signature", &format!("t={}, s0=00", NOW + 3600))]);
+        assert_eq!(
+            code(provider.authenticate_headers(&stale, now()).map(|_| Sender::default())),
+            "timestamp_in_future"
+        );
+        assert!(matches!(provider.authenticate_headers(&exact, now()), Ok(None)));
     }
 
     #[test]

@@ -15,6 +15,18 @@
 //! refresh answer carries a refresh token; the newest is kept in PostgreSQL
 //! (see `oauth`). An error is 400 `{"Result":false,"Message":…}` (API
 //! reference, common error model): its `Message` is what is reported.
+//!
+//! A finalised bundle's copy: `GET /api/Bundle/Get` lists its documents
+//! (`Documents[].Document.DocumentId`, with `SignedPDFDownloadUrl`), each
+//! downloaded with `GET /api/Document/Download` (QuickStart guide: "retrieve
+//! the bundle … Document Ids to be used in /api/Document/Download"). Its
+//! query parameters are assumed to be those of `GET /api/Document/Get`
+//! (`tenantId`, `documentId`: API reference, "Document"); the
+//! `SignedPDFDownloadUrl` is not followed, as it may be on another host that
+//! must not see the API credential. FuseSign has no audit trail in its API.
+//! FuseSign archives a bundle 60 days after the signed download is
+//! registered and deletes its documents (`BundleArchiveWarning` 7 days
+//! before): the copy is the one that lasts.
 
 use std::sync::Arc;
 
@@ -36,6 +48,7 @@ use super::{
 use crate::{
     agreement::AgreementStatus,
     config::{invalid, mask, optional_string, string_list, Config, ConfigError},
+    documents::{self, DocumentRef, Download},
     event::{Notification, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
@@ -224,6 +237,11 @@ impl Provider for FuseSign {
         Ok(Sender::default())
     }
 
+    /// The static signature is all there is: checked before the body is read.
+    fn authenticate_headers(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Result<Option<Sender>, ProviderError> {
+        self.authenticate(headers, &[], now).map(Some)
+    }
+
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError> {
         let payload = Value::Object(json_object_sparse(body, PAYLOAD_FIELDS)?);
         let event_id = str_at(&payload, "/BundleHistoryEvent/Id")
@@ -244,6 +262,7 @@ impl Provider for FuseSign {
                 name: None,
                 status: status_of(&event_type),
                 provider_status: Some(event_type.clone()),
+                parent: None,
             });
         Ok(Notification {
             occurred_at: payload.pointer("/BundleHistoryEvent/DateTime").and_then(parse_time),
@@ -260,6 +279,12 @@ impl Provider for FuseSign {
 
     fn webhook_auth(&self) -> &'static str {
         "shared_signature"
+    }
+
+    /// `Fuse-Signature` is the same static value on every request (seed
+    /// `001`, "Fuse-Signature"): whoever saw one request can send others.
+    fn weakly_authenticated(&self) -> bool {
+        true
     }
 
     fn settings(&self) -> Value {
@@ -305,6 +330,28 @@ impl Provider for FuseSign {
         &["bundle"]
     }
 
+    fn documents<'a>(
+        &'a self,
+        agreement_id: &'a str,
+        tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async move {
+            let (api, configured) = api::for_agreement(self.api.as_ref(), agreement_id)?;
+            let tenant = tenant.filter(|t| !t.trim().is_empty()).unwrap_or(configured);
+            let bundle = api
+                .get_json(
+                    &["api", "Bundle", "Get"],
+                    &[("TenantId", tenant), ("BundleId", agreement_id)],
+                )
+                .await?;
+            Ok(bundle_documents(&bundle, tenant)?)
+        })
+    }
+
+    fn download<'a>(&'a self, document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(api::download(self.api.as_ref().map(|(api, _)| api), document))
+    }
+
     fn api_limits(&self) -> Option<ApiLimits> {
         self.api.as_ref().map(|(api, _)| api.limits())
     }
@@ -335,7 +382,62 @@ fn bundle_subject(bundle_id: &str, bundle: &Value) -> Result<Subject, CallError>
         name: field("/Subject", "/subject").map(|s| s.into_owned()),
         status: bundle_status_of(&status),
         provider_status: Some(status),
+        parent: None,
     })
+}
+
+/// The documents of a bundle as `GET /api/Bundle/Get` lists them
+/// (`Documents[]` in `DocumentOrder`, each `Document.DocumentId` and
+/// `DisplayName`; camelCase accepted too), as downloads of
+/// `/api/Document/Download`. A bundle without documents is an invalid answer:
+/// a finalised bundle has at least one.
+fn bundle_documents(bundle: &Value, tenant: &str) -> Result<Vec<DocumentRef>, CallError> {
+    let field = |value: &Value, pascal: &str, camel: &str| {
+        value
+            .get(pascal)
+            .or_else(|| value.get(camel))
+            .filter(|v| !v.is_null())
+            .cloned()
+    };
+    let mut entries: Vec<(i64, String, String)> = field(bundle, "Documents", "documents")
+        .and_then(|documents| documents.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| {
+            let document = field(entry, "Document", "document")?;
+            let id = str_at(&document, "/DocumentId")
+                .or_else(|| str_at(&document, "/documentId"))?
+                .into_owned();
+            let name = str_at(&document, "/DisplayName")
+                .or_else(|| str_at(&document, "/displayName"))
+                .map_or_else(|| id.clone(), |name| name.into_owned());
+            let order = field(entry, "DocumentOrder", "documentOrder")
+                .and_then(|order| order.as_i64())
+                .unwrap_or(i64::MAX);
+            Some((order, id, name))
+        })
+        .collect();
+    if entries.is_empty() {
+        return Err(CallError::InvalidResponse("the bundle lists no documents".to_owned()));
+    }
+    entries.sort_by_key(|(order, _, _)| *order);
+    Ok(entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, (_, id, name))| DocumentRef {
+            kind: documents::signed_kind(index),
+            file_name: match name.to_ascii_lowercase().ends_with(".pdf") {
+                true => name,
+                false => format!("{name}.pdf"),
+            },
+            path: ["api", "Document", "Download"].map(str::to_owned).to_vec(),
+            query: vec![
+                ("tenantId".to_owned(), tenant.to_owned()),
+                ("documentId".to_owned(), id),
+            ],
+            accept: "application/pdf",
+        })
+        .collect())
 }
 
 /// A bundle's state. The values are assumed as well: the words FuseSign's
@@ -430,6 +532,48 @@ mod tests {
     use crate::providers::test_support::{code, headers};
 
     const BODY: &[u8] = include_bytes!("../../tests/fixtures/fusesign-customer-document-signed.json");
+
+    /// `GET /api/Bundle/Get` lists `Documents[]` with `Document.DocumentId`
+    /// and `DocumentOrder` (API reference, Bundle): downloaded in that order
+    /// as `signed`, `signed_2`…, in the bundle's tenant; camelCase too.
+    #[test]
+    fn a_bundles_documents_are_downloaded_in_their_order() {
+        let bundle = json!({"Id": "b1", "Status": "Finalised", "Documents": [
+            {"Document": {"DocumentId": "d2", "DisplayName": "Terms.PDF"}, "DocumentOrder": 2},
+            {"Document": {"DocumentId": "d1", "DisplayName": "Engagement letter"}, "DocumentOrder": 1},
+            {"Document": {"DisplayName": "no id"}, "DocumentOrder": 3},
+        ]});
+        let documents = bundle_documents(&bundle, "t1").expect("documents");
+        let summary: Vec<_> = documents
+            .iter()
+            .map(|d| (d.kind.as_str(), d.file_name.as_str(), d.query.clone()))
+            .collect();
+        let query = |id: &str| {
+            vec![
+                ("tenantId".to_owned(), "t1".to_owned()),
+                ("documentId".to_owned(), id.to_owned()),
+            ]
+        };
+        assert_eq!(
+            summary,
+            [
+                ("signed", "Engagement letter.pdf", query("d1")),
+                ("signed_2", "Terms.PDF", query("d2")),
+            ]
+        );
+        assert!(documents.iter().all(|d| d.path == ["api", "Document", "Download"]));
+        let camel = json!({"documents": [{"document": {"documentId": "d9"}}]});
+        assert_eq!(
+            bundle_documents(&camel, "t1").expect("camelCase")[0].file_name,
+            "d9.pdf"
+        );
+        for empty in [json!({"Documents": []}), json!({"Status": "Finalised"}), json!([])] {
+            assert!(
+                matches!(bundle_documents(&empty, "t1"), Err(CallError::InvalidResponse(_))),
+                "{empty}"
+            );
+        }
+    }
 
     fn fusesign(signatures: &[&str]) -> FuseSign {
         FuseSign {

@@ -24,7 +24,8 @@
 //! (`payload`), webhook credentials (`credentials`), the HTTP client with its
 //! retries and the reading of answers (`client`), OAuth sessions on it
 //! (`oauth`), authenticated API calls within the account's budget (`api`),
-//! the API settings (`settings`) and example traffic for the simulator and
+//! the API settings (`settings`), signhook as the OAuth server of webhook
+//! deliveries (`webhook_oauth`) and example traffic for the simulator and
 //! tests (`traffic`).
 
 pub mod adobe_sign;
@@ -37,6 +38,7 @@ pub mod oauth;
 pub mod payload;
 pub mod settings;
 pub mod traffic;
+pub mod webhook_oauth;
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
@@ -47,7 +49,9 @@ use serde_json::Value;
 
 pub use self::{client::CallError, traffic::Traffic};
 use crate::{
+    agreement::AgreementStatus,
     config::{Config, ConfigError},
+    documents::{DocumentRef, Download, InlineDocument},
     event::{Notification, Receipt, Subject},
     ledger::{ApiLedger, ApiLimits},
 };
@@ -180,8 +184,43 @@ pub trait Provider: Send + Sync + 'static {
     /// raw body bytes exactly as received.
     fn authenticate(&self, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<Sender, ProviderError>;
 
+    /// What the headers alone prove, checked before the body is read so that
+    /// a refused request costs no body memory: `Some` when they authenticate
+    /// the request on their own (a client ID, a static signature), `None`
+    /// when [`Provider::authenticate`] needs the body too (an HMAC), after
+    /// every check the headers allow (a BoldSign header is parsed and its
+    /// timestamp checked). Must refuse whatever `authenticate` refuses on
+    /// the headers' account.
+    fn authenticate_headers(&self, _headers: &HeaderMap, _now: DateTime<Utc>) -> Result<Option<Sender>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Whether the headers announce the provider's unauthenticated check of
+    /// the URL (BoldSign's `Verification`, sent while a webhook is created,
+    /// before it has a secret); [`Provider::is_handshake`] confirms it from
+    /// the body. Such a request is authenticated only if it is not one.
+    fn announces_handshake(&self, _headers: &HeaderMap) -> bool {
+        false
+    }
+
+    /// Whether `body` is the URL check that [`Provider::announces_handshake`]
+    /// announced: answered 200 with [`Provider::acknowledge_handshake`], never
+    /// stored, never applied.
+    fn is_handshake(&self, _body: &[u8]) -> bool {
+        false
+    }
+
+    /// The 200 answer to a URL check.
+    fn acknowledge_handshake(&self) -> Ack {
+        Ack {
+            headers: Vec::new(),
+            body: serde_json::json!({ "received": true, "verification": true }),
+        }
+    }
+
     /// Extracts the notification. Lenient: unknown fields and unknown event
-    /// types are fine; only a body that cannot be identified is an error.
+    /// types are fine; only a body that cannot be identified is an error
+    /// (the receive path then keeps it quarantined, with this error).
     fn parse(&self, body: &[u8]) -> Result<Notification, ProviderError>;
 
     /// The 200 answer once the event is durable.
@@ -199,6 +238,26 @@ pub trait Provider: Send + Sync + 'static {
     /// How this provider's webhooks are authenticated (`client_id`,
     /// `hmac_sha256`, ...), for `GET /api/providers`; never a secret.
     fn webhook_auth(&self) -> &'static str;
+
+    /// Whether this provider's webhooks, as configured, are authenticated
+    /// only by a value an outsider may know (Adobe's client ID, FuseSign's
+    /// static `Fuse-Signature`): their final statuses are then confirmed with
+    /// the provider's API before they apply (see `crate::confirmation`).
+    fn weakly_authenticated(&self) -> bool {
+        false
+    }
+
+    /// The bearer tokens this provider's webhooks must carry, when signhook
+    /// is their OAuth authorization server (`POST /webhooks/{name}/oauth/token`).
+    fn webhook_tokens(&self) -> Option<&webhook_oauth::WebhookTokens> {
+        None
+    }
+
+    /// Whether `polled` (the agreement as this provider's API reads it now)
+    /// confirms the final status `claimed` a webhook brought.
+    fn confirms_final(&self, claimed: AgreementStatus, polled: &Subject) -> bool {
+        polled.status == Some(claimed)
+    }
 
     /// This provider's settings with secrets masked, for `check-config`;
     /// includes whether polling is configured.
@@ -265,6 +324,31 @@ pub trait Provider: Send + Sync + 'static {
     /// registration whose answer was lost created) is adopted.
     fn watch<'a>(&'a self, _agreement_id: &'a str, _webhook_url: &'a str) -> BoxFuture<'a, Result<String, WatchError>> {
         Box::pin(async { Err(WatchError::Unsupported) })
+    }
+
+    /// The documents to keep of the completed agreement `agreement_id` (in
+    /// `tenant`, as for [`Provider::poll_in`]): the signed document(s) and,
+    /// where the provider has one, the audit trail. May ask the API (FuseSign
+    /// lists a bundle's documents); [`PollError::NotConfigured`] without API
+    /// credentials.
+    fn documents<'a>(
+        &'a self,
+        _agreement_id: &'a str,
+        _tenant: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<DocumentRef>, PollError>> {
+        Box::pin(async { Err(PollError::NotConfigured) })
+    }
+
+    /// Starts downloading one of [`Provider::documents`], through the
+    /// account's shared budget (see [`api::Api::download`]).
+    fn download<'a>(&'a self, _document: &'a DocumentRef) -> BoxFuture<'a, Result<Download, PollError>> {
+        Box::pin(async { Err(PollError::NotConfigured) })
+    }
+
+    /// The signed document a notification's body carries itself, if it does
+    /// (Adobe's `signedDocumentInfo`); then no API call is needed for it.
+    fn inline_document(&self, _body: &[u8]) -> Option<InlineDocument> {
+        None
     }
 
     /// Deletes a webhook [`Provider::watch`] registered. A webhook the

@@ -31,11 +31,33 @@ pub fn json_object_sparse(body: &[u8], paths: &[&str]) -> Result<serde_json::Map
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed = serde::de::DeserializeSeed::deserialize(Sparse(paths), &mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value));
+    // Worded here rather than by a second, full parse: that built the whole
+    // tree of a large body that is valid JSON but not an object.
     match parsed {
         Ok(Value::Object(map)) => Ok(map),
-        // Not JSON, or not an object: let the full parser word the error.
-        _ => json_object(body),
+        Ok(_) => Err(ProviderError::invalid_payload("the body must be a JSON object")),
+        Err(e) => Err(ProviderError::invalid_payload(format!(
+            "the body is not valid JSON: {e}"
+        ))),
     }
+}
+
+/// A kept value, with numbers exactly as written: an integer that fits 64
+/// bits stays a number, any other number (beyond `u64`, a fraction, an
+/// exponent) becomes its own text, never rounded through `f64` (an event id
+/// `18446744073709551617` and `18446744073709551618` are two events).
+fn exact_value<E: serde::de::Error>(raw: &serde_json::value::RawValue) -> Result<Value, E> {
+    let text = raw.get();
+    if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        if let Ok(n) = text.parse::<i64>() {
+            return Ok(Value::from(n));
+        }
+        if let Ok(n) = text.parse::<u64>() {
+            return Ok(Value::from(n));
+        }
+        return Ok(Value::String(text.to_owned()));
+    }
+    serde_json::from_str(text).map_err(E::custom)
 }
 
 /// The paths still wanted below the current value.
@@ -94,7 +116,8 @@ impl<'de> serde::de::Visitor<'de> for Sparse<'_> {
         while let Some(key) = map.next_key_seed(Key)? {
             let key = key.as_ref();
             if self.0.contains(&key) {
-                kept.insert(key.to_owned(), map.next_value::<Value>()?);
+                let raw: &serde_json::value::RawValue = map.next_value()?;
+                kept.insert(key.to_owned(), exact_value(raw)?);
                 continue;
             }
             let below: Vec<&str> = self
@@ -219,6 +242,21 @@ mod tests {
         for pointer in ["/id", "/obj/id", "/obj/inner/status", "/whole", "/prim"] {
             assert_eq!(sparse.pointer(pointer), full.pointer(pointer), "{pointer}");
         }
+    }
+
+    #[test]
+    fn numbers_are_kept_exactly_as_written() {
+        let body = br#"{"a": 18446744073709551617, "b": 18446744073709551618, "c": -42, "d": 18446744073709551615,
+                        "e": 1.50, "f": 42.5e400, "g": "s", "h": {"x": 1}}"#;
+        let kept =
+            Value::Object(json_object_sparse(body, &["a", "b", "c", "d", "e", "f", "g", "h"]).expect("an object"));
+        assert_eq!(
+            kept,
+            json!({"a": "18446744073709551617", "b": "18446744073709551618", "c": -42, "d": u64::MAX,
+                   "e": "1.50", "f": "42.5e400", "g": "s", "h": {"x": 1}})
+        );
+        assert_eq!(str_at(&kept, "/a").as_deref(), Some("18446744073709551617"));
+        assert_eq!(str_at(&kept, "/c").as_deref(), Some("-42"));
     }
 
     #[test]

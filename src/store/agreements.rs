@@ -4,6 +4,9 @@
 //! [`AgreementState::apply`]; then the whole batch is marked processed. Rows are locked in
 //! one global order (provider, agreement id), so concurrent batches — other
 //! worker loops, other replicas — wait for each other but never deadlock.
+//! A final status the fold holds for confirmation is marked `pending` in
+//! history; the poll that reads the agreement ([`Agreements::apply_poll`])
+//! resolves it, always locking the agreement row before its history rows.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,11 +19,12 @@ use sqlx::{FromRow, PgConnection, PgPool};
 
 use super::{
     changes::{record_changes, ChangeOrigin, NewChange},
-    AgreementDeliveries, ClaimedEvent, Deliveries, StoreError,
+    documents::record_completions,
+    AgreementDeliveries, ClaimedEvent, Deliveries, DocumentView, StoreError,
 };
 use crate::{
-    agreement::{AgreementState, AgreementStatus, Source},
-    event::{Notification, Subject},
+    agreement::{ordering_time, AgreementState, AgreementStatus, Change, Folded, Previous, Source},
+    event::{Notification, Parent, Subject},
 };
 
 #[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
@@ -31,6 +35,10 @@ pub struct AgreementView {
     pub status: Option<String>,
     pub provider_status: Option<String>,
     pub name: Option<String>,
+    /// The resource it was made from (an Adobe Sign web form, `widget`, or
+    /// bulk send, `megaSign`), when the provider said.
+    pub parent_type: Option<String>,
+    pub parent_id: Option<String>,
     pub last_event_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     /// The per-agreement webhook registered at the provider, if any.
@@ -44,11 +52,17 @@ pub struct AgreementView {
     /// Failed polls in a row, and the last failure.
     pub poll_failures: i32,
     pub last_poll_error: Option<String>,
+    /// A final status from a weakly authenticated webhook waits for the
+    /// provider's API to confirm it (its history entry says `pending`).
+    pub confirm_pending: bool,
     #[sqlx(skip)]
     pub history: Vec<HistoryEntry>,
     /// Its changes' deliveries to the application, per destination.
     #[sqlx(skip)]
     pub deliveries: Vec<AgreementDeliveries>,
+    /// The copies kept of a completed agreement (signed PDF, audit trail).
+    #[sqlx(skip)]
+    pub documents: Vec<DocumentView>,
 }
 
 #[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
@@ -58,8 +72,53 @@ pub struct HistoryEntry {
     pub event_type: String,
     pub status: Option<String>,
     pub provider_status: Option<String>,
+    /// The time the entry is ordered by: the event's own time, or its
+    /// receipt when `occurred_at_clamped`.
     pub occurred_at: DateTime<Utc>,
+    /// The event stated a time more than `SIGNHOOK_EVENT_MAX_FUTURE_SKEW`
+    /// after it was received (`stated_occurred_at`); it is ordered at its
+    /// receipt instead.
+    pub occurred_at_clamped: bool,
+    pub stated_occurred_at: Option<DateTime<Utc>>,
     pub source: String,
+    /// For a final status from a weakly authenticated webhook: `pending`
+    /// (held until the provider's API is read), `confirmed` (the provider
+    /// agreed; applied) or `unconfirmed` (the provider said otherwise; not
+    /// applied). None: no confirmation was needed.
+    pub confirmation: Option<String>,
+}
+
+/// A claimed event to apply, with its parsed notification.
+#[derive(Clone, Copy)]
+pub struct ToApply<'a> {
+    pub event: &'a ClaimedEvent,
+    pub notification: &'a Notification,
+    /// A final status it sets waits for the provider's confirmation (see
+    /// [`Change::confirm_final`]).
+    pub confirm_final: bool,
+}
+
+/// A held final status, as a poll resolves it.
+#[derive(Debug, Clone, FromRow)]
+pub struct HeldEvent {
+    id: i64,
+    pub event_id: Option<String>,
+    pub event_type: String,
+    pub status: Option<String>,
+    pub provider_status: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// What applying a poll did.
+#[derive(Debug, Default)]
+pub struct PollApplied {
+    /// The provider's status differed from the one recorded: a history
+    /// entry (source `poll`) was written.
+    pub changed: bool,
+    /// Held final statuses the provider's answer confirms: applied.
+    pub confirmed: Vec<HeldEvent>,
+    /// Held final statuses the provider's answer contradicts: not applied.
+    pub unconfirmed: Vec<HeldEvent>,
 }
 
 /// Open agreements, as SQL over `agreements`: the status is not one of
@@ -90,22 +149,29 @@ impl Agreements<'_> {
     /// the batch touches, record the history rows, write each agreement's new
     /// state, mark the events processed. Applying an event twice changes
     /// nothing the second time: only events whose history row is new move
-    /// their agreement. The caller commits.
+    /// their agreement. Events are ordered by [`ordering_time`] with
+    /// `max_future_skew`. Returns how many final statuses were held for
+    /// confirmation. The caller commits.
     pub async fn apply_claimed(
         tx: &mut PgConnection,
-        items: &[(&ClaimedEvent, &Notification)],
-    ) -> Result<(), StoreError> {
+        items: &[ToApply<'_>],
+        max_future_skew: chrono::Duration,
+    ) -> Result<usize, StoreError> {
         // Each agreement's events in the order they happened; agreements in
         // one global order, so concurrent batches lock rows in the same order
         // and wait for each other instead of deadlocking.
         let mut applied: Vec<Applied> = items
             .iter()
-            .filter_map(|(event, notification)| {
-                let subject = notification.subject.as_ref()?;
+            .filter_map(|item| {
+                let subject = item.notification.subject.as_ref()?;
+                let ordered = ordering_time(item.notification.occurred_at, item.event.received_at, max_future_skew);
                 Some(Applied {
-                    event,
+                    event: item.event,
+                    event_id: &item.notification.event_id,
                     subject,
-                    occurred_at: notification.occurred_at.unwrap_or(event.received_at),
+                    occurred_at: ordered.at,
+                    stated_at: item.notification.occurred_at.filter(|_| ordered.clamped),
+                    confirm_final: item.confirm_final,
                 })
             })
             .collect();
@@ -117,10 +183,11 @@ impl Agreements<'_> {
                 b.event.id,
             ))
         });
-        if !applied.is_empty() {
-            apply_sorted(tx, &applied).await?;
-        }
-        let ids: Vec<i64> = items.iter().map(|(e, _)| e.id).collect();
+        let held = match applied.is_empty() {
+            true => 0,
+            false => apply_sorted(tx, &applied).await?,
+        };
+        let ids: Vec<i64> = items.iter().map(|item| item.event.id).collect();
         // Counted in provider order, the last lock the batch takes, so two
         // batches on the same shard never wait for each other in a cycle.
         sqlx::query(
@@ -138,27 +205,39 @@ impl Agreements<'_> {
         .bind((ids.first().copied().unwrap_or_default() % TOTALS_SHARDS) as i16)
         .execute(&mut *tx)
         .await?;
-        Ok(())
+        Ok(held)
     }
 
     /// Applies a status read from the provider's API at `observed_at` with
     /// the same fold as events. A history entry (source `poll`) is written
     /// only when the provider's status differs from the one recorded, so
-    /// polling an unchanged agreement adds nothing. Returns whether it wrote
-    /// one (the provider's status changed). A status the fold adopts is
-    /// recorded as a change from `origin` (a poll or a refresh).
+    /// polling an unchanged agreement adds nothing.
+    ///
+    /// It also resolves the final statuses held for confirmation before
+    /// `asked_at` (when the provider was asked; one held later may be newer
+    /// than its answer and waits for the next poll): those `confirms` accepts
+    /// are applied at their own time, the others are marked unconfirmed and
+    /// the provider's answer wins. A confirmed final is the more precise of
+    /// the two (Adobe shows a rejected agreement as cancelled), so then the
+    /// poll's status is recorded but not applied.
+    ///
+    /// A status the fold adopts (from the poll or a confirmed held final) is
+    /// recorded as one change from `origin` (a poll or a refresh).
     pub async fn apply_poll(
         &self,
         provider: &str,
         subject: &Subject,
         observed_at: DateTime<Utc>,
+        asked_at: DateTime<Utc>,
+        confirms: &(dyn Fn(AgreementStatus) -> bool + Sync),
         origin: ChangeOrigin,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<PollApplied, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row: AgreementRow = sqlx::query_as(
             "INSERT INTO agreements (provider, agreement_id, resource_type) VALUES ($1, $2, $3)
              ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
-             RETURNING provider, agreement_id, resource_type, status, status_at, provider_status, name, last_event_at",
+             RETURNING provider, agreement_id, resource_type, status, status_at, provider_status, name, last_event_at,
+                       confirm_pending",
         )
         .bind(provider)
         .bind(&subject.id)
@@ -166,12 +245,35 @@ impl Agreements<'_> {
         .fetch_one(&mut *tx)
         .await?;
         let row_kind = row.resource_type.clone();
+        let mut state = row.state();
+        let before = state.clone();
+        let mut outcome = PollApplied::default();
+        if state.confirm_pending {
+            for held in take_held(&mut tx, provider, &subject.id, asked_at).await? {
+                let status = held.status.as_deref().and_then(AgreementStatus::parse);
+                match status.filter(|status| confirms(*status)) {
+                    Some(status) => {
+                        state.apply(&Change {
+                            source: Source::Event,
+                            at: held.occurred_at,
+                            status: Some(status),
+                            provider_status: held.provider_status.as_deref(),
+                            name: None,
+                            confirm_final: false,
+                        });
+                        outcome.confirmed.push(held);
+                    }
+                    None => outcome.unconfirmed.push(held),
+                }
+            }
+            resolve_held(&mut tx, &outcome.confirmed, &outcome.unconfirmed).await?;
+            state.confirm_pending = still_held(&mut tx, provider, &subject.id).await?;
+        }
         let observed = (
             subject.status.map(|s| s.as_str().to_owned()),
             subject.provider_status.clone(),
         );
-        let mut state = row.state();
-        let recorded = (state.status, &state.provider_status) == (subject.status, &subject.provider_status)
+        let recorded = (before.status, &before.provider_status) == (subject.status, &subject.provider_status)
             || last_poll(&mut tx, provider, &subject.id).await?.as_ref() == Some(&observed);
         if !recorded {
             sqlx::query(
@@ -186,17 +288,27 @@ impl Agreements<'_> {
             .bind(observed_at)
             .execute(&mut *tx)
             .await?;
-            let (changed, moved) = state.apply_tracked(&subject.change(Source::Poll, observed_at));
-            if changed {
-                write_states(&mut tx, &[(provider, subject.id.as_str(), &state)]).await?;
+            let mut change = subject.change(Source::Poll, observed_at);
+            if !outcome.confirmed.is_empty() {
+                change.status = None;
             }
-            if let Some(previous) = moved {
+            state.apply(&change);
+        }
+        if state != before {
+            write_states(&mut tx, &[(provider, subject.id.as_str(), &state)]).await?;
+            if became_completed(before.status, &state) {
+                record_completions(&mut tx, &[(provider, subject.id.as_str())]).await?;
+            }
+            if (state.status, &state.provider_status) != (before.status, &before.provider_status) {
                 let change = NewChange {
                     provider,
                     agreement_id: &subject.id,
                     resource_type: &row_kind,
                     name: state.name.clone(),
-                    previous,
+                    previous: Previous {
+                        status: before.status,
+                        provider_status: before.provider_status.clone(),
+                    },
                     status: state.status,
                     provider_status: state.provider_status.clone(),
                     occurred_at: observed_at,
@@ -208,14 +320,48 @@ impl Agreements<'_> {
         }
         // Committed either way: the poll may have created the agreement.
         tx.commit().await?;
-        Ok(!recorded)
+        outcome.changed = !recorded;
+        Ok(outcome)
+    }
+
+    /// The provider does not know the agreement: every final status held
+    /// for it before `asked_at` is unconfirmed (and none is applied).
+    pub async fn unconfirm_held(
+        &self,
+        provider: &str,
+        agreement_id: &str,
+        asked_at: DateTime<Utc>,
+    ) -> Result<Vec<HeldEvent>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let pending: Option<bool> = sqlx::query_scalar(
+            "SELECT confirm_pending FROM agreements WHERE provider = $1 AND agreement_id = $2 FOR UPDATE",
+        )
+        .bind(provider)
+        .bind(agreement_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if pending != Some(true) {
+            return Ok(Vec::new());
+        }
+        let unconfirmed = take_held(&mut tx, provider, agreement_id, asked_at).await?;
+        resolve_held(&mut tx, &[], &unconfirmed).await?;
+        let still = still_held(&mut tx, provider, agreement_id).await?;
+        sqlx::query("UPDATE agreements SET confirm_pending = $3 WHERE provider = $1 AND agreement_id = $2")
+            .bind(provider)
+            .bind(agreement_id)
+            .bind(still)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(unconfirmed)
     }
 
     /// The agreement and its history, oldest first.
     pub async fn get(&self, provider: &str, agreement_id: &str) -> Result<Option<AgreementView>, StoreError> {
         let Some(mut view): Option<AgreementView> = sqlx::query_as(
-            "SELECT provider, agreement_id, resource_type, status, provider_status, name, last_event_at, updated_at,
-                    webhook_id, watch_pending, last_polled_at, next_poll_at, poll_failures, last_poll_error
+            "SELECT provider, agreement_id, resource_type, status, provider_status, name, parent_type, parent_id,
+                    last_event_at, updated_at, webhook_id, watch_pending, last_polled_at, next_poll_at, poll_failures, last_poll_error,
+                    confirm_pending
                FROM agreements WHERE provider = $1 AND agreement_id = $2",
         )
         .bind(provider)
@@ -226,7 +372,8 @@ impl Agreements<'_> {
             return Ok(None);
         };
         view.history = sqlx::query_as(
-            "SELECT event_id, event_type, status, provider_status, occurred_at, source
+            "SELECT event_id, event_type, status, provider_status, occurred_at,
+                    stated_occurred_at IS NOT NULL AS occurred_at_clamped, stated_occurred_at, source, confirmation
                FROM agreement_history WHERE provider = $1 AND agreement_id = $2
               ORDER BY occurred_at, id",
         )
@@ -236,6 +383,9 @@ impl Agreements<'_> {
         .await?;
         view.deliveries = Deliveries { pool: self.pool }
             .for_agreement(provider, agreement_id)
+            .await?;
+        view.documents = super::Documents { pool: self.pool }
+            .list(provider, agreement_id)
             .await?;
         Ok(Some(view))
     }
@@ -360,11 +510,17 @@ pub fn parse_listing_cursor(cursor: &str) -> Option<(DateTime<Utc>, String, Stri
 }
 
 /// One event with an agreement to apply, and the time it is ordered by
-/// (events without a provider time are ordered by when we got them).
+/// (see [`ordering_time`]).
 struct Applied<'a> {
     event: &'a ClaimedEvent,
+    /// The provider's event id as parsed: a quarantined event replayed is
+    /// stored under its body's hash, its history shows its own id.
+    event_id: &'a str,
     subject: &'a Subject,
     occurred_at: DateTime<Utc>,
+    /// The time the event stated, when it is not `occurred_at` (clamped).
+    stated_at: Option<DateTime<Utc>>,
+    confirm_final: bool,
 }
 
 /// An agreement row as a batch or a poll finds it.
@@ -378,6 +534,7 @@ struct AgreementRow {
     provider_status: Option<String>,
     name: Option<String>,
     last_event_at: Option<DateTime<Utc>>,
+    confirm_pending: bool,
 }
 
 impl AgreementRow {
@@ -388,8 +545,61 @@ impl AgreementRow {
             provider_status: self.provider_status,
             name: self.name,
             last_event_at: self.last_event_at,
+            confirm_pending: self.confirm_pending,
         }
     }
+}
+
+/// The agreement's finals held for confirmation before `asked_at`, locked,
+/// in the order they happened.
+async fn take_held(
+    tx: &mut PgConnection,
+    provider: &str,
+    agreement_id: &str,
+    asked_at: DateTime<Utc>,
+) -> Result<Vec<HeldEvent>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, event_id, event_type, status, provider_status, occurred_at FROM agreement_history
+          WHERE provider = $1 AND agreement_id = $2 AND confirmation = 'pending' AND confirmation_at <= $3
+          ORDER BY occurred_at, id
+            FOR UPDATE",
+    )
+    .bind(provider)
+    .bind(agreement_id)
+    .bind(asked_at)
+    .fetch_all(&mut *tx)
+    .await?)
+}
+
+/// Marks held finals confirmed or unconfirmed, as of now.
+async fn resolve_held(
+    tx: &mut PgConnection,
+    confirmed: &[HeldEvent],
+    unconfirmed: &[HeldEvent],
+) -> Result<(), StoreError> {
+    let ids = |held: &[HeldEvent]| held.iter().map(|h| h.id).collect::<Vec<_>>();
+    sqlx::query(
+        "UPDATE agreement_history
+            SET confirmation = CASE WHEN id = ANY($1) THEN 'confirmed' ELSE 'unconfirmed' END, confirmation_at = now()
+          WHERE id = ANY($1) OR id = ANY($2)",
+    )
+    .bind(ids(confirmed))
+    .bind(ids(unconfirmed))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether a final of the agreement is still held (one held after the poll asked).
+async fn still_held(tx: &mut PgConnection, provider: &str, agreement_id: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM agreement_history
+                         WHERE provider = $1 AND agreement_id = $2 AND confirmation = 'pending')",
+    )
+    .bind(provider)
+    .bind(agreement_id)
+    .fetch_one(&mut *tx)
+    .await?)
 }
 
 /// The status and provider status the last poll of an agreement recorded.
@@ -411,15 +621,19 @@ async fn last_poll(
     .await?)
 }
 
-/// Writes the fold's result for each `(provider, agreement id, state)`.
+/// Writes the fold's result for each `(provider, agreement id, state)`. An
+/// agreement that now waits for a confirmation is due for a poll at once.
 async fn write_states(tx: &mut PgConnection, states: &[(&str, &str, &AgreementState)]) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE agreements a
             SET status = u.status, status_at = u.status_at, provider_status = u.provider_status,
-                name = u.name, last_event_at = u.last_event_at, updated_at = now()
+                name = u.name, last_event_at = u.last_event_at, updated_at = now(),
+                next_poll_at = CASE WHEN u.confirm_pending AND NOT a.confirm_pending THEN now()
+                                    ELSE a.next_poll_at END,
+                confirm_pending = u.confirm_pending
            FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                       $7::timestamptz[]) AS u(provider, agreement_id, status, status_at, provider_status,
-                                               name, last_event_at)
+                       $7::timestamptz[], $8::bool[]) AS u(provider, agreement_id, status, status_at,
+                                                           provider_status, name, last_event_at, confirm_pending)
           WHERE a.provider = u.provider AND a.agreement_id = u.agreement_id",
     )
     .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
@@ -439,60 +653,80 @@ async fn write_states(tx: &mut PgConnection, states: &[(&str, &str, &AgreementSt
     )
     .bind(states.iter().map(|s| s.2.name.as_deref()).collect::<Vec<_>>())
     .bind(states.iter().map(|s| s.2.last_event_at).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.2.confirm_pending).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-/// The three statements of a batch with agreements; `applied` is sorted by
-/// (provider, agreement id, time, event id).
-async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<(), StoreError> {
+/// The three statements of a batch with agreements (a fourth marks the
+/// finals held for confirmation, if any); `applied` is sorted by (provider,
+/// agreement id, time, event id). Returns how many finals were held.
+async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<usize, StoreError> {
     // 1. Lock every agreement (creating the missing ones) in sorted order.
     //    DO UPDATE rather than DO NOTHING so existing rows are locked and
     //    returned too: an agreement's events are applied by one batch at a
     //    time, whichever worker or replica holds them.
-    let mut keys: Vec<(&str, &str, &str)> = applied
-        .iter()
-        .map(|a| {
-            (
+    //    The first parent link an agreement is given is kept.
+    let mut keys: Vec<(&str, &str, &str, Option<&Parent>)> = Vec::new();
+    for a in applied {
+        let parent = a.subject.parent.as_ref();
+        match keys.last_mut() {
+            Some(last) if (last.0, last.1) == (a.event.provider.as_str(), a.subject.id.as_str()) => {
+                last.3 = last.3.or(parent);
+            }
+            _ => keys.push((
                 a.event.provider.as_str(),
                 a.subject.id.as_str(),
                 a.subject.kind.as_str(),
-            )
-        })
-        .collect();
-    keys.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+                parent,
+            )),
+        }
+    }
     let rows: Vec<AgreementRow> = sqlx::query_as(
-        "INSERT INTO agreements (provider, agreement_id, resource_type)
-         SELECT p, a, r FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(p, a, r, n) ORDER BY n
-         ON CONFLICT (provider, agreement_id) DO UPDATE SET provider = EXCLUDED.provider
-         RETURNING provider, agreement_id, resource_type, status, status_at, provider_status, name, last_event_at",
+        "INSERT INTO agreements (provider, agreement_id, resource_type, parent_type, parent_id)
+         SELECT p, a, r, pt, pi
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS k(p, a, r, pt, pi, n)
+          ORDER BY n
+         ON CONFLICT (provider, agreement_id) DO UPDATE
+            SET parent_type = COALESCE(agreements.parent_type, EXCLUDED.parent_type),
+                parent_id = COALESCE(agreements.parent_id, EXCLUDED.parent_id)
+         RETURNING provider, agreement_id, resource_type, status, status_at, provider_status, name, last_event_at,
+                   confirm_pending",
     )
     .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.3.map(|p| p.kind.as_str())).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.3.map(|p| p.id.as_str())).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    // Each agreement's state, and whether the batch changed it.
-    let mut states: HashMap<(String, String), (AgreementState, bool)> = rows
+    // Each agreement's state, whether the batch changed it, and its status
+    // before the batch.
+    let mut states: HashMap<(String, String), (AgreementState, bool, Option<AgreementStatus>)> = rows
         .into_iter()
-        .map(|row| ((row.provider.clone(), row.agreement_id.clone()), (row.state(), false)))
+        .map(|row| {
+            let key = (row.provider.clone(), row.agreement_id.clone());
+            let state = row.state();
+            let before = state.status;
+            (key, (state, false, before))
+        })
         .collect();
 
     // 2. History, once per event: a replayed event's row is already there and
     //    comes back as not new, so it moves nothing.
     let new: HashSet<i64> = sqlx::query_scalar(
         "INSERT INTO agreement_history (provider, agreement_id, event_ref, event_id, event_type, status,
-                                        provider_status, occurred_at)
+                                        provider_status, occurred_at, stated_occurred_at)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                              $7::text[], $8::timestamptz[])
+                              $7::text[], $8::timestamptz[], $9::timestamptz[])
          ON CONFLICT ON CONSTRAINT agreement_history_event_ref_key DO NOTHING
          RETURNING event_ref",
     )
     .bind(applied.iter().map(|a| a.event.provider.as_str()).collect::<Vec<_>>())
     .bind(applied.iter().map(|a| a.subject.id.as_str()).collect::<Vec<_>>())
     .bind(applied.iter().map(|a| a.event.id).collect::<Vec<_>>())
-    .bind(applied.iter().map(|a| a.event.event_id.as_str()).collect::<Vec<_>>())
+    .bind(applied.iter().map(|a| a.event_id).collect::<Vec<_>>())
     .bind(applied.iter().map(|a| a.event.event_type.as_str()).collect::<Vec<_>>())
     .bind(
         applied
@@ -507,6 +741,7 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
             .collect::<Vec<_>>(),
     )
     .bind(applied.iter().map(|a| a.occurred_at).collect::<Vec<_>>())
+    .bind(applied.iter().map(|a| a.stated_at).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -516,11 +751,19 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
     //    step that moves a status; write back the agreements that changed,
     //    and the changes.
     let mut moves = Vec::new();
+    let mut held = Vec::new();
     for a in applied.iter().filter(|a| new.contains(&a.event.id)) {
         let key = (a.event.provider.clone(), a.subject.id.clone());
-        let (state, changed) = states.get_mut(&key).ok_or(StoreError::Vanished)?;
-        let (step_changed, moved) = state.apply_tracked(&a.subject.change(Source::Event, a.occurred_at));
-        *changed |= step_changed;
+        let (state, changed, _) = states.get_mut(&key).ok_or(StoreError::Vanished)?;
+        let change = Change {
+            confirm_final: a.confirm_final,
+            ..a.subject.change(Source::Event, a.occurred_at)
+        };
+        let (folded, moved) = state.apply_tracked(&change);
+        *changed |= folded.changed();
+        if folded == Folded::Held {
+            held.push(a.event.id);
+        }
         if let Some(previous) = moved {
             moves.push(NewChange {
                 provider: &a.event.provider,
@@ -531,21 +774,41 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
                 status: state.status,
                 provider_status: state.provider_status.clone(),
                 occurred_at: a.occurred_at,
-                event_id: Some(&a.event.event_id),
+                event_id: Some(a.event_id),
                 origin: ChangeOrigin::Webhook,
             });
         }
     }
+    if !held.is_empty() {
+        sqlx::query(
+            "UPDATE agreement_history SET confirmation = 'pending', confirmation_at = now() WHERE event_ref = ANY($1)",
+        )
+        .bind(&held)
+        .execute(&mut *tx)
+        .await?;
+    }
     let changed: Vec<(&str, &str, &AgreementState)> = states
         .iter()
-        .filter(|(_, (_, changed))| *changed)
-        .map(|((provider, agreement_id), (state, _))| (provider.as_str(), agreement_id.as_str(), state))
+        .filter(|(_, (_, changed, _))| *changed)
+        .map(|((provider, agreement_id), (state, _, _))| (provider.as_str(), agreement_id.as_str(), state))
         .collect();
     if !changed.is_empty() {
         write_states(tx, &changed).await?;
     }
     record_changes(tx, &moves).await?;
-    Ok(())
+    let completed: Vec<(&str, &str)> = states
+        .iter()
+        .filter(|(_, (state, changed, before))| *changed && became_completed(*before, state))
+        .map(|((provider, agreement_id), _)| (provider.as_str(), agreement_id.as_str()))
+        .collect();
+    record_completions(tx, &completed).await?;
+    Ok(held.len())
+}
+
+/// Whether the fold just made the agreement completed: then its documents
+/// are to be fetched, recorded in the same transaction.
+fn became_completed(before: Option<AgreementStatus>, after: &AgreementState) -> bool {
+    after.status == Some(AgreementStatus::Completed) && before != Some(AgreementStatus::Completed)
 }
 
 #[cfg(test)]

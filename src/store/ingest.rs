@@ -12,13 +12,13 @@ use std::{
     sync::Arc,
 };
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{Store, StoreError};
 use crate::{
     agreement::AgreementStatus,
-    event::{NewEvent, Receipt},
+    event::{NewEvent, Parent, Receipt},
 };
 
 struct Job {
@@ -98,24 +98,62 @@ async fn write_batches(
             batch
         };
         let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|job| (job.event, job.reply)).unzip();
-        match store.ingest().insert_batch(&events).await {
-            Ok(receipts) => {
-                if receipts.iter().any(|r| !r.duplicate) {
-                    on_commit();
-                }
-                for (reply, receipt) in replies.into_iter().zip(receipts) {
-                    let _ = reply.send(Ok(receipt));
-                }
+        let results = match store.ingest().insert_batch(&events).await {
+            Ok(receipts) => receipts.into_iter().map(Ok).collect(),
+            Err(error) if error.is_data_error() => {
+                tracing::warn!(%error, rows = events.len(), "batch insert refused a value; inserting its rows one by one");
+                insert_one_by_one(&store, events).await
             }
             Err(error) => {
                 tracing::error!(%error, rows = events.len(), "batch insert failed; its requests get 503");
                 let message = error.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::BatchFailed(message.clone())));
-                }
+                events
+                    .iter()
+                    .map(|_| Err(StoreError::BatchFailed(message.clone())))
+                    .collect()
             }
+        };
+        if results
+            .iter()
+            .any(|r: &Result<Receipt, _>| r.as_ref().is_ok_and(|r| !r.duplicate))
+        {
+            on_commit();
+        }
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
     }
+}
+
+/// The fallback after a batch insert failed on a data error (a value the
+/// database refused, as opposed to the database being unavailable): every
+/// row is inserted on its own, so only the offending one fails, and that one
+/// is kept quarantined (stored dead with the database's reason, answered
+/// 200) instead of being refused. Values are made storable before they get
+/// here ([`NewEvent::understood`]); this is the net for anything missed.
+async fn insert_one_by_one(store: &Store, events: Vec<NewEvent>) -> Vec<Result<Receipt, StoreError>> {
+    let mut results = Vec::with_capacity(events.len());
+    for event in events {
+        let result = match store.ingest().insert_batch(std::slice::from_ref(&event)).await {
+            Err(error) if error.is_data_error() && event.quarantined.is_none() => {
+                tracing::warn!(%error, provider = event.provider, "an event's values were refused; keeping it quarantined");
+                let kept = event.into_quarantined(format!("the database refused a value of this event: {error}"));
+                store.ingest().insert_batch(std::slice::from_ref(&kept)).await
+            }
+            other => other,
+        };
+        results.push(result.and_then(|receipts| receipts.into_iter().next().ok_or(StoreError::Vanished)));
+    }
+    results
+}
+
+/// Body bytes in one insert above which its connection's buffers are shrunk
+/// back afterwards (sqlx keeps a connection's write buffer at the largest
+/// message it has sent).
+const SHRINK_BUFFERS_ABOVE: usize = 1024 * 1024;
+
+fn parent(event: &NewEvent) -> Option<&Parent> {
+    event.subject.as_ref()?.parent.as_ref()
 }
 
 /// The events table as ingest writes it; see [`super::Store::ingest`].
@@ -136,19 +174,24 @@ impl Ingest<'_> {
         let mut sorted: Vec<&NewEvent> = events.iter().collect();
         sorted.sort_by(|a, b| (a.provider, &a.event_id).cmp(&(b.provider, &b.event_id)));
         let column = |f: fn(&NewEvent) -> Option<&str>| sorted.iter().map(|e| f(e)).collect::<Vec<_>>();
+        let mut conn = self.pool.acquire().await?;
         let inserted: Vec<(i64, String, String)> = sqlx::query_as(
             "WITH stored AS (
                  INSERT INTO events (provider, event_id, event_type, resource_type, resource_id, tenant,
                                      occurred_at, content_type, body, parsed, subject_status, provider_status,
-                                     subject_name)
-                 SELECT p, e, t, rt, ri, te, o, c, b, true, ss, ps, sn
+                                     subject_name, state, last_error, parent_type, parent_id)
+                 SELECT p, e, t, rt, ri, te, o, c, b, q IS NULL, ss, ps, sn,
+                        CASE WHEN q IS NULL THEN 'pending' ELSE 'dead' END, q, pt, pi
                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                               $7::timestamptz[], $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[])
-                        WITH ORDINALITY AS r(p, e, t, rt, ri, te, o, c, b, ss, ps, sn, n)
+                               $7::timestamptz[], $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[],
+                               $13::text[], $14::text[], $15::text[])
+                        WITH ORDINALITY AS r(p, e, t, rt, ri, te, o, c, b, ss, ps, sn, q, pt, pi, n)
                   ORDER BY n
                  ON CONFLICT ON CONSTRAINT events_provider_event_id_key DO NOTHING
-                 RETURNING id, provider, event_id),
-             queued AS (INSERT INTO event_queue (id) SELECT id FROM stored)
+                 RETURNING id, provider, event_id, state = 'dead' AS dead),
+             -- A quarantined event's queue row is dead: listed and counted
+             -- with the dead, claimed again only once replayed.
+             queued AS (INSERT INTO event_queue (id, dead) SELECT id, dead FROM stored)
              SELECT id, provider, event_id FROM stored",
         )
         .bind(column(|e| Some(e.provider)))
@@ -167,8 +210,17 @@ impl Ingest<'_> {
             e.subject.as_ref().and_then(|s| s.provider_status.as_deref())
         }))
         .bind(column(|e| e.subject.as_ref().and_then(|s| s.name.as_deref())))
-        .fetch_all(self.pool)
+        .bind(column(|e| e.quarantined.as_deref()))
+        .bind(column(|e| parent(e).map(|p| p.kind.as_str())))
+        .bind(column(|e| parent(e).map(|p| p.id.as_str())))
+        .fetch_all(&mut *conn)
         .await?;
+        // A connection keeps its buffers at their largest: after a batch of
+        // big bodies that is megabytes per pooled connection, for good.
+        if events.iter().map(|e| e.body.len()).sum::<usize>() > SHRINK_BUFFERS_ABOVE {
+            conn.shrink_buffers();
+        }
+        drop(conn);
 
         let fresh: HashSet<(String, String)> = inserted.iter().map(|(_, p, e)| (p.clone(), e.clone())).collect();
         let mut ids: HashMap<(String, String), i64> = inserted.into_iter().map(|(id, p, e)| ((p, e), id)).collect();

@@ -8,14 +8,18 @@
 //! each in its own file: [`Store::ingest`], [`Store::queue`],
 //! [`Store::agreements`], [`Store::polling`], [`Store::watches`],
 //! [`Store::activity`], [`Store::budgets`], [`Store::events`], [`Store::counts`],
-//! [`Store::changes`] and [`Store::deliveries`].
+//! [`Store::changes`] and [`Store::deliveries`]; [`Store::documents`] (fetch
+//! jobs and kept documents) and [`Store::blobs`] (the documents' bytes, when
+//! PostgreSQL is the document store).
 
 mod activity;
 mod agreements;
+mod blobs;
 mod budgets;
 mod changes;
 mod counts;
 mod deliveries;
+mod documents;
 mod events;
 mod ingest;
 mod polling;
@@ -31,8 +35,10 @@ use sqlx::{
 
 pub use activity::{ProviderActivity, WebhookActivity};
 pub use agreements::{
-    parse_listing_cursor, AgreementFilter, AgreementPage, AgreementSummary, AgreementView, Agreements, HistoryEntry,
+    parse_listing_cursor, AgreementFilter, AgreementPage, AgreementSummary, AgreementView, Agreements, HeldEvent,
+    HistoryEntry, PollApplied, ToApply,
 };
+pub use blobs::{Blobs, CHUNK};
 pub use budgets::{BudgetView, Budgets};
 pub use changes::{record_changes, ChangeOrigin, ChangeView, Changes, NewChange, CHANGE_SEQUENCED, CHANGE_WRITTEN};
 pub use counts::{Counts, ProviderCounts, StateCounts};
@@ -40,6 +46,7 @@ pub use deliveries::{
     AgreementDeliveries, Attempt, ClaimedDelivery, Deliveries, DeliveryFilter, DeliveryPage, DeliveryView,
     DestinationRecord, DestinationView, Recovery,
 };
+pub use documents::{DocumentJob, DocumentJobView, DocumentView, Documents, JobOutcome, NewDocument};
 pub use events::{EventFilter, EventPage, EventRow, EventState, Events};
 pub use ingest::{BatchLimits, Ingest, IngestWriter};
 pub use polling::{DueAgreement, PollRecord, Polling};
@@ -64,6 +71,21 @@ pub enum StoreError {
     Vanished,
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the database refused a value (SQLSTATE classes 22 "data
+    /// exception", 23 "integrity constraint violation" and 54 "program limit
+    /// exceeded", e.g. an index entry too large), as opposed to being
+    /// unavailable or too slow: the same values fail the same way again.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(error)) => error
+                .code()
+                .is_some_and(|code| ["22", "23", "54"].iter().any(|class| code.starts_with(class))),
+            _ => false,
+        }
+    }
 }
 
 /// Handle to the database; cheap to clone.
@@ -91,9 +113,12 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(settings.database.acquire_timeout())
-            // A broken connection fails its query and is replaced; testing every
-            // checkout would cost a round trip per request.
-            .test_before_acquire(false)
+            // Every checkout is pinged first: one round trip (ingest takes one
+            // connection per group commit, not per request). Without it, after
+            // PostgreSQL restarts, each pooled connection — all dead, and
+            // nothing says so until one is used — fails the one request that
+            // draws it with a 503.
+            .test_before_acquire(true)
             .connect_with(options)
             .await?;
         Ok(Self { pool })
@@ -110,6 +135,11 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The database's clock: what times the store records are compared with.
+    pub async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await?)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -164,6 +194,18 @@ impl Store {
     /// Deliveries of changes to the application, and its destinations.
     pub fn deliveries(&self) -> Deliveries<'_> {
         Deliveries { pool: &self.pool }
+    }
+
+    /// Document fetch jobs and the documents kept for each agreement.
+    pub fn documents(&self) -> Documents<'_> {
+        Documents { pool: &self.pool }
+    }
+
+    /// The PostgreSQL document store.
+    pub fn blobs(&self) -> Blobs {
+        Blobs {
+            pool: self.pool.clone(),
+        }
     }
 
     /// Counts of events and agreements.

@@ -29,10 +29,14 @@ pub struct DueAgreement {
     /// The claim's `poll_locked_until`: outcomes are recorded only while it
     /// is still this replica's claim.
     pub lease: DateTime<Utc>,
+    /// A final status waits for the provider's confirmation (even a finished
+    /// agreement's, when a later final came in).
+    pub confirm_pending: bool,
 }
 
 impl DueAgreement {
-    /// Finished: only its webhook is left to remove.
+    /// Finished: only its webhook is left to remove (unless a final status
+    /// waits for confirmation: see `confirm_pending`).
     pub fn is_terminal(&self) -> bool {
         self.status
             .as_deref()
@@ -70,7 +74,8 @@ impl Polling<'_> {
     /// not drafts, whose `next_poll_at` has come or, without one, whose last
     /// event and last poll are older than `stale_after`; and finished
     /// agreements that still have a webhook (or a pending registration) to
-    /// remove.
+    /// remove. Agreements with a final status waiting for confirmation come
+    /// first, whatever their status.
     pub async fn claim_due(
         &self,
         provider: &str,
@@ -87,15 +92,19 @@ impl Polling<'_> {
                      WHERE provider = $1
                        AND (poll_locked_until IS NULL OR poll_locked_until <= now())
                        AND (next_poll_at IS NULL OR next_poll_at <= now())
-                       AND (({open} AND status IS DISTINCT FROM 'draft' AND resource_type = ANY($5)
-                                AND (next_poll_at IS NOT NULL
-                                OR coalesce(greatest(last_event_at, last_polled_at), created_at) <= now() - $2))
+                       AND ((({open} OR confirm_pending) AND resource_type = ANY($5)
+                                AND (confirm_pending
+                                     OR (status IS DISTINCT FROM 'draft'
+                                         AND (next_poll_at IS NOT NULL
+                                              OR coalesce(greatest(last_event_at, last_polled_at), created_at)
+                                                 <= now() - $2))))
                             OR (NOT {open} AND (webhook_id IS NOT NULL OR watch_pending)))
-                     ORDER BY coalesce(next_poll_at, greatest(last_event_at, last_polled_at), created_at)
+                     ORDER BY confirm_pending DESC,
+                              coalesce(next_poll_at, greatest(last_event_at, last_polled_at), created_at)
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED)
              RETURNING a.provider, a.agreement_id, a.status, a.webhook_id, a.watch_pending, a.poll_failures,
-                       a.last_poll_error, a.poll_locked_until AS lease,
+                       a.last_poll_error, a.poll_locked_until AS lease, a.confirm_pending,
                        (SELECT e.tenant FROM agreement_history h JOIN events e ON e.id = h.event_ref
                          WHERE h.provider = a.provider AND h.agreement_id = a.agreement_id AND e.tenant IS NOT NULL
                          ORDER BY h.id DESC LIMIT 1) AS tenant"
@@ -162,6 +171,7 @@ impl Polling<'_> {
                     not_found_at = CASE WHEN $6 THEN now() ELSE NULL END,
                     watch_pending = watch_pending AND NOT $6,
                     next_poll_at = CASE WHEN $3 OR $6 THEN now() + $5
+                                        WHEN confirm_pending THEN now()
                                         WHEN watch_pending THEN now() + $7
                                         ELSE NULL END
               WHERE provider = $1 AND agreement_id = $2 AND poll_locked_until = $8",

@@ -10,7 +10,7 @@ use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use super::StoreError;
 use crate::{
     agreement::AgreementStatus,
-    event::{Notification, Subject},
+    event::{Notification, Parent, Subject},
 };
 
 /// Events claimed by one open transaction; see [`Queue::claim`].
@@ -38,6 +38,8 @@ pub struct ClaimedEvent {
     subject_status: Option<String>,
     provider_status: Option<String>,
     subject_name: Option<String>,
+    parent_type: Option<String>,
+    parent_id: Option<String>,
 }
 
 impl ClaimedEvent {
@@ -55,6 +57,11 @@ impl ClaimedEvent {
                 name: self.subject_name.clone(),
                 status: self.subject_status.as_deref().and_then(AgreementStatus::parse),
                 provider_status: self.provider_status.clone(),
+                parent: self
+                    .parent_type
+                    .clone()
+                    .zip(self.parent_id.clone())
+                    .map(|(kind, id)| Parent { kind, id }),
             }),
         })
     }
@@ -128,7 +135,7 @@ impl Queue<'_> {
                 sqlx::query_as(
                     "SELECT id, provider, event_id, event_type, CASE WHEN parsed THEN NULL ELSE body END AS body,
                             received_at, attempts, parsed, occurred_at, resource_type, resource_id, subject_status,
-                            provider_status, subject_name
+                            provider_status, subject_name, parent_type, parent_id
                        FROM events WHERE id = ANY($1) ORDER BY id",
                 )
                 .bind(&ids)
@@ -179,12 +186,29 @@ impl Queue<'_> {
     /// is safe for any event, processed or dead. Its body is parsed again
     /// (by the version running then: replaying after a parser fix uses the
     /// fix). Returns false if unknown.
+    ///
+    /// Locks in the worker's order — the queue row, then the event, then the
+    /// counters (see [`Queue::claim`] and `Agreements::apply_claimed`) — so a
+    /// replay of an event a worker holds waits for that batch to commit
+    /// instead of deadlocking with it. (Locking the event first, as one
+    /// statement did, made PostgreSQL break the cycle by failing one side.)
     pub async fn replay(&self, id: i64) -> Result<bool, StoreError> {
-        let result = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        // Reading `events` here takes no lock; the upsert locks (or creates)
+        // the queue row, waiting for a worker that has it claimed.
+        let queued = sqlx::query(
+            "INSERT INTO event_queue (id) SELECT id FROM events WHERE id = $1
+             ON CONFLICT (id) DO UPDATE SET next_attempt_at = now(), failed = false, dead = false",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if queued.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // A new statement sees the state the worker committed meanwhile.
+        sqlx::query(
             "WITH event AS (SELECT id, provider, state FROM events WHERE id = $1 FOR UPDATE),
-                  queued AS (
-                      INSERT INTO event_queue (id) SELECT id FROM event
-                      ON CONFLICT (id) DO UPDATE SET next_attempt_at = now(), failed = false, dead = false),
                   uncounted AS (
                       INSERT INTO event_totals AS t (provider, shard, processed)
                       SELECT provider, 0, -1 FROM event WHERE state = 'processed'
@@ -193,9 +217,10 @@ impl Queue<'_> {
                FROM event WHERE e.id = event.id",
         )
         .bind(id)
-        .execute(self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(result.rows_affected() == 1)
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Vacuums the queue table. Every applied event leaves a dead row and

@@ -158,3 +158,72 @@ async fn replaying_an_applied_event_changes_nothing() {
     );
     assert_eq!(app.admin_get("/api/agreements/docusign/x").await.status(), 404);
 }
+
+#[tokio::test]
+async fn admin_answers_are_never_cached_or_sniffed() {
+    let app = spawn_app().await;
+    let answers = [
+        ("ok", app.admin_get("/api/stats").await),
+        ("no token", app.get("/api/stats").await),
+        ("unknown path", app.admin_get("/api/nowhere").await),
+        ("wrong method", app.admin_post("/api/stats").await),
+        ("document", app.get("/api/openapi.json").await),
+    ];
+    for (what, response) in answers {
+        assert_eq!(
+            response.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{what}"
+        );
+    }
+    // Outside /api the answers are not about anyone's agreements.
+    let health = app.get("/healthz").await;
+    assert_eq!(health.headers()["x-content-type-options"], "nosniff");
+    assert!(health.headers().get("cache-control").is_none());
+}
+
+/// The worker claims queue rows and then updates their events; a replay that
+/// locked the event first and then waited for its queue row deadlocked with
+/// it (PostgreSQL broke the cycle by failing one side: a 503).
+#[tokio::test]
+async fn back_to_back_replays_while_the_worker_runs_all_succeed() {
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_WORKER_CONCURRENCY", "2"),
+        ("SIGNHOOK_WORKER_POLL_INTERVAL_MS", "10"),
+    ])
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let body = adobe_event(
+            &format!("rb-{i}"),
+            &format!("replay-{}", i % 3),
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:00:00Z",
+        );
+        assert_eq!(app.post_adobe(&body).await.status(), 200);
+        ids.push(app.event_db_id("adobe-sign", &format!("rb-{i}")).await);
+    }
+    let mut statuses = Vec::new();
+    for _round in 0..6 {
+        let answers = futures::future::join_all(ids.iter().map(|id| app.replay(*id))).await;
+        statuses.extend(answers.iter().map(|response| response.status().as_u16()));
+    }
+    let refused: Vec<_> = statuses.iter().filter(|status| **status != 202).collect();
+    assert!(
+        refused.is_empty(),
+        "{} of {} replays refused: {refused:?}",
+        refused.len(),
+        statuses.len()
+    );
+    app.wait_idle().await;
+    assert_eq!(app.stats().await["events"]["processed"], 10, "each event counted once");
+}

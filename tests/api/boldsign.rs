@@ -435,29 +435,158 @@ async fn unknown_event_types_are_accepted_and_processed_without_a_status() {
     assert_eq!(agreement["history"][0]["status"], Value::Null);
 }
 
+/// Authenticated bodies signhook does not understand are kept dead and
+/// acknowledged (BoldSign retries anything else, then disables the webhook);
+/// the same junk unsigned is refused.
 #[tokio::test]
-async fn malformed_bodies_get_400_with_a_json_error() {
+async fn unparseable_signed_bodies_are_kept_dead_and_acknowledged() {
     let app = spawn_app().await;
     let cases: [(&[u8], &str); 7] = [
-        (b"not json", "invalid_payload"),
-        (b"[1, 2, 3]", "invalid_payload"),
-        (b"\xff\xfe{garbage", "invalid_payload"),
-        (b"{}", "missing_event_id"),
-        (br#"{"event": {"id": "", "eventType": "Sent"}}"#, "missing_event_id"),
+        (b"not json", "not valid JSON"),
+        (b"[1, 2, 3]", "must be a JSON object"),
+        (b"\xff\xfe{garbage", "not valid JSON"),
+        (b"{}", "event.id is missing"),
+        (br#"{"event": {"id": "", "eventType": "Sent"}}"#, "event.id is missing"),
         (
             br#"{"event": {"eventType": "Sent"}, "data": {"documentId": "d"}}"#,
-            "missing_event_id",
+            "event.id is missing",
         ),
-        (b"", "invalid_payload"),
+        (b"", "not valid JSON"),
     ];
-    for (body, code) in cases {
-        let (status, error) = error_of(app.post_boldsign_raw(body).await).await;
-        let shown = String::from_utf8_lossy(body);
-        assert_eq!(status, 400, "{shown}: {error}");
-        assert_eq!(error["error"]["code"], code, "{shown}: {error}");
-        assert!(error["error"]["message"].as_str().unwrap().len() > 5, "{error}");
+    for (body, _) in cases {
+        let response = app.post_boldsign_raw(body).await;
+        assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(body));
     }
+    let dead = app.dead_events("boldsign").await;
+    assert_eq!(dead.len(), cases.len());
+    for ((_, reason), (event_type, error)) in cases.iter().zip(&dead) {
+        assert_eq!(event_type, "unparsed");
+        assert!(error.as_deref().unwrap_or_default().contains(reason), "{error:?}");
+    }
+    let junk = b"not json at all";
+    for signature in [None, Some(boldsign_signature("not-the-secret", unix_now(), junk))] {
+        let (status, _) = error_of(app.post_boldsign_with(signature.as_deref(), junk).await).await;
+        assert_eq!(status, 401, "{signature:?}");
+    }
+    assert_eq!(app.event_count("boldsign").await, cases.len() as i64);
+}
+
+/// BoldSign's `Verification` request, as its official .NET SDK example
+/// (`examples/WebhookExampleController.cs`) handles it: the
+/// `X-BoldSign-Event: Verification` header, a `Verification` body
+/// (`WebHookEventType.Verification`), no signature — sent while the webhook
+/// is being created, before its secret exists.
+fn verification_body() -> Vec<u8> {
+    json!({
+        "event": { "id": "e-verify", "created": T0, "eventType": "Verification", "clientId": null, "environment": "Live" },
+        "data": null,
+        "document": null,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn post_announced_verification(app: &TestApp, signature: Option<&str>, body: &[u8]) -> reqwest::Response {
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("X-BoldSign-Event", "Verification"),
+    ];
+    if let Some(signature) = signature {
+        headers.push(("X-BoldSign-Signature", signature));
+    }
+    app.post("/webhooks/boldsign", &headers, body.to_vec()).await
+}
+
+#[tokio::test]
+async fn unsigned_verification_is_answered_200_before_a_secret_exists_and_stores_nothing() {
+    let app = spawn_app_with(&[("SIGNHOOK_BOLDSIGN_SECRETS", "")]).await;
+    let response = post_announced_verification(&app, None, &verification_body()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["verification"], true);
     assert_eq!(app.event_count("boldsign").await, 0);
+    // Without the header it is an ordinary (here: unauthenticated) event.
+    let (status, error) = error_of(app.post_boldsign_with(None, &verification_body()).await).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (401, Some("not_configured")));
+}
+
+#[tokio::test]
+async fn verification_is_answered_200_signed_or_not_once_secrets_are_set() {
+    let app = spawn_app().await;
+    let body = verification_body();
+    assert_eq!(post_announced_verification(&app, None, &body).await.status(), 200);
+    let signed = boldsign_signature(BOLDSIGN_SECRET, unix_now(), &body);
+    assert_eq!(
+        post_announced_verification(&app, Some(&signed), &body).await.status(),
+        200
+    );
+    assert_eq!(
+        post_announced_verification(&app, Some("garbage"), &body).await.status(),
+        200
+    );
+    assert_eq!(app.event_count("boldsign").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM agreements").await, 0);
+}
+
+/// The header alone proves nothing: over any other event it must be signed.
+#[tokio::test]
+async fn a_verification_header_over_another_event_must_be_signed() {
+    let app = spawn_app().await;
+    let completed = boldsign_event("e-forged", DOCUMENT, "Completed", Some("Completed"), T0)
+        .to_string()
+        .into_bytes();
+    let unsigned = post_announced_verification(&app, None, &completed).await;
+    assert_eq!(unsigned.status(), 401);
+    let t = unix_now();
+    let forged = format!("t={t}, s0={}", hex_signature("not-the-secret", t, &completed));
+    assert_eq!(
+        post_announced_verification(&app, Some(&forged), &completed)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(app.event_count("boldsign").await, 0);
+    assert_eq!(
+        app.admin_get(&format!("/api/agreements/boldsign/{DOCUMENT}"))
+            .await
+            .status(),
+        404
+    );
+    // Signed, the same request is an ordinary event.
+    let signed = boldsign_signature(BOLDSIGN_SECRET, t, &completed);
+    assert_eq!(
+        post_announced_verification(&app, Some(&signed), &completed)
+            .await
+            .status(),
+        200
+    );
+    app.wait_for_agreement_status("boldsign", DOCUMENT, "completed").await;
+}
+
+/// KBA and identity-verification events name their document
+/// (`data.object` `knowledgeBasedAuthentication` / `identityVerification`
+/// with `documentId`: official .NET SDK, `WebhookConstants.cs`,
+/// `KbaAuthenticationEvent.cs`, `IdentityVerificationEvent.cs`) and reach its history.
+#[tokio::test]
+async fn kba_and_identity_verification_events_reach_the_document_history() {
+    let app = spawn_app().await;
+    for (id, event_type, object, at) in [
+        ("e-kba", "KBAFailed", "knowledgeBasedAuthentication", T0),
+        ("e-idv", "IdentityVerificationSucceeded", "identityVerification", T0 + 1),
+    ] {
+        let mut event = boldsign_event(id, DOCUMENT, event_type, Some("InProgress"), at);
+        event["data"]["object"] = json!(object);
+        assert_eq!(app.post_boldsign(&event).await.status(), 200);
+    }
+    app.wait_idle().await;
+    let document = app.get_agreement("boldsign", DOCUMENT).await;
+    let history: Vec<_> = document["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(history, ["KBAFailed", "IdentityVerificationSucceeded"]);
+    assert_eq!(document["status"], "in_progress");
 }
 
 #[tokio::test]

@@ -20,6 +20,8 @@ pub use crate::common::*;
 /// A running in-process app; stops and drops its database when dropped.
 pub struct TestApp {
     api: Api,
+    /// `http://<SIGNHOOK_OPS_LISTEN's address>`, when the app has one.
+    pub ops_address: Option<String>,
     shutdown: CancellationToken,
     /// Whether dropping this app drops the database (replicas share one).
     owns_db: bool,
@@ -56,10 +58,12 @@ async fn spawn(db_name: String, owns_db: bool, overrides: &[(&str, &str)]) -> Te
     let config = Config::from_vars(vars).expect("the test configuration is valid");
     let application = Application::build(config).await.expect("the app starts");
     let address = format!("http://{}", application.local_addr());
+    let ops_address = application.ops_addr().map(|addr| format!("http://{addr}"));
     let shutdown = CancellationToken::new();
     tokio::spawn(application.run_until_stopped(shutdown.clone()));
     TestApp {
         api: Api::connect(address, &url, db_name, LogLines::default()).await,
+        ops_address,
         shutdown,
         owns_db,
     }

@@ -249,3 +249,160 @@ async fn bodies_in_flight_are_bounded_in_bytes() {
     let shed = results.iter().filter(|(_, code, _)| code == "overloaded").count();
     assert_eq!(shed, 2, "only one 40 KB body fits a 64 KiB budget: {results:?}");
 }
+
+/// Body memory is drawn from the in-flight budget as bytes arrive, and only
+/// once the headers' credentials pass: twelve uploads trickling a body
+/// declared as large as the whole budget — without credentials (refused
+/// before a byte of the body is read) or with a BoldSign signature header
+/// that looks right (read, 1 KiB at a time, until the HMAC fails) — leave
+/// room for every authenticated notification.
+#[tokio::test]
+async fn trickled_uploads_cannot_spend_the_body_budget_of_authenticated_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BUDGET: &str = "1048576";
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_MAX_BODY_BYTES", BUDGET),
+        ("SIGNHOOK_MAX_INFLIGHT_BODY_BYTES", BUDGET),
+    ])
+    .await;
+    let looks_signed = format!("t={}, s0={}", unix_now(), "ab".repeat(32));
+    let mut tricklers = Vec::new();
+    for n in 0..12 {
+        let credential = match n % 3 {
+            0 => String::new(),
+            1 => "X-AdobeSign-ClientId: not-ours\r\n".to_owned(),
+            _ => format!("X-BoldSign-Signature: {looks_signed}\r\n"),
+        };
+        let path = if n % 3 == 2 {
+            "/webhooks/boldsign"
+        } else {
+            "/webhooks/adobe-sign"
+        };
+        let mut socket = tokio::net::TcpStream::connect(app.socket_addr()).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\n{credential}Content-Length: {BUDGET}\r\n\r\n{{\"a\":");
+        socket.write_all(head.as_bytes()).await.unwrap();
+        tricklers.push((n, socket));
+    }
+    // Authenticated notifications of every provider while they trickle.
+    for i in 0..5 {
+        let adobe = adobe_event(
+            &format!("t-{i}"),
+            "a",
+            "AGREEMENT_CREATED",
+            None,
+            "2026-11-20T09:00:00Z",
+        );
+        assert_eq!(app.post_adobe(&adobe).await.status(), 200, "adobe {i}");
+        let bold = boldsign_event(&format!("b-{i}"), "d", "Sent", None, unix_now());
+        assert_eq!(app.post_boldsign(&bold).await.status(), 200, "boldsign {i}");
+        for (_, socket) in &mut tricklers {
+            let _ = socket.write_all(b" ").await;
+        }
+    }
+    // The ones without valid header credentials were answered without their body.
+    for (n, socket) in &mut tricklers {
+        if *n % 3 == 2 {
+            continue;
+        }
+        let mut answer = vec![0; 12];
+        let read = tokio::time::timeout(WAIT_LIMIT, socket.read_exact(&mut answer)).await;
+        assert!(read.is_ok(), "trickler {n} was answered");
+        let status = String::from_utf8_lossy(&answer).into_owned();
+        assert!(
+            status.ends_with(if *n % 3 == 0 { "401" } else { "403" }),
+            "trickler {n}: {status}"
+        );
+    }
+    assert_eq!(app.event_count("adobe-sign").await, 5);
+    assert_eq!(app.event_count("boldsign").await, 5);
+}
+
+/// `/metrics` reads its queue gauges from the database, but at most about
+/// once a second, whatever the scrape rate: while those queries are stuck
+/// (a lock held here), one scrape waits for them and the rest answer from
+/// the last values at once.
+#[tokio::test]
+async fn metrics_scrapes_do_not_each_query_the_database() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/metrics").await.status(), 200);
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE event_totals IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    // Past the refresh interval, so the next scrape wants fresh values.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let scrapes = futures::future::join_all((0..20).map(|_| async {
+        let started = Instant::now();
+        let response = app.get("/metrics").await;
+        (response.status().as_u16(), started.elapsed())
+    }))
+    .await;
+    blocker.rollback().await.unwrap();
+    assert!(scrapes.iter().all(|(status, _)| *status == 200), "{scrapes:?}");
+    let quick = scrapes
+        .iter()
+        .filter(|(_, elapsed)| *elapsed < Duration::from_millis(500))
+        .count();
+    assert!(
+        quick >= 18,
+        "only {quick} of 20 scrapes answered without waiting: {scrapes:?}"
+    );
+}
+
+/// Readiness answers from the last database check (made about once a
+/// second, not per request) with a reason code; the database's own error
+/// text goes to the log, never to an unauthenticated caller.
+#[tokio::test]
+async fn readiness_gives_a_reason_code_and_no_database_text() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&database_url("postgres"))
+        .await
+        .unwrap();
+    let allow = |allowed: bool| format!(r#"ALTER DATABASE "{}" ALLOW_CONNECTIONS {allowed}"#, app.db_name);
+    // The database refuses this app's connections from now on.
+    sqlx::query(&allow(false)).execute(&admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&app.db_name)
+        .execute(&admin)
+        .await
+        .unwrap();
+    app.wait_until("readiness to fail", || async {
+        app.get("/readyz").await.status() == 503
+    })
+    .await;
+    let body: Value = app.get("/readyz").await.json().await.unwrap();
+    sqlx::query(&allow(true)).execute(&admin).await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({ "status": "unavailable", "reason": "database_unreachable" })
+    );
+    app.wait_until("readiness to recover", || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+}
+
+/// With `SIGNHOOK_OPS_LISTEN` the probes and the metrics move to a listener
+/// of their own (one the public never reaches), and the webhook listener
+/// no longer has them.
+#[tokio::test]
+async fn ops_endpoints_can_move_to_a_listener_of_their_own() {
+    let app = spawn_app_with(&[("SIGNHOOK_OPS_LISTEN", "127.0.0.1:0")]).await;
+    let ops = app.ops_address.clone().expect("an ops listener");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = app.client.get(format!("{ops}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path} on the ops listener");
+        assert_eq!(app.get(path).await.status(), 404, "{path} on the webhook listener");
+    }
+    for path in ["/webhooks/adobe-sign", "/api/stats"] {
+        let response = app.client.get(format!("{ops}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path} on the ops listener");
+    }
+    let body = adobe_event("ops-apart", "a", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z");
+    assert_eq!(app.post_adobe(&body).await.status(), 200);
+}

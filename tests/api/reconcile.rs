@@ -71,7 +71,15 @@ async fn a_finished_agreement_is_never_claimed_for_polling() {
     fake.set_agreement("agr-open", "y", "OUT_FOR_SIGNATURE");
     // One agreement per claim, in due order: the finished one is due first,
     // so it would be claimed (and recorded) before the open one is polled.
-    let app = spawn_app_with(&reconciling(&fake, &[("SIGNHOOK_RECONCILE_CONCURRENCY", "1")])).await;
+    // Finals applied at once: confirming one (tests/api/trust.rs) polls it.
+    let app = spawn_app_with(&reconciling(
+        &fake,
+        &[
+            ("SIGNHOOK_RECONCILE_CONCURRENCY", "1"),
+            ("SIGNHOOK_CONFIRM_WEAK_FINALS", "false"),
+        ],
+    ))
+    .await;
     let completed = adobe_event(
         "n-done",
         "agr-done",
@@ -98,9 +106,13 @@ async fn a_finished_agreement_is_never_claimed_for_polling() {
 async fn a_finished_agreement_claimed_for_its_webhook_is_not_polled() {
     let fake = FakeProvider::start().await;
     fake.set_agreement("agr-w", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    // Finals applied at once: confirming one (tests/api/trust.rs) polls it.
     let app = spawn_app_with(&reconciling(
         &fake,
-        &[("SIGNHOOK_PUBLIC_URL", "https://hooks.example.com")],
+        &[
+            ("SIGNHOOK_PUBLIC_URL", "https://hooks.example.com"),
+            ("SIGNHOOK_CONFIRM_WEAK_FINALS", "false"),
+        ],
     ))
     .await;
     assert_eq!(app.watch("adobe-sign", "agr-w").await.status(), 200);
@@ -251,4 +263,37 @@ async fn a_silence_spreads_the_polls_over_the_budget() {
         spread >= chrono::Duration::milliseconds(1800),
         "three polls a second apart, not a burst: {times:?}"
     );
+}
+
+/// `.` and `..` are agreement ids as far as a webhook is concerned, but as
+/// URL path segments they are dropped or climb a level: polled as
+/// `agreements/{id}`, they asked Adobe for the whole agreement list. They
+/// name no agreement the provider can have, so they are "not found" without
+/// a call; every other id is still polled.
+#[tokio::test]
+async fn dot_segment_agreement_ids_never_reach_another_endpoint() {
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-ok", "Mutual NDA", "SIGNED");
+    let app = spawn_app_with(&reconciling(&fake, &[])).await;
+    for (n, id) in [".", "..", "agr-ok"].into_iter().enumerate() {
+        post_created(&app, &format!("n-{n}"), id, "2026-11-20T09:00:00Z").await;
+    }
+
+    app.wait_for_agreement_status("adobe-sign", "agr-ok", "completed").await;
+    app.wait_until("the dot ids to be looked at", || async {
+        app.count("SELECT count(*) FROM agreements WHERE agreement_id IN ('.', '..') AND last_polled_at IS NOT NULL")
+            .await
+            == 2
+    })
+    .await;
+    let paths: Vec<String> = fake.api_requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [format!("{AGREEMENT_PATH}agr-ok")],
+        "only the real agreement was asked for"
+    );
+    let not_found = app
+        .count("SELECT count(*) FROM agreements WHERE agreement_id IN ('.', '..') AND not_found_at IS NOT NULL")
+        .await;
+    assert_eq!(not_found, 2);
 }

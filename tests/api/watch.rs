@@ -137,6 +137,9 @@ async fn a_finished_agreement_loses_its_webhook() {
     assert_eq!(app.watch("adobe-sign", "agr-t").await.status(), 200);
     assert_eq!(fake.webhooks().len(), 1);
 
+    // Adobe has it signed: the completion, sent with the client ID alone, is
+    // confirmed by reading the agreement before it applies.
+    fake.set_agreement("agr-t", "Mutual NDA", "SIGNED");
     let completed = adobe_event(
         "n-t",
         "agr-t",
@@ -309,4 +312,41 @@ async fn unwatch_deletes_with_if_match_and_a_refused_delete_is_not_done() {
         assert!(kept["webhook_id"].is_string(), "still on record: {kept}");
         assert_eq!(fake.webhooks().len(), 1);
     }
+}
+
+/// With Adobe's Webhooks OAuth 2.0, a per-agreement webhook is linked to the
+/// account's `webhookEndpoint` (`webhookEndpointInfo`, no `webhookUrlInfo`:
+/// developer guide, webhook APIs), so its notifications carry the token; a
+/// registration whose answer was lost is found again by that link.
+#[tokio::test]
+async fn with_a_webhook_endpoint_watch_links_the_webhook_to_it() {
+    const ENDPOINT: &str = "e6a238bc-1c67-463c-992c-9edc9ba637a7";
+    let fake = FakeProvider::start().await;
+    fake.set_agreement("agr-e1", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    fake.set_agreement("agr-e2", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_ADOBE_SIGN_API_BASE", &fake.base_url),
+        ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
+        ("SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS", "1"),
+        ("SIGNHOOK_PUBLIC_URL", PUBLIC_URL),
+        ("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0"),
+        ("SIGNHOOK_ADOBE_SIGN_WEBHOOK_ENDPOINT_ID", ENDPOINT),
+    ])
+    .await;
+    assert_eq!(app.watch("adobe-sign", "agr-e1").await.status(), 200);
+    let hooks = fake.webhooks();
+    let (_, body) = hooks.iter().next().expect("one webhook");
+    assert_eq!(body["webhookEndpointInfo"]["webhookEndpointId"], ENDPOINT, "{body}");
+    assert!(body.get("webhookUrlInfo").is_none(), "{body}");
+
+    // The answer is lost: the webhook made is adopted, not made twice.
+    fake.lose_webhook_answers(1);
+    let view: Value = app.watch("adobe-sign", "agr-e2").await.json().await.expect("JSON");
+    let e2: Vec<_> = fake
+        .webhooks()
+        .into_iter()
+        .filter(|(_, hook)| hook["resourceId"] == "agr-e2")
+        .collect();
+    assert_eq!(e2.len(), 1, "{e2:?}");
+    assert_eq!(view["webhook_id"], e2[0].0.as_str(), "{view}");
 }

@@ -225,3 +225,122 @@ async fn the_worker_vacuums_the_queue_table_every_n_applied_events() {
     app.wait_until("the queue table to be vacuumed", || async { vacuums().await >= 1 })
         .await;
 }
+
+/// The net behind storable values: when the database still refuses one
+/// event's value in a group commit (here a trigger raising a data exception,
+/// SQLSTATE 22000), the writer stores that batch's rows one by one. The
+/// refused event is kept quarantined — dead with the database's reason,
+/// answered 200 — and every other request is stored and applied. Once the
+/// cause is gone, a replay parses the kept body again and applies it.
+#[tokio::test]
+async fn a_value_the_database_refuses_fails_only_its_own_event_and_is_kept_for_replay() {
+    let app = spawn_app_with(&[("SIGNHOOK_INGEST_WRITERS", "1")]).await;
+    for statement in [
+        "CREATE FUNCTION refuse_value() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.event_id = 'refused' THEN
+                 RAISE EXCEPTION 'injected refusal of %', NEW.event_id USING ERRCODE = '22000';
+             END IF;
+             RETURN NEW;
+         END $$",
+        "CREATE TRIGGER refuse_value BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_value()",
+    ] {
+        sqlx::query(statement).execute(&app.db).await.unwrap();
+    }
+    let date = "2026-11-20T09:00:00Z";
+    let refused = adobe_event(
+        "refused",
+        "agr-refused",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        date,
+    );
+    let events: Vec<Value> = std::iter::once(refused.clone())
+        .chain((0..30).map(|i| adobe_event(&format!("g-{i}"), &format!("agr-{i}"), "AGREEMENT_CREATED", None, date)))
+        .collect();
+    let statuses = futures::future::join_all(events.iter().map(|event| app.post_adobe(event))).await;
+    for (event, response) in events.iter().zip(statuses) {
+        assert_eq!(response.status(), 200, "{}", event["webhookNotificationId"]);
+    }
+    app.wait_idle().await;
+    for i in 0..30 {
+        assert_eq!(
+            app.get_agreement("adobe-sign", &format!("agr-{i}")).await["status"],
+            "in_progress"
+        );
+    }
+    let dead = app.dead_events("adobe-sign").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]
+            .1
+            .as_deref()
+            .unwrap_or_default()
+            .contains("injected refusal of refused"),
+        "{dead:?}"
+    );
+    // A retry of the same delivery is a duplicate of the kept one.
+    assert_eq!(app.post_adobe(&refused).await.status(), 200);
+    assert_eq!(app.event_count("adobe-sign").await, 31);
+
+    sqlx::query("DROP TRIGGER refuse_value ON events")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let id: i64 = sqlx::query_scalar("SELECT id FROM events WHERE state = 'dead'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.replay(id).await.status(), 202);
+    let agreement = app
+        .wait_for_agreement_status("adobe-sign", "agr-refused", "completed")
+        .await;
+    assert_eq!(
+        agreement["history"][0]["event_id"], "refused",
+        "parsed again from the kept body"
+    );
+}
+
+/// An event whose value the database refuses when it is applied (a data
+/// error, not an outage) fails alone and is dead at once with the reason:
+/// retrying the same value cannot help, and its batch's other events apply.
+#[tokio::test]
+async fn an_event_the_database_refuses_to_apply_is_dead_at_once_and_its_batch_applies() {
+    let app = spawn_app_with(&[("SIGNHOOK_WORKER_MAX_ATTEMPTS", "5")]).await;
+    for statement in [
+        "CREATE FUNCTION refuse_history() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected data error for %', NEW.agreement_id USING ERRCODE = '22000'; END $$",
+        "CREATE TRIGGER refuse_history BEFORE INSERT ON agreement_history
+         FOR EACH ROW WHEN (NEW.agreement_id = 'refused') EXECUTE FUNCTION refuse_history()",
+    ] {
+        sqlx::query(statement).execute(&app.db).await.unwrap();
+    }
+    let date = "2026-11-20T09:00:00Z";
+    let mut events = vec![adobe_event("r-1", "refused", "AGREEMENT_CREATED", None, date)];
+    events.extend((0..20).map(|i| {
+        adobe_event(
+            &format!("b-{i}"),
+            &format!("batch-{i}"),
+            "AGREEMENT_CREATED",
+            None,
+            date,
+        )
+    }));
+    for response in futures::future::join_all(events.iter().map(|event| app.post_adobe(event))).await {
+        assert_eq!(response.status(), 200);
+    }
+    app.wait_until("the refused event to die", || async {
+        app.event_state("adobe-sign", "r-1").await.0 == "dead"
+    })
+    .await;
+    let (_, attempts, error) = app.event_state("adobe-sign", "r-1").await;
+    assert_eq!(attempts, 1, "dead at once");
+    assert!(error.unwrap_or_default().contains("injected data error for refused"));
+    app.wait_idle().await;
+    for i in 0..20 {
+        assert_eq!(
+            app.get_agreement("adobe-sign", &format!("batch-{i}")).await["status"],
+            "in_progress"
+        );
+    }
+}

@@ -85,6 +85,14 @@ impl SeenRequest {
     pub fn is_token_request(&self) -> bool {
         TOKEN_PATHS.contains(&self.path.as_str())
     }
+
+    /// A download of a completed agreement's documents (Adobe's
+    /// `combinedDocument` and `auditTrail`), which a refresh that completes
+    /// an agreement starts; this fake does not serve them (it answers 404),
+    /// `fake_documents.rs` does, and `tests/api/documents.rs` tests them.
+    pub fn is_document_download(&self) -> bool {
+        self.path.ends_with("/combinedDocument") || self.path.ends_with("/auditTrail")
+    }
 }
 
 #[derive(Default)]
@@ -153,6 +161,7 @@ impl FakeProvider {
             ..FakeState::default()
         }));
         let adobe = Router::new()
+            .route("/api/rest/v6/agreements", get(adobe_agreement_list))
             .route("/api/rest/v6/agreements/{id}", get(adobe_agreement))
             .route("/oauth/v2/refresh", post(adobe_refresh))
             .route(
@@ -334,7 +343,10 @@ impl FakeProvider {
 
     /// The requests that were API calls (not token requests).
     pub fn api_requests(&self) -> Vec<SeenRequest> {
-        self.requests().into_iter().filter(|r| !r.is_token_request()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.is_token_request() && !r.is_document_download())
+            .collect()
     }
 }
 
@@ -516,6 +528,25 @@ fn unauthorized() -> Response {
         Json(json!({"code": "INVALID_ACCESS_TOKEN", "message": "Access token provided is invalid or has expired"})),
     )
         .into_response()
+}
+
+/// `GET /agreements`: the user's agreements, `UserAgreements`
+/// (`userAgreementList` of `UserAgreement` items, and `page`) per the REST v6
+/// API definition (as generated into karthik-uc/adobe-sign,
+/// `Adobe/ESign/Agreements/docs/Model/UserAgreements.md`). signhook never
+/// needs it: a poll that reaches it asked for the wrong thing.
+async fn adobe_agreement_list(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let state = state.lock().expect("fake provider state lock");
+    let key = header_is(&headers, "authorization", &format!("Bearer {ADOBE_API_TOKEN}"));
+    if !key && !valid_access_token(&state, &headers) {
+        return unauthorized();
+    }
+    let list: Vec<Value> = state
+        .agreements
+        .iter()
+        .map(|(id, (name, status))| json!({ "id": id, "name": name, "status": status, "esign": true, "hidden": false }))
+        .collect();
+    Json(json!({ "userAgreementList": list, "page": {} })).into_response()
 }
 
 async fn adobe_agreement(State(state): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -748,6 +779,7 @@ async fn adobe_create_webhook(State(state): State<Shared>, headers: HeaderMap, J
         [
             "webhookSubscriptionEvents",
             "webhookUrlInfo",
+            "webhookEndpointInfo",
             "scope",
             "resourceType",
             "resourceId",
@@ -776,7 +808,9 @@ async fn adobe_create_webhook(State(state): State<Shared>, headers: HeaderMap, J
 /// Adobe `GET /api/rest/v6/webhooks` (API definition, webhooks.json):
 /// `UserWebhooks` `{"userWebhookList":[UserWebhook…],"page":{"nextCursor"}}`,
 /// two a page here so that paging is exercised; `nextCursor` absent on the
-/// last page.
+/// last page. A webhook linked to a `webhookEndpoint` is listed with its
+/// `webhookEndpointInfo` and no `webhookUrlInfo` (developer guide, webhook
+/// APIs, "GET List Response object").
 async fn adobe_list_webhooks(
     State(state): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
@@ -804,10 +838,16 @@ async fn adobe_list_webhooks(
         .skip(start)
         .take(PAGE)
         .map(|(id, hook)| {
-            json!({"id": id, "name": hook["name"], "scope": hook["scope"], "status": "ACTIVE",
+            let mut listed = json!({"id": id, "name": hook["name"], "scope": hook["scope"], "status": "ACTIVE",
                    "webhookSubscriptionEvents": hook["webhookSubscriptionEvents"],
-                   "webhookUrlInfo": hook["webhookUrlInfo"], "resourceType": hook["resourceType"],
-                   "resourceId": hook["resourceId"], "applicationName": "signhook"})
+                   "resourceType": hook["resourceType"],
+                   "resourceId": hook["resourceId"], "applicationName": "signhook"});
+            for linked in ["webhookUrlInfo", "webhookEndpointInfo"] {
+                if !hook[linked].is_null() {
+                    listed[linked] = hook[linked].clone();
+                }
+            }
+            listed
         })
         .collect();
     let page = match start + PAGE < all.len() {

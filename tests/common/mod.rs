@@ -4,6 +4,7 @@
 //! signing helper, and [`Api`], the typed HTTP and database helpers a test
 //! reaches an app through however it was started.
 
+pub mod fake_documents;
 pub mod fake_provider;
 pub mod sink;
 
@@ -527,6 +528,16 @@ impl Api {
             .fetch_one(&self.db)
             .await
             .expect("event stored")
+    }
+
+    /// `(event_type, last_error)` of every dead event of `provider`, oldest
+    /// first: what the keep-and-acknowledge path kept.
+    pub async fn dead_events(&self, provider: &str) -> Vec<(String, Option<String>)> {
+        sqlx::query_as("SELECT event_type, last_error FROM events WHERE provider = $1 AND state = 'dead' ORDER BY id")
+            .bind(provider)
+            .fetch_all(&self.db)
+            .await
+            .expect("dead events")
     }
 
     /// The stored event's id (what the admin API's replay takes).

@@ -77,6 +77,7 @@ fn invalid_settings_fail_with_a_message_naming_the_variable() {
         ("SIGNHOOK_LISTEN", "localhost"),
         ("SIGNHOOK_LOG_FORMAT", "xml"),
         ("SIGNHOOK_REQUEST_TIMEOUT_MS", "30000"),
+        ("SIGNHOOK_REQUEST_TIMEOUT_MS", "5000"),
         ("DATABASE_URL", "mysql://localhost/x"),
         ("SIGNHOOK_BOLDSIGN_MAX_AGE_SECS", "-1"),
     ];

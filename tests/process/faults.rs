@@ -214,7 +214,7 @@ async fn replicas_starting_together_on_a_new_database_all_come_up() {
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let _exclusive = exclusive().await;
     let mut app = spawn_app_with(&[
-        ("SIGNHOOK_REQUEST_TIMEOUT_MS", "5000"),
+        ("SIGNHOOK_REQUEST_TIMEOUT_MS", "4900"),
         // Each request's arrival is logged (tower-http's "started processing
         // request"), so the test sees when all of them are in flight.
         ("RUST_LOG", "info,sqlx=warn,tower_http::trace::on_request=debug"),

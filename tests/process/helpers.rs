@@ -62,8 +62,22 @@ pub async fn spawn_app_at(server: &str, env: &[(&str, &str)]) -> TestApp {
     spawn_process(&url, "signhook".to_owned(), false, env).await
 }
 
+/// An app whose process may open at most `open_files` files (`ulimit -n`,
+/// set by util-linux's `prlimit`, which then runs the binary in its place).
+pub async fn spawn_app_with_open_files(open_files: u64, env: &[(&str, &str)]) -> TestApp {
+    let db_name = fresh_database_name();
+    let limit = format!("--nofile={open_files}:{open_files}");
+    let mut command = Command::new("prlimit");
+    command.args([limit.as_str(), "--", env!("CARGO_BIN_EXE_signhook")]);
+    start(command, &database_url(&db_name), db_name, true, env).await
+}
+
 async fn spawn_process(url: &str, db_name: String, owns_db: bool, env: &[(&str, &str)]) -> TestApp {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_signhook"));
+    start(Command::new(env!("CARGO_BIN_EXE_signhook")), url, db_name, owns_db, env).await
+}
+
+/// Runs `command serve` with the test configuration for `url` plus `env`.
+async fn start(mut command: Command, url: &str, db_name: String, owns_db: bool, env: &[(&str, &str)]) -> TestApp {
     command
         .arg("serve")
         .env_clear()
@@ -84,12 +98,8 @@ async fn spawn_process(url: &str, db_name: String, owns_db: bool, env: &[(&str, 
         let addr_tx = addr_tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                    if entry["message"] == "listening" {
-                        if let Some(addr) = entry["addr"].as_str() {
-                            let _ = addr_tx.send(addr.to_owned());
-                        }
-                    }
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = addr_tx.send(addr);
                 }
                 logs.lock().expect("log lock").push(line);
             }
@@ -117,6 +127,31 @@ async fn spawn_process(url: &str, db_name: String, owns_db: bool, env: &[(&str, 
         child,
         logs,
     }
+}
+
+/// The address of a `listening` line, in either log format (JSON, or
+/// pretty: `… INFO signhook: listening addr=127.0.0.1:4321`).
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(entry) = serde_json::from_str::<Value>(line) {
+        return (entry["message"] == "listening").then(|| entry["addr"].as_str().map(str::to_owned))?;
+    }
+    let plain = strip_ansi(line);
+    let (_, rest) = plain.split_once(" listening addr=")?;
+    rest.split_whitespace().next().map(str::to_owned)
+}
+
+/// `line` without ANSI colour sequences (`ESC [ … letter`).
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 impl TestApp {

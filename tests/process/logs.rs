@@ -124,3 +124,33 @@ fn collect_addresses(value: &Value, found: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// Path segments are percent-decoded before they reach a handler (an
+/// unknown provider's name is quoted in the refusal); a decoded line break
+/// must not start a line of its own in the human-readable log, where it
+/// would pass for a line signhook wrote.
+#[tokio::test]
+async fn a_percent_encoded_line_break_cannot_forge_a_pretty_log_line() {
+    let app = spawn_app_with(&[("SIGNHOOK_LOG_FORMAT", "pretty")]).await;
+    let forged = "FORGED%202026-12-02T09:00:00.000000Z%20%20INFO%20signhook:%20agreement%20completed";
+    let paths = [
+        format!("/webhooks/nope%0A{forged}"),
+        format!("/webhooks/nope%0D%0A{forged}"),
+        format!("/api/agreements/nope%0A{forged}/x"),
+    ];
+    assert_eq!(app.post(&paths[0], &[], "{}").await.status(), 404);
+    assert_eq!(app.post(&paths[1], &[], "{}").await.status(), 404);
+    assert_eq!(app.admin_get(&paths[2]).await.status(), 404);
+    app.wait_until("the three refusals to be logged", || async {
+        app.log_count("finished processing request") >= 3
+    })
+    .await;
+    let logs = app.logs();
+    assert!(logs.contains("FORGED"), "the name is logged, escaped:\n{logs}");
+    let forged: Vec<&str> = logs.lines().filter(|line| line.starts_with("FORGED")).collect();
+    assert!(forged.is_empty(), "forged lines: {forged:?}");
+    // Every line starts with signhook's timestamp (no colour codes in a pipe).
+    for line in logs.lines() {
+        assert!(line.starts_with("20"), "{line:?} in\n{logs}");
+    }
+}

@@ -14,7 +14,9 @@ mod cluster;
 mod helpers;
 
 mod cli;
+mod connections;
 mod deliveries;
+mod documents;
 mod faults;
 mod logs;
 mod metrics;

@@ -30,8 +30,19 @@ async fn metrics_count_webhook_outcomes_and_the_queue() {
         app.post("/webhooks/adobe-sign", &[], body.to_string()).await.status(),
         401
     );
-    assert_eq!(app.post_adobe_raw("not json").await.status(), 400);
+    // Authenticated junk is kept and acknowledged (quarantined).
+    assert_eq!(app.post_adobe_raw("not json").await.status(), 200);
     assert_eq!(app.post_fusesign_with(Some("wrong"), b"{}").await.status(), 401);
+    // BoldSign's URL check (official .NET SDK, examples/WebhookExampleController.cs).
+    let verification = br#"{"event": {"id": "v-1", "eventType": "Verification"}, "data": null}"#;
+    let response = app
+        .post(
+            "/webhooks/boldsign",
+            &[("X-BoldSign-Event", "Verification")],
+            verification.to_vec(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
     app.wait_until_processed(1).await;
 
     let text = app.metrics().await;
@@ -44,14 +55,20 @@ async fn metrics_count_webhook_outcomes_and_the_queue() {
     assert_eq!(requests("adobe-sign", "accepted"), Some(1.0), "{text}");
     assert_eq!(requests("adobe-sign", "duplicate"), Some(1.0));
     assert_eq!(requests("adobe-sign", "rejected_auth"), Some(1.0));
-    assert_eq!(requests("adobe-sign", "invalid"), Some(1.0));
+    assert_eq!(requests("adobe-sign", "quarantined"), Some(1.0));
+    assert_eq!(requests("adobe-sign", "invalid"), Some(0.0));
     assert_eq!(requests("fusesign", "rejected_auth"), Some(1.0));
+    assert_eq!(requests("boldsign", "verification"), Some(1.0));
     assert_eq!(
         metric_sample(&text, "signhook_ack_duration_seconds_count{provider=\"adobe-sign\"}"),
         Some(4.0)
     );
     assert_eq!(metric_sample(&text, "signhook_events{state=\"processed\"}"), Some(1.0));
-    assert_eq!(metric_sample(&text, "signhook_events{state=\"dead\"}"), Some(0.0));
+    assert_eq!(
+        metric_sample(&text, "signhook_events{state=\"dead\"}"),
+        Some(1.0),
+        "the quarantined body"
+    );
     assert_eq!(
         metric_sample(&text, "signhook_oldest_pending_event_age_seconds"),
         Some(0.0)
@@ -66,6 +83,33 @@ async fn metrics_count_webhook_outcomes_and_the_queue() {
             > 1.7e9
     );
     assert!(text.contains("# HELP signhook_webhook_requests_total"));
+}
+
+/// Every provider's request counters (each outcome) and silence gauge exist
+/// at zero in the very first scrape, so `rate()` and `absent()` alerts work
+/// on a replica that has received nothing yet.
+#[tokio::test]
+async fn every_provider_series_exists_from_the_first_scrape() {
+    let app = spawn_app().await;
+    let text = app.metrics().await;
+    for provider in ["adobe-sign", "boldsign", "fusesign"] {
+        for outcome in [
+            "accepted",
+            "duplicate",
+            "quarantined",
+            "verification",
+            "rejected_auth",
+            "invalid",
+            "too_large",
+            "overloaded",
+            "unavailable",
+        ] {
+            let series = format!("signhook_webhook_requests_total{{provider=\"{provider}\",outcome=\"{outcome}\"}}");
+            assert_eq!(metric_sample(&text, &series), Some(0.0), "{series}\n{text}");
+        }
+        let silent = format!("signhook_provider_silent{{provider=\"{provider}\"}}");
+        assert_eq!(metric_sample(&text, &silent), Some(0.0), "{silent}");
+    }
 }
 
 /// Adobe Sign with API credentials, a reconciler ticking every 100 ms,
@@ -298,4 +342,128 @@ fn every_metric_name_is_documented_in_the_readme() {
             "{name} is in the README's metrics table"
         );
     }
+}
+
+/// A client that disconnects after sending, while its event waits for the
+/// database, does not take the record of it along: the event is committed,
+/// counted (`outcome="accepted"`), recorded as provider activity and logged.
+#[tokio::test]
+async fn a_request_whose_client_left_is_still_committed_counted_and_logged() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = spawn_app_with(&[("RUST_LOG", "info,sqlx=warn,tower_http::trace::on_request=debug")]).await;
+    // Hold the insert so that the client is certainly gone before the answer.
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let body = adobe_event("gone-1", "agr-gone", "AGREEMENT_CREATED", None, "2026-11-20T09:00:00Z").to_string();
+    let request = format!(
+        "POST /webhooks/adobe-sign HTTP/1.1\r\nHost: x\r\nX-AdobeSign-ClientId: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        crate::common::ADOBE_CLIENT_ID,
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(app.socket_addr()).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    app.wait_until("the request to be in flight", || async {
+        app.log_count("started processing request") >= 1
+    })
+    .await;
+    drop(socket);
+    // hyper notices the closed connection and drops the request's handler;
+    // give it a moment to do so before the database answers (no observable
+    // signal exists for it: an answer written to a closed socket would pass
+    // this test too, only less pointedly).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    blocker.rollback().await.unwrap();
+
+    app.wait_until("the event to be counted and logged", || async {
+        let text = app.metrics().await;
+        metric_sample(
+            &text,
+            "signhook_webhook_requests_total{provider=\"adobe-sign\",outcome=\"accepted\"}",
+        ) == Some(1.0)
+            && app.log_count("the client had gone before the answer") == 1
+    })
+    .await;
+    assert_eq!(app.event_count("adobe-sign").await, 1);
+    app.wait_until("the activity to be recorded", || async {
+        let text = app.metrics().await;
+        metric_sample(
+            &text,
+            "signhook_last_webhook_timestamp_seconds{provider=\"adobe-sign\"}",
+        )
+        .is_some_and(|t| t > 1.7e9)
+    })
+    .await;
+}
+
+/// A forged final status (client ID alone) that the provider's API
+/// contradicts: not applied, one WARN naming the event and what the
+/// provider said, and `signhook_unconfirmed_events_total` counts it; a
+/// confirmed one counts in `signhook_confirmed_events_total`.
+#[tokio::test]
+async fn an_unconfirmed_final_is_warned_about_and_counted() {
+    let fake = FakeProvider::start().await;
+    // Adobe's `GET /agreements/{id}`: still out for signature.
+    fake.set_agreement("agr-forged", "Mutual NDA", "OUT_FOR_SIGNATURE");
+    fake.set_agreement("agr-signed", "Mutual NDA", "SIGNED");
+    let app = spawn_app_with(&reconciling(
+        &fake,
+        &[
+            ("SIGNHOOK_CONFIRM_WEAK_FINALS", "true"),
+            ("SIGNHOOK_RECONCILE_FAST_INTERVAL", "200ms"),
+        ],
+    ))
+    .await;
+    let now = chrono::Utc::now().to_rfc3339();
+    let forged = adobe_event("n-forged", "agr-forged", "AGREEMENT_RECALLED", Some("CANCELLED"), &now);
+    let genuine = adobe_event(
+        "n-signed",
+        "agr-signed",
+        "AGREEMENT_WORKFLOW_COMPLETED",
+        Some("SIGNED"),
+        &now,
+    );
+    app.deliver_adobe(&forged).await;
+    app.deliver_adobe(&genuine).await;
+
+    app.wait_until("both finals to be resolved", || async {
+        let text = app.metrics().await;
+        metric_sample(&text, "signhook_unconfirmed_events_total{provider=\"adobe-sign\"}") == Some(1.0)
+            && metric_sample(&text, "signhook_confirmed_events_total{provider=\"adobe-sign\"}") == Some(1.0)
+    })
+    .await;
+    let warnings = app.log_entries(
+        "a final status from a weakly authenticated webhook was not confirmed by the provider's API; \
+         the provider's answer wins and the event is marked unconfirmed (forged, or sent for another account)",
+    );
+    assert_eq!(warnings.len(), 1, "{}", app.logs());
+    let warning = &warnings[0];
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(
+        (
+            warning["event_id"].as_str(),
+            warning["agreement_id"].as_str(),
+            warning["claimed_status"].as_str(),
+            warning["provider_says"].as_str(),
+        ),
+        (
+            Some("n-forged"),
+            Some("agr-forged"),
+            Some("cancelled"),
+            Some("OUT_FOR_SIGNATURE")
+        ),
+        "{warning}"
+    );
+    assert_eq!(
+        app.get_agreement("adobe-sign", "agr-forged").await["status"],
+        "in_progress"
+    );
+    assert_eq!(
+        app.get_agreement("adobe-sign", "agr-signed").await["status"],
+        "completed"
+    );
 }

@@ -431,11 +431,12 @@ async fn a_database_from_the_first_schema_is_upgraded_and_every_acknowledged_eve
         app.stats().await["events"],
         json!({ "pending": 0, "processing": 0, "processed": 7, "failed": 0, "dead": 0 })
     );
-    let metrics = app.metrics().await;
-    assert_eq!(
-        metric_sample(&metrics, r#"signhook_events{state="processed"}"#),
-        Some(7.0)
-    );
-    assert_eq!(metric_sample(&metrics, r#"signhook_events{state="dead"}"#), Some(0.0));
+    // The queue gauges are read from the database at most once a second.
+    app.wait_until("the gauges to count the replayed event", || async {
+        let metrics = app.metrics().await;
+        metric_sample(&metrics, r#"signhook_events{state="processed"}"#) == Some(7.0)
+            && metric_sample(&metrics, r#"signhook_events{state="dead"}"#) == Some(0.0)
+    })
+    .await;
     drop(app);
 }

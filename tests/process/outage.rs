@@ -44,6 +44,21 @@ async fn status_of(app: &TestApp, path: &str) -> u16 {
     app.get(path).await.status().as_u16()
 }
 
+/// Readiness follows the database within its check interval (1 s) plus the
+/// check's own timeout (1 s): waits for `status`, and no longer than that
+/// with room for a loaded machine.
+async fn wait_for_readiness(app: &TestApp, status: u16) {
+    let started = Instant::now();
+    while status_of(app, "/readyz").await != status {
+        assert!(
+            started.elapsed() < Duration::from_secs(2) + SLACK,
+            "/readyz not {status} after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The worker's "cannot claim" complaints: when each was logged and the
 /// pause it announced before the next attempt.
 fn claim_failures(app: &TestApp) -> Vec<(DateTime<Utc>, u64)> {
@@ -85,7 +100,8 @@ async fn stopped_database_gets_fast_503s_the_worker_backs_off_and_recovery_needs
         assert!(elapsed < DEADLINE + SLACK, "answered in {elapsed:?}");
         assert_eq!(retry_after.as_deref(), Some("5"));
     }
-    assert_eq!(status_of(&app, "/readyz").await, 503);
+    // Readiness is checked about once a second, not per request.
+    wait_for_readiness(&app, 503).await;
     assert_eq!(status_of(&app, "/healthz").await, 200);
 
     // The backoff itself: each complaint announces twice the previous pause
@@ -151,6 +167,7 @@ async fn frozen_database_gets_503s_at_the_deadline() {
         async move { post_timed(app, &format!("frozen-{i}")).await }
     }))
     .await;
+    wait_for_readiness(&app, 503).await;
     let ready = status_of(&app, "/readyz").await;
     let alive = status_of(&app, "/healthz").await;
     cluster.resume();
@@ -170,4 +187,27 @@ async fn frozen_database_gets_503s_at_the_deadline() {
     .await;
     app.wait_idle().await;
     assert_eq!(app.get_agreement("adobe-sign", "outage").await["status"], "in_progress");
+}
+
+/// A restart of PostgreSQL ends every connection in the pool, and nothing
+/// tells the pool until a connection is used. Each stale one used to fail the
+/// one request that drew it (a 503) before it was replaced; connections are
+/// now checked as they are taken.
+#[tokio::test]
+async fn after_a_database_restart_no_request_fails_on_a_stale_pooled_connection() {
+    let _exclusive = exclusive().await;
+    let cluster = TempCluster::start();
+    let app = spawn_app_at(&cluster.url(), &[("SIGNHOOK_DB_MAX_CONNECTIONS", "8")]).await;
+    // Fill the pool: concurrent admin reads each hold a connection.
+    let warm = futures::future::join_all((0..16).map(|_| app.admin_get("/api/events?limit=1"))).await;
+    assert!(warm.iter().all(|response| response.status() == 200));
+
+    cluster.stop();
+    cluster.restart();
+    let mut statuses = Vec::new();
+    for i in 0..16 {
+        statuses.push(app.admin_get("/api/events?limit=1").await.status().as_u16());
+        statuses.push(post_timed(&app, &format!("after-restart-{i}")).await.0);
+    }
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
 }
