@@ -625,6 +625,7 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     #[serde(flatten)]
     pub delivery: DeliverySettings,
+    #[serde(flatten)]
     pub documents: DocumentSettings,
 }
 
