@@ -14,5 +14,6 @@ ALTER TABLE changes
     -- A document change's source (and event_id) is `document`.
     DROP CONSTRAINT changes_source_check,
     ADD CONSTRAINT changes_source_check CHECK (source IN ('webhook', 'poll', 'refresh', 'document'));
+
 -- No new index: an agreement's last document.available (what the next one is
 -- compared with) is found through changes_agreement_idx, among its few changes.

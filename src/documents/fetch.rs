@@ -185,9 +185,12 @@ impl Fetcher {
                     retry_in_secs = retry_in.as_secs(), "document fetch failed; will retry")
             }
         }
-        if let Err(error) = self.store.documents().finish(job, &outcome).await {
-            tracing::warn!(%error, provider = name, agreement_id = %job.agreement_id,
-                "could not record the document fetch; its lease lapses and it is fetched again");
+        match self.store.documents().finish(job, &outcome).await {
+            Ok(true) => tracing::info!(provider = name, agreement_id = %job.agreement_id,
+                "document.available recorded: the application is told the copy is stored"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, provider = name, agreement_id = %job.agreement_id,
+                "could not record the document fetch; its lease lapses and it is fetched again"),
         }
         report
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool};
 
 use super::{
-    changes::{record_changes, ChangeOrigin, NewChange},
+    changes::{record_changes, ChangeOrigin, ChangeType, NewChange},
     documents::record_completions,
     AgreementDeliveries, ClaimedEvent, Deliveries, DocumentView, StoreError,
 };
@@ -301,6 +301,7 @@ impl Agreements<'_> {
             }
             if (state.status, &state.provider_status) != (before.status, &before.provider_status) {
                 let change = NewChange {
+                    kind: ChangeType::StatusChanged,
                     provider,
                     agreement_id: &subject.id,
                     resource_type: &row_kind,
@@ -314,6 +315,7 @@ impl Agreements<'_> {
                     occurred_at: observed_at,
                     event_id: None,
                     origin,
+                    documents: Vec::new(),
                 };
                 record_changes(&mut tx, &[change]).await?;
             }
@@ -766,6 +768,7 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
         }
         if let Some(previous) = moved {
             moves.push(NewChange {
+                kind: ChangeType::StatusChanged,
                 provider: &a.event.provider,
                 agreement_id: &a.subject.id,
                 resource_type: a.subject.kind.as_str(),
@@ -776,6 +779,7 @@ async fn apply_sorted(tx: &mut PgConnection, applied: &[Applied<'_>]) -> Result<
                 occurred_at: a.occurred_at,
                 event_id: Some(a.event_id),
                 origin: ChangeOrigin::Webhook,
+                documents: Vec::new(),
             });
         }
     }

@@ -1,11 +1,13 @@
-//! Agreement status changes: [`record_changes`] writes them (and queues their
-//! deliveries) inside the transaction that moves the agreement, so nothing is
-//! lost between the two; the sequencer then gives each committed change its
-//! feed cursor, in commit order; [`Changes::after`] reads the feed.
+//! Changes the application is told about — an agreement's status moved, or
+//! its signed copy is stored: [`record_changes`] writes them (and queues
+//! their deliveries) inside the transaction that moves the agreement or ends
+//! its document fetch, so nothing is lost between the two; the sequencer then
+//! gives each committed change its feed cursor, in commit order;
+//! [`Changes::after`] reads the feed.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::{FromRow, PgConnection, PgPool};
+use serde::{Deserialize, Serialize};
+use sqlx::{types::Json, FromRow, PgConnection, PgPool};
 
 use super::StoreError;
 use crate::agreement::{AgreementStatus, Previous};
@@ -20,6 +22,39 @@ pub const CHANGE_SEQUENCED: &str = "signhook_change_sequenced";
 /// Most changes the sequencer numbers in one transaction.
 const SEQUENCE_BATCH: i64 = 10_000;
 
+/// What a change says: its `type` in the feed and in deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeType {
+    /// The agreement's normalized or provider status moved.
+    StatusChanged,
+    /// The completed agreement's documents are stored (recorded when its
+    /// document fetch job ends done with a signed copy that was not announced
+    /// before; see `Documents::finish`).
+    DocumentAvailable,
+}
+
+impl ChangeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StatusChanged => "agreement.status_changed",
+            Self::DocumentAvailable => "document.available",
+        }
+    }
+}
+
+/// One stored document, as a `document.available` change carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangeDocument {
+    /// `signed`, `audit_trail`, or `signed_2`… for a FuseSign bundle's further documents.
+    pub kind: String,
+    /// Hex SHA-256 of the bytes (the ETag of `GET …/documents/{kind}`).
+    pub sha256: String,
+    pub size: i64,
+    pub content_type: String,
+    /// `webhook` (from the notification's body) or `api`.
+    pub source: String,
+}
+
 /// What moved an agreement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeOrigin {
@@ -29,6 +64,8 @@ pub enum ChangeOrigin {
     Poll,
     /// An operator's `POST /api/agreements/{provider}/{id}/refresh`.
     Refresh,
+    /// A document fetch job stored the agreement's copy.
+    Document,
 }
 
 impl ChangeOrigin {
@@ -37,6 +74,7 @@ impl ChangeOrigin {
             Self::Webhook => "webhook",
             Self::Poll => "poll",
             Self::Refresh => "refresh",
+            Self::Document => "document",
         }
     }
 }
@@ -44,6 +82,7 @@ impl ChangeOrigin {
 /// One change to record: the agreement, what its status was and is now.
 #[derive(Debug, Clone)]
 pub struct NewChange<'a> {
+    pub kind: ChangeType,
     pub provider: &'a str,
     pub agreement_id: &'a str,
     pub resource_type: &'a str,
@@ -53,10 +92,12 @@ pub struct NewChange<'a> {
     pub status: Option<AgreementStatus>,
     pub provider_status: Option<String>,
     pub occurred_at: DateTime<Utc>,
-    /// The provider's event id; `None` for a poll or a refresh (recorded as
-    /// `poll` / `refresh`).
+    /// The provider's event id; `None` for a poll, a refresh or a document
+    /// (recorded as `poll` / `refresh` / `document`).
     pub event_id: Option<&'a str>,
     pub origin: ChangeOrigin,
+    /// A `document.available` change's documents; empty for a status change.
+    pub documents: Vec<ChangeDocument>,
 }
 
 /// Records `changes` in the caller's transaction — the one that writes the
@@ -71,11 +112,12 @@ pub async fn record_changes(tx: &mut PgConnection, changes: &[NewChange<'_>]) ->
     sqlx::query(
         "WITH c AS (
              INSERT INTO changes (provider, agreement_id, resource_type, name, previous_status, status,
-                                  previous_provider_status, provider_status, occurred_at, event_id, source)
-             SELECT p, a, r, nm, ps, s, pps, pst, o, e, src
+                                  previous_provider_status, provider_status, occurred_at, event_id, source,
+                                  kind, documents)
+             SELECT p, a, r, nm, ps, s, pps, pst, o, e, src, t, docs::jsonb
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                           $8::text[], $9::timestamptz[], $10::text[], $11::text[])
-                    WITH ORDINALITY AS k(p, a, r, nm, ps, s, pps, pst, o, e, src, n)
+                           $8::text[], $9::timestamptz[], $10::text[], $11::text[], $13::text[], $14::text[])
+                    WITH ORDINALITY AS k(p, a, r, nm, ps, s, pps, pst, o, e, src, t, docs, n)
               ORDER BY n
              RETURNING id, provider, agreement_id, status),
          d AS (
@@ -120,6 +162,16 @@ pub async fn record_changes(tx: &mut PgConnection, changes: &[NewChange<'_>]) ->
     )
     .bind(changes.iter().map(|c| c.origin.as_str()).collect::<Vec<_>>())
     .bind(CHANGE_WRITTEN)
+    .bind(changes.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>())
+    .bind(
+        changes
+            .iter()
+            .map(|c| {
+                (!c.documents.is_empty())
+                    .then(|| serde_json::to_string(&c.documents).expect("document entries serialize"))
+            })
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -128,6 +180,10 @@ pub async fn record_changes(tx: &mut PgConnection, changes: &[NewChange<'_>]) ->
 /// One change as the feed and the deliveries show it.
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ChangeView {
+    /// `agreement.status_changed` or `document.available`.
+    #[serde(rename = "type")]
+    #[schema(example = "agreement.status_changed")]
+    pub kind: String,
     /// The feed's cursor: pass the last one seen as `after`. `null` for a
     /// change not numbered yet (a delivery can be sent before).
     pub cursor: Option<i64>,
@@ -144,18 +200,24 @@ pub struct ChangeView {
     pub provider_status: Option<String>,
     /// When the provider says it happened (a poll: when it was read).
     pub occurred_at: DateTime<Utc>,
-    /// The provider's event id, or `poll` / `refresh`.
+    /// The provider's event id, or `poll` / `refresh` / `document`.
     pub event_id: String,
-    /// `webhook`, `poll` or `refresh`.
+    /// `webhook`, `poll` or `refresh`; `document` for `document.available`.
     pub source: String,
     /// When signhook recorded it.
     pub recorded_at: DateTime<Utc>,
+    /// `document.available` only: the documents stored (`status` is
+    /// `completed`, `occurred_at` when the last of them was stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<ChangeDocument>>)]
+    pub documents: Option<Json<Vec<ChangeDocument>>>,
 }
 
 /// The columns of [`ChangeView`], as SQL over `changes`.
 pub(super) const CHANGE_COLUMNS: &str =
     "c.seq AS cursor, c.id, c.provider, c.agreement_id, c.resource_type, c.name, c.previous_status, c.status, \
-     c.previous_provider_status, c.provider_status, c.occurred_at, c.event_id, c.source, c.created_at AS recorded_at";
+     c.previous_provider_status, c.provider_status, c.occurred_at, c.event_id, c.source, c.created_at AS recorded_at, \
+     c.kind, c.documents";
 
 /// The change feed; see [`super::Store::changes`].
 #[derive(Clone, Copy)]

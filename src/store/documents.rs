@@ -9,10 +9,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{types::Json, FromRow, PgConnection, PgExecutor, PgPool};
 
-use super::StoreError;
-use crate::{agreement::AgreementStatus, documents::SIGNED};
+use super::{
+    changes::{record_changes, ChangeDocument, ChangeOrigin, ChangeType, NewChange},
+    StoreError,
+};
+use crate::{
+    agreement::{AgreementStatus, Previous},
+    documents::SIGNED,
+};
 
 /// Records a fetch job for each agreement that has just become completed,
 /// in the caller's transaction. An agreement that already has one keeps it
@@ -165,7 +171,14 @@ impl Documents<'_> {
 
     /// Records what came of a claimed job and ends the claim; nothing
     /// happens if the lease lapsed meanwhile (another fetcher has it).
-    pub async fn finish(&self, job: &DocumentJob, outcome: &JobOutcome) -> Result<(), StoreError> {
+    ///
+    /// A job ending done records, in the same transaction, one
+    /// `document.available` change when the agreement has its signed copy and
+    /// its documents are not those the last such change announced
+    /// ([`worth_announcing`]): so a refetch that stores identical bytes
+    /// announces nothing, and a fetcher killed between storing and finishing
+    /// announces on the next run. Returns whether it recorded one.
+    pub async fn finish(&self, job: &DocumentJob, outcome: &JobOutcome) -> Result<bool, StoreError> {
         let (state, error, retry_in, uncount) = match outcome {
             JobOutcome::Done => ("done", None, Duration::ZERO, false),
             JobOutcome::Failed { error, dead, retry_in } => (
@@ -176,7 +189,24 @@ impl Documents<'_> {
             ),
             JobOutcome::Deferred { note, retry_in } => ("pending", Some(note.as_str()), *retry_in, true),
         };
-        sqlx::query(
+        let done = matches!(outcome, JobOutcome::Done);
+        let mut tx = self.pool.begin().await?;
+        // The agreement's row first, as every path recording its changes
+        // locks it (and in that order, before the job): its changes then
+        // commit in the order of their ids, after its `completed` one.
+        let agreement: Option<(String, Option<String>)> = match done {
+            true => {
+                sqlx::query_as(
+                    "SELECT resource_type, name FROM agreements WHERE provider = $1 AND agreement_id = $2 FOR UPDATE",
+                )
+                .bind(&job.provider)
+                .bind(&job.agreement_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            false => None,
+        };
+        let ended = sqlx::query(
             "UPDATE document_jobs
                 SET state = $3, last_error = $4, next_attempt_at = now() + $5, locked_until = NULL,
                     attempts = attempts - CASE WHEN $6 THEN 1 ELSE 0 END,
@@ -191,9 +221,49 @@ impl Documents<'_> {
         .bind(retry_in)
         .bind(uncount)
         .bind(job.lease)
-        .execute(self.pool)
-        .await?;
-        Ok(())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let mut announced = false;
+        if let (true, Some((resource_type, name))) = (ended, agreement) {
+            let stored = documents_of(&mut *tx, &job.provider, &job.agreement_id).await?;
+            let last: Option<Json<Vec<ChangeDocument>>> = sqlx::query_scalar(
+                "SELECT documents FROM changes
+                  WHERE provider = $1 AND agreement_id = $2 AND kind = $3
+                  ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&job.provider)
+            .bind(&job.agreement_id)
+            .bind(ChangeType::DocumentAvailable.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+            let documents: Vec<ChangeDocument> = stored.iter().map(ChangeDocument::from).collect();
+            if worth_announcing(&documents, last.as_ref().map(|l| l.0.as_slice())) {
+                let change = NewChange {
+                    kind: ChangeType::DocumentAvailable,
+                    provider: &job.provider,
+                    agreement_id: &job.agreement_id,
+                    resource_type: &resource_type,
+                    name,
+                    previous: Previous {
+                        status: None,
+                        provider_status: None,
+                    },
+                    status: Some(AgreementStatus::Completed),
+                    provider_status: None,
+                    occurred_at: stored.iter().map(|d| d.fetched_at).max().unwrap_or_else(Utc::now),
+                    event_id: None,
+                    origin: ChangeOrigin::Document,
+                    documents,
+                };
+                record_changes(&mut tx, &[change]).await?;
+                announced = true;
+            }
+        }
+        tx.commit().await?;
+        Ok(announced)
     }
 
     /// Queues the agreement's documents to be fetched again (all of them),
@@ -237,14 +307,7 @@ impl Documents<'_> {
 
     /// The agreement's documents, by kind.
     pub async fn list(&self, provider: &str, agreement_id: &str) -> Result<Vec<DocumentView>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT kind, size, sha256, content_type, file_name, source, fetched_at FROM documents
-              WHERE provider = $1 AND agreement_id = $2 ORDER BY kind",
-        )
-        .bind(provider)
-        .bind(agreement_id)
-        .fetch_all(self.pool)
-        .await?)
+        documents_of(self.pool, provider, agreement_id).await
     }
 
     pub async fn get(
@@ -310,5 +373,81 @@ impl Documents<'_> {
         .bind(SIGNED)
         .fetch_all(self.pool)
         .await?)
+    }
+}
+
+/// An agreement's documents, by kind (in the caller's transaction or not).
+async fn documents_of<'e>(
+    db: impl PgExecutor<'e>,
+    provider: &str,
+    agreement_id: &str,
+) -> Result<Vec<DocumentView>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT kind, size, sha256, content_type, file_name, source, fetched_at FROM documents
+          WHERE provider = $1 AND agreement_id = $2 ORDER BY kind",
+    )
+    .bind(provider)
+    .bind(agreement_id)
+    .fetch_all(db)
+    .await?)
+}
+
+impl From<&DocumentView> for ChangeDocument {
+    fn from(doc: &DocumentView) -> Self {
+        Self {
+            kind: doc.kind.clone(),
+            sha256: doc.sha256.clone(),
+            size: doc.size,
+            content_type: doc.content_type.clone(),
+            source: doc.source.clone(),
+        }
+    }
+}
+
+/// Whether a job that ended done tells the application its documents are
+/// available: only with the signed copy among them, and only when their
+/// contents (kind and SHA-256 of each) are not the ones the agreement's last
+/// `document.available` announced. Where a document came from (`webhook` or
+/// `api`) does not count: the same bytes are the same copy.
+fn worth_announcing(stored: &[ChangeDocument], last: Option<&[ChangeDocument]>) -> bool {
+    let contents = |docs: &[ChangeDocument]| {
+        let mut contents: Vec<(String, String)> = docs.iter().map(|d| (d.kind.clone(), d.sha256.clone())).collect();
+        contents.sort();
+        contents
+    };
+    stored.iter().any(|d| d.kind == SIGNED) && last.map_or(true, |last| contents(last) != contents(stored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(kind: &str, sha: char, source: &str) -> ChangeDocument {
+        ChangeDocument {
+            kind: kind.to_owned(),
+            sha256: sha.to_string().repeat(64),
+            size: 10,
+            content_type: "application/pdf".to_owned(),
+            source: source.to_owned(),
+        }
+    }
+
+    #[test]
+    fn documents_are_announced_once_per_content() {
+        let signed = doc("signed", 'a', "api");
+        let audit = doc("audit_trail", 'b', "api");
+        let cases: [(&str, Vec<ChangeDocument>, Option<Vec<ChangeDocument>>, bool); 8] = [
+            ("first signed copy", vec![signed.clone()], None, true),
+            ("first, with audit trail", vec![audit.clone(), signed.clone()], None, true),
+            ("nothing stored (a web form)", vec![], None, false),
+            ("an audit trail alone", vec![audit.clone()], None, false),
+            ("refetch, identical bytes", vec![audit.clone(), signed.clone()], Some(vec![signed.clone(), audit.clone()]), false),
+            ("same bytes from the api this time", vec![signed.clone()], Some(vec![doc("signed", 'a', "webhook")]), false),
+            ("refetch, new signed bytes", vec![doc("signed", 'c', "api")], Some(vec![signed.clone()]), true),
+            ("the audit trail came later", vec![audit.clone(), signed.clone()], Some(vec![signed.clone()]), true),
+        ];
+        for (case, stored, last, expected) in cases {
+            assert_eq!(worth_announcing(&stored, last.as_deref()), expected, "{case}");
+        }
     }
 }

@@ -40,7 +40,10 @@ pub use agreements::{
 };
 pub use blobs::{Blobs, CHUNK};
 pub use budgets::{BudgetView, Budgets};
-pub use changes::{record_changes, ChangeOrigin, ChangeView, Changes, NewChange, CHANGE_SEQUENCED, CHANGE_WRITTEN};
+pub use changes::{
+    record_changes, ChangeDocument, ChangeOrigin, ChangeType, ChangeView, Changes, NewChange, CHANGE_SEQUENCED,
+    CHANGE_WRITTEN,
+};
 pub use counts::{Counts, ProviderCounts, StateCounts};
 pub use deliveries::{
     AgreementDeliveries, Attempt, ClaimedDelivery, Deliveries, DeliveryFilter, DeliveryPage, DeliveryView,
