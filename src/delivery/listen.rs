@@ -102,20 +102,39 @@ async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     StatusCode::NO_CONTENT
 }
 
-/// One line for people: `chg_12 boldsign doc-1 in_progress -> completed (Completed) webhook evt-1`.
+/// One line for people: `chg_12 boldsign doc-1 in_progress -> completed (Completed) webhook evt-1`
+/// for a status change, `chg_13 boldsign doc-1 document.available signed 4194304 B sha256:3f2a9c1e…`
+/// for stored documents.
 fn describe(id: &str, repeat: bool, payload: &Value) -> String {
     let data = &payload["data"];
-    let text = |key: &str| data[key].as_str().unwrap_or("-").to_owned();
+    let text = |value: &Value| value.as_str().unwrap_or("-").to_owned();
+    let again = if repeat { " (again)" } else { "" };
+    let agreement = format!("{} {}", text(&data["provider"]), text(&data["agreement_id"]));
+    if payload["type"] == "document.available" {
+        let documents: Vec<String> = data["documents"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|doc| {
+                let sha = text(&doc["sha256"]);
+                format!(
+                    "{} {} B sha256:{}…",
+                    text(&doc["kind"]),
+                    doc["size"].as_i64().unwrap_or(0),
+                    sha.get(..12).unwrap_or(&sha)
+                )
+            })
+            .collect();
+        return format!("{id}{again} {agreement} document.available {}", documents.join(", "));
+    }
     format!(
-        "{id}{} {} {} {} -> {} ({}) {} {}",
-        if repeat { " (again)" } else { "" },
-        text("provider"),
-        text("agreement_id"),
-        text("previous_status"),
-        text("status"),
-        text("provider_status"),
-        text("source"),
-        text("event_id"),
+        "{id}{again} {agreement} {} -> {} ({}) {} {}",
+        text(&data["previous_status"]),
+        text(&data["status"]),
+        text(&data["provider_status"]),
+        text(&data["source"]),
+        text(&data["event_id"]),
     )
 }
 
@@ -133,5 +152,15 @@ mod tests {
             "chg_12 boldsign doc-1 in_progress -> completed (Completed) webhook evt-1"
         );
         assert!(describe("chg_12", true, &payload).starts_with("chg_12 (again) "));
+        let documents = serde_json::json!({"type": "document.available", "data": {
+            "provider": "boldsign", "agreement_id": "doc-1", "status": "completed", "source": "document",
+            "documents": [
+                {"kind": "audit_trail", "sha256": "9".repeat(64), "size": 1200},
+                {"kind": "signed", "sha256": format!("3f2a9c1e0b7d{}", "0".repeat(52)), "size": 4194304}]}});
+        assert_eq!(
+            describe("chg_13", false, &documents),
+            "chg_13 boldsign doc-1 document.available audit_trail 1200 B sha256:999999999999…, \
+             signed 4194304 B sha256:3f2a9c1e0b7d…"
+        );
     }
 }

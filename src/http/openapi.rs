@@ -48,7 +48,13 @@ use super::{admin, agreements, changes, deliveries, documents, error::ApiError, 
         deliveries::recover,
         deliveries::enable,
     ),
-    components(schemas(crate::delivery::sign::DeliveryPayload, crate::delivery::sign::DeliveryData)),
+    components(schemas(
+        crate::delivery::sign::DeliveryPayload,
+        crate::delivery::sign::DeliveryData,
+        crate::delivery::sign::DocumentAvailablePayload,
+        crate::delivery::sign::DocumentAvailableData,
+        crate::store::ChangeDocument
+    )),
     modifiers(&AdminToken, &CommonResponses),
     tags(
         (name = "webhooks", description = "Notifications from the providers"),
@@ -56,8 +62,8 @@ use super::{admin, agreements, changes, deliveries, documents, error::ApiError, 
         (name = "agreements", description = "Admin API: agreements, polling and per-agreement webhooks"),
         (name = "events", description = "Admin API: stored notifications"),
         (name = "providers", description = "Admin API: provider set-up and activity"),
-        (name = "changes", description = "Admin API: the feed of agreement status changes"),
-        (name = "deliveries", description = "Admin API: outbound webhooks to the application (body: DeliveryPayload, signed by Standard Webhooks)"),
+        (name = "changes", description = "Admin API: the feed of changes (agreement.status_changed, document.available)"),
+        (name = "deliveries", description = "Admin API: outbound webhooks to the application (body: DeliveryPayload for agreement.status_changed, DocumentAvailablePayload for document.available; signed by Standard Webhooks)"),
     )
 )]
 struct ApiDoc;

@@ -9,7 +9,7 @@ use std::{
 use serde_json::Value;
 use signhook::{
     agreement::{AgreementStatus, Previous},
-    store::{record_changes, ChangeOrigin, NewChange},
+    store::{record_changes, ChangeOrigin, ChangeType, NewChange},
 };
 
 use crate::{
@@ -213,6 +213,7 @@ async fn the_feed_never_skips_a_change_under_concurrent_writers() {
                 let agreement = format!("agr-{w}-{}", t % 3);
                 let changes: Vec<NewChange> = (0..1 + (w + t) % 3)
                     .map(|_| NewChange {
+                        kind: ChangeType::StatusChanged,
                         provider: "boldsign",
                         agreement_id: &agreement,
                         resource_type: "document",
@@ -226,6 +227,7 @@ async fn the_feed_never_skips_a_change_under_concurrent_writers() {
                         occurred_at: chrono::Utc::now(),
                         event_id: None,
                         origin: ChangeOrigin::Poll,
+                        documents: Vec::new(),
                     })
                     .collect();
                 record_changes(&mut tx, &changes).await.expect("recorded");
