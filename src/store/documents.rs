@@ -194,18 +194,17 @@ impl Documents<'_> {
         // The agreement's row first, as every path recording its changes
         // locks it (and in that order, before the job): its changes then
         // commit in the order of their ids, after its `completed` one.
-        let agreement: Option<(String, Option<String>)> = match done {
-            true => {
-                sqlx::query_as(
+        let agreement: Option<(String, Option<String>)> =
+            match done {
+                true => sqlx::query_as(
                     "SELECT resource_type, name FROM agreements WHERE provider = $1 AND agreement_id = $2 FOR UPDATE",
                 )
                 .bind(&job.provider)
                 .bind(&job.agreement_id)
                 .fetch_optional(&mut *tx)
-                .await?
-            }
-            false => None,
-        };
+                .await?,
+                false => None,
+            };
         let ended = sqlx::query(
             "UPDATE document_jobs
                 SET state = $3, last_error = $4, next_attempt_at = now() + $5, locked_until = NULL,
@@ -438,13 +437,38 @@ mod tests {
         let audit = doc("audit_trail", 'b', "api");
         let cases: [(&str, Vec<ChangeDocument>, Option<Vec<ChangeDocument>>, bool); 8] = [
             ("first signed copy", vec![signed.clone()], None, true),
-            ("first, with audit trail", vec![audit.clone(), signed.clone()], None, true),
+            (
+                "first, with audit trail",
+                vec![audit.clone(), signed.clone()],
+                None,
+                true,
+            ),
             ("nothing stored (a web form)", vec![], None, false),
             ("an audit trail alone", vec![audit.clone()], None, false),
-            ("refetch, identical bytes", vec![audit.clone(), signed.clone()], Some(vec![signed.clone(), audit.clone()]), false),
-            ("same bytes from the api this time", vec![signed.clone()], Some(vec![doc("signed", 'a', "webhook")]), false),
-            ("refetch, new signed bytes", vec![doc("signed", 'c', "api")], Some(vec![signed.clone()]), true),
-            ("the audit trail came later", vec![audit.clone(), signed.clone()], Some(vec![signed.clone()]), true),
+            (
+                "refetch, identical bytes",
+                vec![audit.clone(), signed.clone()],
+                Some(vec![signed.clone(), audit.clone()]),
+                false,
+            ),
+            (
+                "same bytes from the api this time",
+                vec![signed.clone()],
+                Some(vec![doc("signed", 'a', "webhook")]),
+                false,
+            ),
+            (
+                "refetch, new signed bytes",
+                vec![doc("signed", 'c', "api")],
+                Some(vec![signed.clone()]),
+                true,
+            ),
+            (
+                "the audit trail came later",
+                vec![audit.clone(), signed.clone()],
+                Some(vec![signed.clone()]),
+                true,
+            ),
         ];
         for (case, stored, last, expected) in cases {
             assert_eq!(worth_announcing(&stored, last.as_deref()), expected, "{case}");

@@ -13,6 +13,7 @@ mod boldsign;
 mod changes;
 mod connections;
 mod deliveries;
+mod document_changes;
 mod documents;
 mod fusesign;
 mod http;
