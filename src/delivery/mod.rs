@@ -1,8 +1,9 @@
-//! Outbound webhooks to the application: every recorded change is POSTed to
-//! each configured destination whose filter it matches, signed by the
-//! Standard Webhooks specification ([`sign`]), one agreement's changes in
-//! order, retried on a schedule ([`RetryPolicy`]), by a dispatcher in every
-//! replica ([`worker`]). Deliveries are queued with the change, in the
+//! Outbound webhooks to the application: every recorded change (a status
+//! change, or `document.available`, which a status filter treats as a
+//! change to `completed`) is POSTed to each configured destination whose
+//! filter it matches, signed by the Standard Webhooks specification
+//! ([`sign`]), one agreement's changes in order, retried on a schedule
+//! ([`RetryPolicy`]), by a dispatcher in every replica ([`worker`]). Deliveries are queued with the change, in the
 //! transaction that records it (`store::record_changes`), so none is lost.
 
 pub mod listen;

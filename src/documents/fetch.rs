@@ -10,7 +10,9 @@
 //! transport error, a body shorter than its `Content-Length` — is retried
 //! with exponential backoff until `SIGNHOOK_DOCUMENT_MAX_ATTEMPTS`, then the
 //! job is `dead` with its error (a refetch queues it again). Documents
-//! already stored are not fetched again unless a refetch asked for it.
+//! already stored are not fetched again unless a refetch asked for it. A job
+//! that ends done tells the application, through a `document.available`
+//! change recorded with its outcome (`store::Documents::finish`).
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

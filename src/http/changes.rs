@@ -1,6 +1,7 @@
-//! `GET /api/changes`: the change feed. The application follows it with a
-//! cursor instead of (or besides) receiving webhooks; a long poll answers as
-//! soon as a change is numbered, on any replica.
+//! `GET /api/changes`: the change feed (status changes and stored
+//! documents). The application follows it with a cursor instead of (or
+//! besides) receiving webhooks; a long poll answers as soon as a change is
+//! numbered, on any replica.
 
 use std::time::Duration;
 
@@ -41,7 +42,9 @@ pub struct ChangePage {
 }
 
 /// `GET /api/changes?after=&limit=&provider=&wait=`: changes after the
-/// cursor `after` (default 0, the beginning), oldest first. With `wait`
+/// cursor `after` (default 0, the beginning), oldest first, each with its
+/// `type`: `agreement.status_changed`, or `document.available` (with its
+/// `documents`) once a completed agreement's copy is stored. With `wait`
 /// (seconds, at most 60) and nothing to return, the request is held until a
 /// change arrives or `wait` has passed (then an empty page).
 ///

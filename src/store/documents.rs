@@ -435,7 +435,9 @@ mod tests {
     fn documents_are_announced_once_per_content() {
         let signed = doc("signed", 'a', "api");
         let audit = doc("audit_trail", 'b', "api");
-        let cases: [(&str, Vec<ChangeDocument>, Option<Vec<ChangeDocument>>, bool); 8] = [
+        // (case, stored now, announced last, announce?)
+        type Case = (&'static str, Vec<ChangeDocument>, Option<Vec<ChangeDocument>>, bool);
+        let cases: [Case; 8] = [
             ("first signed copy", vec![signed.clone()], None, true),
             (
                 "first, with audit trail",
