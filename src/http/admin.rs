@@ -25,7 +25,7 @@ use super::{
 use crate::{
     agreement::AgreementStatus,
     confirmation,
-    documents::fetch::FetchReport,
+    fetcher::FetchReport,
     ledger::ApiLimits,
     providers::{credentials::matches_any, CallError, PollError, Provider, Providers, WatchError},
     store::{AgreementView, BudgetView, ChangeOrigin, EventFilter, EventPage, EventState},

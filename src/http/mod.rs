@@ -43,7 +43,7 @@ use self::error::ApiError;
 use crate::{
     changes::ChangeSignals,
     config::Settings,
-    documents::fetch::Fetcher,
+    fetcher::Fetcher,
     providers::{Provider, Providers},
     silence::Activity,
     store::{BatchLimits, IngestWriter, Store},
