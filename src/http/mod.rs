@@ -11,6 +11,7 @@ pub mod error;
 mod health;
 mod oauth;
 pub mod openapi;
+mod query;
 mod server;
 mod webhooks;
 
