@@ -10,6 +10,7 @@ pub mod confirmation;
 pub mod delivery;
 pub mod documents;
 pub mod event;
+pub mod fetcher;
 pub mod http;
 pub mod ledger;
 pub mod providers;
@@ -29,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{Config, ConfigError},
     delivery::{worker::Dispatcher, Destination},
-    documents::{fetch::Fetcher, object::ObjectDocuments, DocumentStore, StoreLocation},
+    documents::{object::ObjectDocuments, DocumentStore, StoreLocation},
+    fetcher::Fetcher,
     http::AppState,
     providers::Providers,
     reconciler::Reconciler,

@@ -19,7 +19,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub use settings::{
     DatabaseSettings, DeliverySettings, DestinationSettings, DocumentSettings, IngestSettings, ReconcileSettings,
-    ServerSettings, Settings, WorkerSettings,
+    ServerSettings, Settings, StoreLocation, WorkerSettings,
 };
 pub use values::{duration_list, http_url, mask, optional_string, string_list, HumanDuration};
 

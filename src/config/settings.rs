@@ -5,7 +5,7 @@
 //! fault. A key (its variable is `SIGNHOOK_` and the key uppercased) is the
 //! field's name, or its `rename` where the group's name is left out.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
@@ -484,6 +484,49 @@ impl Default for DeliverySettings {
     }
 }
 
+/// `SIGNHOOK_DOCUMENT_STORE`: where document bytes are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The service's own database (default): nothing else to run.
+    Postgres,
+    /// An `object_store` URL: `s3://bucket/prefix`, `gs://…`, `az://…`,
+    /// `file:///var/lib/signhook/documents`.
+    Object(reqwest::Url),
+}
+
+impl FromStr for StoreLocation {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw == "postgres" {
+            return Ok(Self::Postgres);
+        }
+        let url = reqwest::Url::parse(raw).map_err(|e| {
+            format!("`{raw}` is not `postgres` or a URL like s3://bucket/prefix or file:///var/lib/signhook/documents ({e})")
+        })?;
+        match url.scheme() {
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" if url.host_str().is_some_and(|h| !h.is_empty()) => {
+                Ok(Self::Object(url))
+            }
+            "file" if url.path().len() > 1 => Ok(Self::Object(url)),
+            "file" => Err(format!("`{raw}` names no directory; use file:///var/lib/signhook/documents")),
+            scheme => Err(format!(
+                "`{scheme}://` is not supported: use postgres, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres => f.write_str("postgres"),
+            Self::Object(url) => f.write_str(url.as_str()),
+        }
+    }
+}
+
 /// Copies of completed agreements: where they are kept, and how they are fetched.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -581,7 +624,7 @@ impl DeliverySettings {
 
 impl DocumentSettings {
     /// `SIGNHOOK_DOCUMENT_STORE`, parsed.
-    pub fn location(&self) -> Result<crate::documents::StoreLocation, ConfigError> {
+    pub fn location(&self) -> Result<StoreLocation, ConfigError> {
         self.store
             .parse()
             .map_err(|message: String| invalid("document_store", message))

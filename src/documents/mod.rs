@@ -1,6 +1,6 @@
 //! Copies of completed agreements: the signed PDF and, where the provider has
 //! one, the audit trail. The store records a fetch job in the transaction
-//! that completes an agreement; [`fetch`] works the jobs off (an Adobe
+//! that completes an agreement; `fetcher.rs` works the jobs off (an Adobe
 //! payload's `signedDocumentInfo` first, else the provider's API within its
 //! shared budget) and writes the bytes once, by SHA-256, to a
 //! [`DocumentStore`]: PostgreSQL (`store::Blobs`) or any `object_store`
@@ -11,16 +11,13 @@
 //! ([`DocumentRef`]), what a download is ([`Download`]) and the storage
 //! interface.
 
-pub mod fetch;
 pub mod object;
-
-use std::{fmt, str::FromStr};
 
 use bytes::Bytes;
 use futures::{future::BoxFuture, stream::BoxStream};
 use sha2::{Digest, Sha256};
 
-use crate::providers::CallError;
+pub use crate::config::StoreLocation;
 
 /// The signed document (Adobe: the combined PDF; BoldSign: the signed
 /// document; FuseSign: the bundle's first signed PDF).
@@ -69,7 +66,7 @@ pub struct Download {
     /// `Content-Length`, when the provider sent one: a body that ends early
     /// is a failed (retried) fetch, never a stored document.
     pub length: Option<u64>,
-    pub body: BoxStream<'static, Result<Bytes, CallError>>,
+    pub body: ByteStream<'static>,
 }
 
 /// A document carried by a notification itself (Adobe's
@@ -95,9 +92,10 @@ pub struct Stored {
 /// Why storing or reading a document failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentStoreError {
-    /// The source stream failed (the provider's answer was cut off).
+    /// The source stream failed (the provider's answer was cut off); the
+    /// provider's own error inside (a `providers::CallError`).
     #[error("{0}")]
-    Source(CallError),
+    Source(SourceError),
     /// The body ended before the `Content-Length` the provider announced.
     #[error("the provider's answer ended after {got} of {expected} bytes")]
     Truncated { got: u64, expected: u64 },
@@ -109,8 +107,12 @@ pub enum DocumentStoreError {
     Missing(String),
 }
 
+/// Why a source stream failed. Boxed, so that this vocabulary stands below
+/// the providers whose errors it carries.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A body to store: chunks, or a failure of the source.
-pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, CallError>>;
+pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, SourceError>>;
 /// Bytes read back from a store.
 pub type ReadStream = BoxStream<'static, Result<Bytes, DocumentStoreError>>;
 
@@ -159,49 +161,6 @@ impl Digesting {
             });
         }
         Ok((hex::encode(self.hasher.finalize()), self.size))
-    }
-}
-
-/// `SIGNHOOK_DOCUMENT_STORE`: where document bytes are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreLocation {
-    /// The service's own database (default): nothing else to run.
-    Postgres,
-    /// An `object_store` URL: `s3://bucket/prefix`, `gs://…`, `az://…`,
-    /// `file:///var/lib/signhook/documents`.
-    Object(reqwest::Url),
-}
-
-impl FromStr for StoreLocation {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        if raw.is_empty() || raw == "postgres" {
-            return Ok(Self::Postgres);
-        }
-        let url = reqwest::Url::parse(raw).map_err(|e| {
-            format!("`{raw}` is not `postgres` or a URL like s3://bucket/prefix or file:///var/lib/signhook/documents ({e})")
-        })?;
-        match url.scheme() {
-            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" if url.host_str().is_some_and(|h| !h.is_empty()) => {
-                Ok(Self::Object(url))
-            }
-            "file" if url.path().len() > 1 => Ok(Self::Object(url)),
-            "file" => Err(format!("`{raw}` names no directory; use file:///var/lib/signhook/documents")),
-            scheme => Err(format!(
-                "`{scheme}://` is not supported: use postgres, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for StoreLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Postgres => f.write_str("postgres"),
-            Self::Object(url) => f.write_str(url.as_str()),
-        }
     }
 }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use super::query;
 use super::{
     error::{ApiError, ErrorBody},
     AppState,
@@ -25,15 +26,13 @@ use super::{
 use crate::{
     agreement::AgreementStatus,
     confirmation,
-    documents::fetch::FetchReport,
+    fetcher::FetchReport,
     ledger::ApiLimits,
     providers::{credentials::matches_any, CallError, PollError, Provider, Providers, WatchError},
     store::{AgreementView, BudgetView, ChangeOrigin, EventFilter, EventPage, EventState},
     watching::{self, WatchingError},
 };
 
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1000;
 /// Longest a manual refresh waits for the provider (its client retries inside).
 const REFRESH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -546,36 +545,19 @@ async fn events(
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<EventPage>, ApiError> {
     let Query(query) = query?;
-    let bad = |message: String| ApiError::BadRequest {
-        code: "invalid_query",
-        message,
-    };
     if let Some(provider) = query.provider.as_deref() {
-        known_provider(provider).map_err(|e| bad(e.to_string()))?;
+        known_provider(provider).map_err(|e| query::invalid(e.to_string()))?;
     }
     let state_filter = match query.state.as_deref() {
         None => None,
         Some(s) => Some(EventState::parse(s).ok_or_else(|| {
-            bad(format!(
+            query::invalid(format!(
                 "state must be one of pending, processing, processed, failed, dead; got `{s}`"
             ))
         })?),
     };
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| bad(format!("limit must be an integer from 1 to {MAX_PAGE}; got `{s}`")))?,
-    };
-    let before = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(
-            s.parse::<i64>()
-                .map_err(|_| bad(format!("cursor `{s}` is not one this API returned")))?,
-        ),
-    };
+    let limit = query::page_limit(query.limit.as_deref())?;
+    let before = query::cursor(query.cursor.as_deref(), |s| s.parse::<i64>().ok())?;
     let page = state
         .store
         .events()

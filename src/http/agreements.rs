@@ -8,6 +8,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::query;
 use super::{
     admin::known_provider,
     error::{ApiError, ErrorBody},
@@ -18,9 +19,6 @@ use crate::{
     store::{parse_listing_cursor, AgreementFilter, AgreementPage},
 };
 
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1000;
-
 #[derive(Debug, Deserialize)]
 pub(super) struct ListQuery {
     provider: Option<String>,
@@ -29,13 +27,6 @@ pub(super) struct ListQuery {
     q: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
-}
-
-fn bad(message: String) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_query",
-        message,
-    }
 }
 
 /// `GET /api/agreements?provider=&status=&updated_after=&q=&limit=&cursor=`
@@ -57,12 +48,12 @@ pub(super) async fn list(
     let nonempty = |value: Option<String>| value.filter(|v| !v.is_empty());
     let provider = nonempty(query.provider);
     if let Some(provider) = provider.as_deref() {
-        known_provider(provider).map_err(|e| bad(e.to_string()))?;
+        known_provider(provider).map_err(|e| query::invalid(e.to_string()))?;
     }
     let status = nonempty(query.status);
     if let Some(status) = status.as_deref().filter(|s| AgreementStatus::parse(s).is_none()) {
         let known: Vec<&str> = AgreementStatus::ALL.iter().map(|s| s.as_str()).collect();
-        return Err(bad(format!(
+        return Err(query::invalid(format!(
             "status must be one of {}; got `{status}`",
             known.join(", ")
         )));
@@ -71,24 +62,12 @@ pub(super) async fn list(
         None => None,
         Some(raw) => Some(
             DateTime::parse_from_rfc3339(raw.trim())
-                .map_err(|e| bad(format!("updated_after `{raw}` is not an RFC 3339 time ({e})")))?
+                .map_err(|e| query::invalid(format!("updated_after `{raw}` is not an RFC 3339 time ({e})")))?
                 .with_timezone(&Utc),
         ),
     };
-    let limit = match query.limit.as_deref() {
-        None | Some("") => DEFAULT_PAGE,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| bad(format!("limit must be an integer from 1 to {MAX_PAGE}; got `{s}`")))?,
-    };
-    let after = match nonempty(query.cursor) {
-        None => None,
-        Some(raw) => Some(
-            parse_listing_cursor(&raw).ok_or_else(|| bad(format!("cursor `{raw}` is not one this API returned")))?,
-        ),
-    };
+    let limit = query::page_limit(query.limit.as_deref())?;
+    let after = query::cursor(query.cursor.as_deref(), parse_listing_cursor)?;
     let page = state
         .store
         .agreements()

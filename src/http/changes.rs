@@ -12,6 +12,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::query;
 use super::{
     admin::known_provider,
     error::{ApiError, ErrorBody},
@@ -69,7 +70,7 @@ pub(super) async fn changes(
     let limit = parse(query.limit.as_deref(), "limit", DEFAULT_LIMIT, 1..=MAX_LIMIT)?;
     let wait = parse(query.wait.as_deref(), "wait", 0, 0..=MAX_WAIT_SECS as i64)?;
     if let Some(provider) = query.provider.as_deref() {
-        known_provider(provider).map_err(|e| bad(e.to_string()))?;
+        known_provider(provider).map_err(|e| query::invalid(e.to_string()))?;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
     // Subscribed before the first read, so a numbering between the read and
@@ -97,19 +98,12 @@ pub(super) async fn changes(
     }
 }
 
-fn bad(message: String) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_query",
-        message,
-    }
-}
-
 /// A whole-number query parameter within `range`, or `default` when absent.
 fn parse(value: Option<&str>, name: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
     match value {
         None | Some("") => Ok(default),
         Some(raw) => raw.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-            bad(format!(
+            query::invalid(format!(
                 "{name} must be a whole number from {} to {}; got `{raw}`",
                 range.start(),
                 range.end()

@@ -16,14 +16,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::query;
 use super::{
     error::{ApiError, ErrorBody},
     AppState,
 };
 use crate::store::{DeliveryFilter, DeliveryPage, DeliveryView, DestinationView, Recovery};
 
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1000;
 const STATES: [&str; 3] = ["pending", "delivered", "failed"];
 
 pub(super) fn router() -> Router<AppState> {
@@ -33,13 +32,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/destinations", get(destinations))
         .route("/destinations/{name}/recover", post(recover))
         .route("/destinations/{name}/enable", post(enable))
-}
-
-fn bad(message: String) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_query",
-        message,
-    }
 }
 
 fn unknown_destination(name: &str) -> ApiError {
@@ -69,23 +61,13 @@ pub(super) async fn list(
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let Query(query) = query?;
     if let Some(s) = query.state.as_deref().filter(|s| !STATES.contains(s)) {
-        return Err(bad(format!("state must be one of {}; got `{s}`", STATES.join(", "))));
+        return Err(query::invalid(format!(
+            "state must be one of {}; got `{s}`",
+            STATES.join(", ")
+        )));
     }
-    let limit = match query.limit.as_deref() {
-        None | Some("") => DEFAULT_PAGE,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| bad(format!("limit must be an integer from 1 to {MAX_PAGE}; got `{s}`")))?,
-    };
-    let before = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(
-            s.parse::<i64>()
-                .map_err(|_| bad(format!("cursor `{s}` is not one this API returned")))?,
-        ),
-    };
+    let limit = query::page_limit(query.limit.as_deref())?;
+    let before = query::cursor(query.cursor.as_deref(), |s| s.parse::<i64>().ok())?;
     let page = state
         .store
         .deliveries()
@@ -185,10 +167,10 @@ pub(super) async fn recover(
     let Query(query) = query?;
     let raw = query
         .since
-        .ok_or_else(|| bad("since is required: an RFC 3339 time such as 2026-12-01T00:00:00Z".to_owned()))?;
+        .ok_or_else(|| query::invalid("since is required: an RFC 3339 time such as 2026-12-01T00:00:00Z".to_owned()))?;
     let since = DateTime::parse_from_rfc3339(raw.trim())
         .map_err(|e| {
-            bad(format!(
+            query::invalid(format!(
                 "since `{raw}` is not an RFC 3339 time such as 2026-12-01T00:00:00Z ({e})"
             ))
         })?

@@ -18,7 +18,8 @@ use utoipa::ToSchema;
 use super::{error::ApiError, error::ErrorBody, AppState};
 use crate::{
     agreement::AgreementStatus,
-    documents::{self, fetch::FetchReport, safe_file_name},
+    documents::{self, safe_file_name},
+    fetcher::FetchReport,
     store::{DocumentJobView, DocumentView},
 };
 

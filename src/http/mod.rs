@@ -11,6 +11,7 @@ pub mod error;
 mod health;
 mod oauth;
 pub mod openapi;
+mod query;
 mod server;
 mod webhooks;
 
@@ -43,7 +44,7 @@ use self::error::ApiError;
 use crate::{
     changes::ChangeSignals,
     config::Settings,
-    documents::fetch::Fetcher,
+    fetcher::Fetcher,
     providers::{Provider, Providers},
     silence::Activity,
     store::{BatchLimits, IngestWriter, Store},

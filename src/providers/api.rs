@@ -48,7 +48,7 @@ use super::{
 };
 use crate::{
     config::{invalid, ConfigError},
-    documents::{DocumentRef, Download},
+    documents::{DocumentRef, Download, SourceError},
     ledger::{Admission, Admitted, ApiLedger, ApiLimits, WaitReason},
     telemetry::metric,
 };
@@ -258,7 +258,10 @@ impl Api {
         Ok(Download {
             content_type,
             length,
-            body: response.bytes_stream().map_err(transport_error).boxed(),
+            body: response
+                .bytes_stream()
+                .map_err(|error| SourceError::from(transport_error(error)))
+                .boxed(),
         })
     }
 

@@ -23,9 +23,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{DocumentRef, DocumentStore, DocumentStoreError, InlineDocument, Stored, SIGNED};
 use crate::{
     config::DocumentSettings,
+    documents::{DocumentRef, DocumentStore, DocumentStoreError, InlineDocument, Stored, SIGNED},
     providers::{within_deadline, CallError, PollError, Provider, Providers},
     store::{DocumentJob, JobOutcome, NewDocument, Store, StoreError},
     telemetry::metric,
@@ -317,7 +317,10 @@ impl Fetcher {
             .put(download.body, download.length)
             .await
             .map_err(|error| match error {
-                DocumentStoreError::Source(call) => FetchError::Provider(PollError::Call(call)),
+                DocumentStoreError::Source(source) => match source.downcast::<CallError>() {
+                    Ok(call) => FetchError::Provider(PollError::Call(*call)),
+                    Err(other) => FetchError::Storage(DocumentStoreError::Backend(other.to_string())),
+                },
                 other => FetchError::Storage(other),
             })?;
         Ok((stored, content_type))
@@ -436,7 +439,7 @@ impl Fetcher {
 fn kind_label(kind: &str) -> &'static str {
     match kind {
         SIGNED => SIGNED,
-        super::AUDIT_TRAIL => super::AUDIT_TRAIL,
+        crate::documents::AUDIT_TRAIL => crate::documents::AUDIT_TRAIL,
         _ => "signed_more",
     }
 }
