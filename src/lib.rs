@@ -13,6 +13,7 @@ pub mod event;
 pub mod fetcher;
 pub mod http;
 pub mod ledger;
+pub mod outbound;
 pub mod providers;
 pub mod reconciler;
 pub mod silence;

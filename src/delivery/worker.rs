@@ -18,6 +18,7 @@ use super::{sign, Destination, RetryPolicy};
 use crate::{
     changes::{ChangeSignals, SAFETY_TICK},
     config::DeliverySettings,
+    outbound::{error_chain, retry_after},
     store::{Attempt, ClaimedDelivery, DestinationRecord, Store, StoreError},
     telemetry::metric,
 };
@@ -195,7 +196,7 @@ async fn send(store: &Store, shared: &Shared, destination: &Destination, claim: 
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(retry_after);
+            .and_then(|value| retry_after(value, Utc::now()));
         let excerpt = match status.is_success() {
             true => String::new(),
             false => excerpt(response).await,
@@ -214,7 +215,7 @@ async fn send(store: &Store, shared: &Shared, destination: &Destination, claim: 
             status: status.as_u16(),
         },
         Ok(Ok((status, asked, excerpt))) => failed(Some(status.as_u16()), format!("HTTP {status}: {excerpt}"), asked),
-        Ok(Err(error)) => failed(None, transport_error(&error), None),
+        Ok(Err(error)) => failed(None, error_chain(&error), None),
         Err(_) => failed(
             None,
             format!("no answer within {} ms", shared.timeout.as_millis()),
@@ -261,16 +262,6 @@ async fn send(store: &Store, shared: &Shared, destination: &Destination, claim: 
     }
 }
 
-/// A `Retry-After` value: seconds, or an HTTP date.
-fn retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or_default())
-}
-
 /// The first bytes of an answer's body, as text.
 async fn excerpt(mut response: reqwest::Response) -> String {
     let mut bytes = Vec::new();
@@ -282,37 +273,4 @@ async fn excerpt(mut response: reqwest::Response) -> String {
     }
     bytes.truncate(EXCERPT_BYTES);
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// A transport failure with its cause (reqwest's own text omits it).
-fn transport_error(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::retry_after;
-    use std::time::Duration;
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        assert_eq!(retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(3600)).to_rfc2822();
-        let wait = retry_after(&later).expect("a date");
-        assert!(
-            wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600),
-            "{wait:?}"
-        );
-        assert_eq!(retry_after("soon"), None);
-        assert_eq!(retry_after("-5"), None);
-    }
 }

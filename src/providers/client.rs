@@ -22,7 +22,11 @@ use reqwest::{
 use serde_json::Value;
 
 use super::settings::ClientSettings;
-use crate::{config::ConfigError, ledger::WaitReason};
+use crate::{
+    config::ConfigError,
+    ledger::WaitReason,
+    outbound::{error_chain, retry_after},
+};
 
 /// Longest provider message kept in a [`CallError::Status`].
 const MAX_MESSAGE_CHARS: usize = 200;
@@ -186,17 +190,6 @@ pub(super) fn backoff(base: Duration, attempt: u32) -> Duration {
     half + Duration::from_nanos(random % nanos.saturating_add(1))
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110); `None` when it is
-/// neither. A date in the past means "now".
-fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
-}
-
 pub(super) fn parse_json(body: &[u8], status: StatusCode) -> Result<Value, CallError> {
     serde_json::from_slice(body)
         .map_err(|e| CallError::InvalidResponse(format!("the {status} answer is not JSON: {e}")))
@@ -215,7 +208,7 @@ pub(super) fn throttled(
     let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| parse_retry_after(value, now));
+        .and_then(|value| retry_after(value, now));
     let throttling =
         status == StatusCode::TOO_MANY_REQUESTS || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
     if !throttling {
@@ -302,13 +295,7 @@ fn transport_kind(error: &reqwest::Error) -> &'static str {
 pub(super) fn transport_error(error: reqwest::Error) -> CallError {
     let kind = transport_kind(&error);
     let error = error.without_url();
-    let mut message = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    CallError::Transport(message)
+    CallError::Transport(format!("{kind}: {}", error_chain(&error)))
 }
 
 #[cfg(test)]
@@ -334,11 +321,7 @@ mod tests {
             ("", None),
         ];
         for (value, expected) in cases {
-            assert_eq!(
-                parse_retry_after(value, now),
-                expected.map(Duration::from_secs),
-                "{value:?}"
-            );
+            assert_eq!(retry_after(value, now), expected.map(Duration::from_secs), "{value:?}");
         }
     }
 

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use crate::outbound::error_chain;
+
 use super::{
     report::{round3, Processing},
-    target::{chain, Target},
+    target::Target,
     SimulateError,
 };
 
@@ -58,7 +60,7 @@ impl Admin {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|error| format!("GET /api{path}: {}", chain(&error)))?;
+            .map_err(|error| format!("GET /api{path}: {}", error_chain(&error)))?;
         match response.status() {
             StatusCode::UNAUTHORIZED => Err(format!(
                 "GET /api{path}: the admin API refused the token (401); \
@@ -75,7 +77,7 @@ impl Admin {
                 .json::<StatsBody>()
                 .await
                 .map(|body| body.events)
-                .map_err(|error| format!("GET /api/stats: unexpected answer: {}", chain(&error))),
+                .map_err(|error| format!("GET /api/stats: unexpected answer: {}", error_chain(&error))),
             StatusCode::NOT_FOUND => Err("GET /api/stats answers 404: the server's admin API is off \
                  (it needs SIGNHOOK_ADMIN_TOKEN), or the URL is not a signhook deployment"
                 .to_owned()),
@@ -99,7 +101,7 @@ impl Admin {
                 .json::<AgreementBody>()
                 .await
                 .map(|body| body.status)
-                .map_err(|error| format!("GET /api{path}: unexpected answer: {}", chain(&error))),
+                .map_err(|error| format!("GET /api{path}: unexpected answer: {}", error_chain(&error))),
             StatusCode::NOT_FOUND => Ok(None),
             status => Err(format!("GET /api{path} answers {status}")),
         }

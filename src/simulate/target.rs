@@ -12,7 +12,7 @@ use reqwest::{
 };
 
 use super::SimulateError;
-use crate::providers::Registration;
+use crate::{outbound::error_chain, providers::Registration};
 
 /// Deliveries wait this long for an answer: above the providers' own 10 s, so
 /// a slow server shows as slow rather than as errors.
@@ -133,7 +133,7 @@ impl Target {
             Err(error) => Err(SimulateError::Failed(format!(
                 "cannot reach {}: {}",
                 self.base,
-                chain(&error)
+                error_chain(&error)
             ))),
         }
     }
@@ -165,7 +165,7 @@ impl Target {
             Ok(response) => response,
             Err(error) => {
                 let latency = started.elapsed();
-                let detail = chain(&error);
+                let detail = error_chain(&error);
                 return (Answer::Unavailable { status: None, detail }, latency);
             }
         };
@@ -212,7 +212,7 @@ fn build_client(connections: usize) -> Result<reqwest::Client, SimulateError> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("signhook-simulate/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|error| SimulateError::Failed(format!("cannot build the HTTP client: {}", chain(&error))))
+        .map_err(|error| SimulateError::Failed(format!("cannot build the HTTP client: {}", error_chain(&error))))
 }
 
 /// `401 invalid_signature: the X-BoldSign-Signature does not match…` from
@@ -231,18 +231,6 @@ fn describe_error(status: u16, body: String) -> String {
             format!("{status} {text}").trim_end().to_owned()
         }
     }
-}
-
-/// An error and its causes on one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
