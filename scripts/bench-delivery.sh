@@ -7,12 +7,18 @@
 # receipt (its row's received_at, just before its acknowledgement) to the
 # application's 2xx (the delivery's delivered_at), from the database.
 # Usage: scripts/bench-delivery.sh [duration, default 30s]; BENCH_CONNECTIONS
-# (default 32) sets the load's connections. Results: stdout, target/bench/.
+# (default 32) sets the load's connections, BENCH_RATE (events/s) paces the
+# load instead of sending as fast as the server answers. BENCH_DRAIN=1
+# measures delivery alone: the destination is disabled while the load runs
+# (changes queue up), then enabled, and the backlog's drain is timed.
+# Results: stdout, target/bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${1:-30s}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
+RATE=${BENCH_RATE:+--rate $BENCH_RATE}
+DRAIN=${BENCH_DRAIN:-0}
 PORT=${BENCH_PORT:-18080}
 SINK_PORT=${BENCH_SINK_PORT:-18090}
 DB=${BENCH_DB:-signhook_bench_delivery}
@@ -39,6 +45,9 @@ server=$!
 trap 'kill $server $sink 2>/dev/null; kill $sampler 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
 sleep 1
+if [ "$DRAIN" = 1 ]; then
+    psql "$PG/$DB" -qc "UPDATE delivery_destinations SET disabled_at = now()"
+fi
 
 : >"$OUT/delivery.backlog.tsv"
 ( while true; do
@@ -49,9 +58,15 @@ sleep 1
   done ) &
 sampler=$!
 
-"$BIN" simulate load --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" --duration "$DURATION" \
+"$BIN" simulate load --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" --duration "$DURATION" $RATE \
     --verify --timeout 120s --json >"$OUT/delivery.load.json" || true
 sent_done=$(date +%s.%N)
+if [ "$DRAIN" = 1 ]; then
+    backlog=$(psql "$PG/$DB" -Atc "SELECT count(*) FROM deliveries WHERE state = 'pending'")
+    enabled=$(psql "$PG/$DB" -Atc "SELECT extract(epoch FROM clock_timestamp())")
+    curl -sf -X POST -H "Authorization: Bearer $SIGNHOOK_ADMIN_TOKEN" \
+        "http://127.0.0.1:$PORT/api/destinations/default/enable" >/dev/null
+fi
 for _ in $(seq 1 1200); do
     pending=$(psql "$PG/$DB" -Atc "SELECT count(*) FROM deliveries WHERE state <> 'delivered'")
     [ "$pending" = 0 ] && break
@@ -59,6 +74,17 @@ for _ in $(seq 1 1200); do
 done
 drained=$(date +%s.%N)
 kill $sampler 2>/dev/null || true
+curl -sf "http://127.0.0.1:$PORT/metrics" >"$OUT/delivery.metrics.txt" || true
+if [ "$DRAIN" = 1 ]; then
+    psql "$PG/$DB" -At -F ' ' -c "SELECT count(*), extract(epoch FROM max(delivered_at)) - $enabled
+                                    FROM deliveries WHERE state = 'delivered'" | {
+        read -r count secs
+        python3 -c "import sys; n, s = int(sys.argv[1]), float(sys.argv[2]); b = int(sys.argv[3]);
+print(f'drain: {b:,} queued while disabled; {n:,} delivered {s:.2f} s after enabling: {n / s:,.0f} deliveries/s')" \
+            "$count" "$secs" "$backlog"
+    }
+    exit 0
+fi
 
 psql "$PG/$DB" -At -F ' ' -c "
     SELECT (SELECT count(*) FROM changes),

@@ -5,13 +5,17 @@
 //! queue rows).
 
 use std::{
+    collections::VecDeque,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use metrics::{counter, gauge, histogram};
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{mpsc, oneshot, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{sign, Destination, RetryPolicy};
@@ -23,8 +27,11 @@ use crate::{
     telemetry::metric,
 };
 
-/// Longest a freed slot waits for others before it is claimed for alone.
+/// Longest a claim waits to be worth a round trip (see [`Lane::wanted`]).
 const CLAIM_COALESCE: Duration = Duration::from_millis(5);
+
+/// Most 2xx outcomes recorded in one statement.
+const RECORD_BATCH: usize = 512;
 
 /// Most bytes of an answer's body kept with a failed attempt.
 const EXCERPT_BYTES: usize = 512;
@@ -43,16 +50,127 @@ struct Shared {
     policy: RetryPolicy,
     lease: Duration,
     timeout: Duration,
+    /// A claimed delivery is sent only while its lease has this long to run:
+    /// the timeout and half the lease's slack beyond it. One that waited
+    /// longer is left for its lease to run out and is claimed again, so a
+    /// delivery is never in flight from two replicas at once.
+    send_within: Duration,
     disable_after: Duration,
 }
 
-/// One destination and its free sending slots in this replica.
+/// One destination in this replica: its sending slots, and deliveries
+/// claimed ahead of them (up to as many again as there are slots), so a
+/// freed slot starts its next send at once and a claim fetches many.
+/// Claiming ahead keeps each agreement in order: a claimed delivery stays
+/// its agreement's first pending one until its outcome is recorded.
 struct Lane {
     destination: Arc<Destination>,
     slots: Arc<Semaphore>,
-    /// Free slots worth a claim at once: half of them.
-    batch: usize,
+    concurrency: usize,
+    ready: VecDeque<ClaimedDelivery>,
+    /// The claim in progress, if any (one at a time).
+    claiming: Option<tokio::task::JoinHandle<Result<Vec<ClaimedDelivery>, StoreError>>>,
     claimed_at: Instant,
+}
+
+impl Lane {
+    /// How many deliveries to claim now: room for `2 × concurrency` claimed
+    /// or in flight, once that room is at least `concurrency` or the last
+    /// claim is [`CLAIM_COALESCE`] old (one claim per freed slot would cost
+    /// a round trip per delivery). `Err(())`: later, there is little room.
+    fn wanted(&self) -> Result<usize, ()> {
+        let in_flight = self.concurrency - self.slots.available_permits();
+        let room = (4 * self.concurrency).saturating_sub(self.ready.len() + in_flight);
+        match room {
+            0 => Ok(0),
+            room if room >= self.concurrency || self.claimed_at.elapsed() >= CLAIM_COALESCE => Ok(room),
+            _ => Err(()),
+        }
+    }
+
+    /// Sends claimed deliveries while there are free slots.
+    fn start_sends(
+        &mut self,
+        sends: &mut JoinSet<()>,
+        store: &Store,
+        signals: &ChangeSignals,
+        shared: &Arc<Shared>,
+        recorder: &Recorder,
+    ) {
+        while !self.ready.is_empty() {
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let Some(claim) = self.ready.pop_front() else { break };
+            let lasts = (claim.lease - Utc::now()).to_std().unwrap_or_default();
+            if lasts < shared.send_within {
+                tracing::debug!(
+                    delivery_id = claim.id,
+                    "claimed delivery waited too long; left for its lease to run out"
+                );
+                continue;
+            }
+            let (store, signals, shared, destination, recorder) = (
+                store.clone(),
+                signals.clone(),
+                shared.clone(),
+                self.destination.clone(),
+                recorder.clone(),
+            );
+            sends.spawn(async move {
+                send(&store, &recorder, &shared, &destination, claim, permit, &signals).await;
+                signals.wake_deliveries();
+            });
+        }
+    }
+}
+
+/// Collects 2xx outcomes and records them in batches (see
+/// [`Deliveries::record_delivered`](crate::store::Deliveries::record_delivered)).
+#[derive(Clone)]
+struct Recorder {
+    outcomes: mpsc::UnboundedSender<(i64, DateTime<Utc>, u16, oneshot::Sender<()>)>,
+}
+
+impl Recorder {
+    /// Starts the recording task; it ends when every handle is dropped.
+    /// After each write it wakes the dispatcher: the next change of those
+    /// agreements can be claimed now.
+    fn start(store: Store, signals: ChangeSignals) -> Self {
+        let (outcomes, mut queue) = mpsc::unbounded_channel::<(i64, DateTime<Utc>, u16, oneshot::Sender<()>)>();
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < RECORD_BATCH {
+                    match queue.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let rows: Vec<_> = batch
+                    .iter()
+                    .map(|(id, lease, status, _)| (*id, *lease, *status))
+                    .collect();
+                if let Err(error) = store.deliveries().record_delivered(&rows).await {
+                    // The leases run out and these are sent again: at least once.
+                    tracing::warn!(%error, deliveries = rows.len(), "could not record delivered deliveries; they will be sent again");
+                }
+                signals.wake_deliveries();
+                for (.., done) in batch {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Self { outcomes }
+    }
+
+    /// Records one 2xx; returns once it is written (or failed to be).
+    async fn delivered(&self, claim: &ClaimedDelivery, status: u16) {
+        let (done, written) = oneshot::channel();
+        if self.outcomes.send((claim.id, claim.lease, status, done)).is_ok() {
+            let _ = written.await;
+        }
+    }
 }
 
 impl Dispatcher {
@@ -78,7 +196,9 @@ impl Dispatcher {
                 .map(|destination| Lane {
                     destination: Arc::new(destination),
                     slots: Arc::new(Semaphore::new(settings.delivery_concurrency)),
-                    batch: settings.delivery_concurrency.div_ceil(2),
+                    concurrency: settings.delivery_concurrency,
+                    ready: VecDeque::new(),
+                    claiming: None,
                     claimed_at: Instant::now(),
                 })
                 .collect(),
@@ -89,6 +209,7 @@ impl Dispatcher {
                 },
                 lease: settings.lease(),
                 timeout: settings.timeout(),
+                send_within: settings.timeout() + settings.lease().saturating_sub(settings.timeout()) / 2,
                 disable_after: settings.delivery_disable_after.get(),
             }),
         }
@@ -115,53 +236,49 @@ impl Dispatcher {
         if self.lanes.is_empty() {
             return;
         }
+        let recorder = Recorder::start(self.store.clone(), self.signals.clone());
         let mut sends = JoinSet::new();
         let mut failing = false;
         loop {
             let mut deferred = false;
             for lane in &mut self.lanes {
-                // Claims come in batches: one claim per freed slot would cost
-                // a round trip per delivery. Fewer free slots than a batch
-                // wait a moment for more (never longer than CLAIM_COALESCE).
-                let free = lane.slots.available_permits();
-                if free == 0 {
-                    continue;
+                // A claim runs beside the sends (a freed slot does not wait
+                // for its round trip); its answer is picked up here.
+                if lane.claiming.as_ref().is_some_and(|claim| claim.is_finished()) {
+                    let claim = lane.claiming.take().expect("checked above");
+                    match claim.await {
+                        Ok(Ok(claims)) => {
+                            failing = false;
+                            lane.ready.extend(claims);
+                        }
+                        Ok(Err(error)) => {
+                            if !failing {
+                                tracing::warn!(%error, destination = %lane.destination.name, "could not claim deliveries; retrying");
+                            }
+                            failing = true;
+                        }
+                        Err(error) => tracing::error!(%error, "a delivery claim task failed"),
+                    }
                 }
-                if free < lane.batch && lane.claimed_at.elapsed() < CLAIM_COALESCE {
-                    deferred = true;
-                    continue;
-                }
-                lane.claimed_at = Instant::now();
-                let claimed = self
-                    .store
-                    .deliveries()
-                    .claim(&lane.destination.name, free, self.shared.lease)
-                    .await;
-                match claimed {
-                    Ok(claims) => {
-                        failing = false;
-                        for claim in claims {
-                            let Ok(permit) = lane.slots.clone().try_acquire_owned() else {
-                                break;
-                            };
-                            let (store, signals, shared, destination) = (
+                lane.start_sends(&mut sends, &self.store, &self.signals, &self.shared, &recorder);
+                if lane.claiming.is_none() {
+                    match lane.wanted() {
+                        Ok(0) => {}
+                        Ok(wanted) => {
+                            lane.claimed_at = Instant::now();
+                            let (store, signals, name, lease) = (
                                 self.store.clone(),
                                 self.signals.clone(),
-                                self.shared.clone(),
-                                lane.destination.clone(),
+                                lane.destination.name.clone(),
+                                self.shared.lease,
                             );
-                            sends.spawn(async move {
-                                send(&store, &shared, &destination, claim).await;
-                                drop(permit);
+                            lane.claiming = Some(tokio::spawn(async move {
+                                let claimed = store.deliveries().claim(&name, wanted, lease).await;
                                 signals.wake_deliveries();
-                            });
+                                claimed
+                            }));
                         }
-                    }
-                    Err(error) => {
-                        if !failing {
-                            tracing::warn!(%error, destination = %lane.destination.name, "could not claim deliveries; retrying");
-                        }
-                        failing = true;
+                        Err(()) => deferred = true,
                     }
                 }
             }
@@ -173,12 +290,37 @@ impl Dispatcher {
                 _ = tokio::time::sleep(tick) => {}
             }
         }
+        // Claimed but not sent: given back, so another replica sends them
+        // now rather than after their lease.
+        let mut unsent: Vec<(i64, DateTime<Utc>)> = Vec::new();
+        for lane in &mut self.lanes {
+            if let Some(claim) = lane.claiming.take() {
+                if let Ok(Ok(claims)) = claim.await {
+                    lane.ready.extend(claims);
+                }
+            }
+            unsent.extend(lane.ready.drain(..).map(|claim| (claim.id, claim.lease)));
+        }
+        if let Err(error) = self.store.deliveries().release(&unsent).await {
+            tracing::warn!(%error, deliveries = unsent.len(), "could not give back claimed deliveries; they are sent after their lease");
+        }
         while sends.join_next().await.is_some() {}
     }
 }
 
-/// One attempt: POST, classify, record.
-async fn send(store: &Store, shared: &Shared, destination: &Destination, claim: ClaimedDelivery) {
+/// One attempt: POST, classify, record. The sending slot (`permit`) is
+/// freed as soon as the answer is in: recording needs no slot, and the
+/// agreement's next change stays unclaimable until it is recorded (the
+/// claim's order rule), so a slot never waits for a database commit.
+async fn send(
+    store: &Store,
+    recorder: &Recorder,
+    shared: &Shared,
+    destination: &Destination,
+    claim: ClaimedDelivery,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    signals: &ChangeSignals,
+) {
     let name = destination.name.as_str();
     let body = sign::body(&claim.change);
     let id = sign::webhook_id(claim.change.id);
@@ -204,6 +346,8 @@ async fn send(store: &Store, shared: &Shared, destination: &Destination, claim: 
         Ok::<_, reqwest::Error>((status, retry_after, excerpt))
     })
     .await;
+    drop(permit);
+    signals.wake_deliveries();
     let attempts = u32::try_from(claim.attempts).unwrap_or(0).saturating_add(1);
     let failed = |status: Option<u16>, error: String, asked: Option<Duration>| Attempt::Failed {
         status,
@@ -242,6 +386,10 @@ async fn send(store: &Store, shared: &Shared, destination: &Destination, claim: 
             retry_in_ms = retry_in.map(|d| d.as_millis() as u64),
             "delivery attempt failed"
         ),
+    }
+    if let Attempt::Delivered { status } = attempt {
+        recorder.delivered(&claim, status).await;
+        return;
     }
     match store.deliveries().record(&claim, &attempt, shared.disable_after).await {
         Ok(true) => {

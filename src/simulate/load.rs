@@ -54,6 +54,7 @@ pub async fn run(args: LoadArgs) -> Result<Report, SimulateError> {
         next: AtomicU64::new(0),
         limit: args.events,
         deadline: args.duration.map(|duration| started + duration),
+        schedule: args.rate.map(|rate| (started, f64::from(rate))),
         duplicate_ratio: args.common.duplicate_ratio,
     });
     let seed = fastrand::u64(..);
@@ -113,6 +114,8 @@ struct Shared {
     next: AtomicU64,
     limit: Option<u64>,
     deadline: Option<Instant>,
+    /// With `--rate`: the start and the events per second.
+    schedule: Option<(Instant, f64)>,
     duplicate_ratio: f64,
 }
 
@@ -123,10 +126,18 @@ impl Shared {
             return None;
         }
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let past_deadline = matches!((self.due(seq), self.deadline), (Some(due), Some(end)) if due >= end);
         match self.limit {
             Some(limit) if seq >= limit => None,
+            _ if past_deadline => None,
             _ => Some(seq),
         }
+    }
+
+    /// When event `seq` is due under `--rate`.
+    fn due(&self, seq: u64) -> Option<Instant> {
+        let (started, rate) = self.schedule?;
+        Some(started + std::time::Duration::from_secs_f64(seq as f64 / rate))
     }
 
     /// Event `seq` is step `seq % 4` of agreement `seq / 4`: consecutive
@@ -156,6 +167,9 @@ async fn send_events(shared: &Shared, target: &Target, seed: u64) -> Tally {
     let mut tally = Tally::default();
     let mut to_repeat: VecDeque<Delivery> = VecDeque::with_capacity(DUPLICATE_DELAY + 1);
     while let Some(seq) = shared.next_event() {
+        if let Some(due) = shared.due(seq) {
+            tokio::time::sleep_until(due.into()).await;
+        }
         let event = shared.event(seq);
         let delivery = target.delivery(event.provider, shared.payloads.render(&event));
         let (answer, latency) = target.send(&delivery, tally.explain()).await;

@@ -59,6 +59,13 @@ pub struct LoadArgs {
     /// Send new events for this long (e.g. 30s, 2m, 500ms).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Send at most this many new events per second, evenly spaced (event n
+    /// is sent no earlier than n / rate seconds after the start), instead of
+    /// as fast as the server answers. Give enough connections that a slow
+    /// answer does not hold the schedule back: the report's rate says
+    /// whether it kept up.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
     /// Concurrent connections, each sending one request at a time.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub connections: u16,

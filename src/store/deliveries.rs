@@ -144,6 +144,21 @@ pub enum Recovery {
     NotConfigured,
 }
 
+/// Lets the transaction commit without waiting for its WAL to reach disk
+/// (`synchronous_commit = off`). Only for claims and 2xx outcomes: if
+/// PostgreSQL itself crashes within its WAL writer's delay (well under a
+/// second) after such a commit, the delivery is pending again and is sent
+/// once more under the same `webhook-id` — what at-least-once allows — and
+/// WAL order keeps an agreement's outcomes in order. Waiting for the disk
+/// on every outcome was the dispatcher's ceiling (one flush per batch of
+/// outcomes bounded a destination to a few thousand deliveries a second).
+async fn without_waiting_for_flush(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('synchronous_commit', 'off', true)")
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// The deliveries; see [`super::Store::deliveries`].
 #[derive(Clone, Copy)]
 pub struct Deliveries<'a> {
@@ -197,6 +212,7 @@ impl Deliveries<'_> {
         lease: Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        without_waiting_for_flush(&mut tx).await?;
         // Index lookups whatever the statistics say, as the event queue's
         // claim does: on a young table the planner estimated one row
         // everywhere, took the due index for the per-agreement check and
@@ -254,6 +270,59 @@ impl Deliveries<'_> {
             .collect())
     }
 
+    /// Records deliveries that got a 2xx, each only if its lease is still
+    /// the claimer's (`(delivery id, lease, HTTP status)`), in one statement:
+    /// the dispatcher collects what ended while the previous write ran, as
+    /// ingest's group commit does, so a busy destination costs one commit
+    /// per batch instead of one per delivery. Ends their destinations'
+    /// failure streaks.
+    pub async fn record_delivered(&self, delivered: &[(i64, DateTime<Utc>, u16)]) -> Result<(), StoreError> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        // Rows in one order, so two writers never wait on each other in a circle.
+        let mut rows = delivered.to_vec();
+        rows.sort_unstable_by_key(|(id, ..)| *id);
+        let mut tx = self.pool.begin().await?;
+        without_waiting_for_flush(&mut tx).await?;
+        sqlx::query(
+            "WITH d AS (
+                 UPDATE deliveries d
+                    SET state = 'delivered', attempts = d.attempts + 1, delivered_at = now(),
+                        last_attempt_at = now(), last_status = u.status, last_error = NULL, locked_until = NULL
+                   FROM unnest($1::bigint[], $2::timestamptz[], $3::int[]) AS u(id, lease, status)
+                  WHERE d.id = u.id AND d.locked_until = u.lease
+                  RETURNING d.destination)
+             UPDATE delivery_destinations dst SET failing_since = NULL
+              WHERE dst.failing_since IS NOT NULL AND dst.name IN (SELECT destination FROM d)",
+        )
+        .bind(rows.iter().map(|(id, ..)| *id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, lease, _)| *lease).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(.., status)| i32::from(*status)).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives back claims that were not sent (`(delivery id, lease)`), if
+    /// still the claimer's: due again at once.
+    pub async fn release(&self, claims: &[(i64, DateTime<Utc>)]) -> Result<(), StoreError> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE deliveries d SET locked_until = NULL
+               FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, lease)
+              WHERE d.id = u.id AND d.locked_until = u.lease",
+        )
+        .bind(claims.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(claims.iter().map(|(_, lease)| *lease).collect::<Vec<_>>())
+        .execute(self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records how an attempt ended, if `claim` is still the claimer's, and
     /// keeps the destination's failure streak; a destination whose every
     /// attempt failed for `disable_after` is disabled. Returns true when this
@@ -266,21 +335,7 @@ impl Deliveries<'_> {
     ) -> Result<bool, StoreError> {
         match attempt {
             Attempt::Delivered { status } => {
-                sqlx::query(
-                    "WITH d AS (
-                         UPDATE deliveries
-                            SET state = 'delivered', attempts = attempts + 1, delivered_at = now(),
-                                last_attempt_at = now(), last_status = $3, last_error = NULL, locked_until = NULL
-                          WHERE id = $1 AND locked_until = $2
-                          RETURNING destination)
-                     UPDATE delivery_destinations dst SET failing_since = NULL
-                       FROM d WHERE dst.name = d.destination AND dst.failing_since IS NOT NULL",
-                )
-                .bind(claim.id)
-                .bind(claim.lease)
-                .bind(i32::from(*status))
-                .execute(self.pool)
-                .await?;
+                self.record_delivered(&[(claim.id, claim.lease, *status)]).await?;
                 Ok(false)
             }
             Attempt::Failed {

@@ -208,3 +208,66 @@ async fn listen_prints_each_verified_change() {
     let _ = listen.kill();
     let _ = listen.wait();
 }
+
+#[tokio::test]
+async fn deliveries_claimed_but_not_sent_at_shutdown_are_given_back_at_once() {
+    use nix::sys::signal::{kill, Signal};
+    let _exclusive = exclusive().await;
+    let sink = Sink::start().await;
+    // The application answers slowly: with one slot, the replica has
+    // claimed more than it is sending when it is stopped.
+    sink.answer_by_default(Some(Answer {
+        delay: Duration::from_millis(1500),
+        ..Answer::status(200)
+    }));
+    let mut env = delivering_to(&sink);
+    env.retain(|(name, _)| !name.ends_with("_LEASE_SECS") && !name.ends_with("_TIMEOUT_MS"));
+    // A lease far longer than the test waits: what is delivered in time was
+    // given back, not left to expire.
+    env.extend([
+        ("SIGNHOOK_DELIVERY_LEASE_SECS", "120"),
+        ("SIGNHOOK_DELIVERY_TIMEOUT_MS", "5000"),
+        ("SIGNHOOK_DELIVERY_CONCURRENCY", "1"),
+    ]);
+    let mut first = spawn_app_with(&env).await;
+    const AGREEMENTS: i64 = 4;
+    for i in 0..AGREEMENTS {
+        let created = adobe_event(
+            &format!("n-{i}"),
+            &format!("agr-{i}"),
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:00:00Z",
+        );
+        first.deliver_adobe(&created).await;
+    }
+    first
+        .wait_until("the replica to claim more than it sends", || async {
+            first
+                .count("SELECT count(*) FROM deliveries WHERE locked_until > now()")
+                .await
+                > 1
+                && sink.count() == 1
+        })
+        .await;
+    kill(first.pid(), Signal::SIGTERM).expect("SIGTERM sent");
+    assert!(first.wait_exit(Duration::from_secs(10)).await.success());
+    assert_eq!(
+        first
+            .count("SELECT count(*) FROM deliveries WHERE locked_until > now()")
+            .await,
+        0,
+        "every claim given back or recorded; logs:\n{}",
+        first.logs()
+    );
+
+    sink.answer_by_default(None);
+    let second = spawn_app_on(&first.db_name, &env).await;
+    second
+        .wait_until("every delivery to be delivered", || async {
+            delivered(&second).await == AGREEMENTS
+        })
+        .await;
+    let ids: HashSet<String> = sink.received().into_iter().map(|r| r.webhook_id).collect();
+    assert_eq!(ids.len(), AGREEMENTS as usize);
+}
