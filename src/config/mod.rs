@@ -19,7 +19,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub use settings::{
     DatabaseSettings, DeliverySettings, DestinationSettings, DocumentSettings, IngestSettings, ReconcileSettings,
-    ServerSettings, Settings, StoreLocation, WorkerSettings,
+    ServerSettings, Settings, StoreLocation, WorkerSettings, BODY_STORE_COPIES,
 };
 pub use values::{duration_list, http_url, mask, optional_string, string_list, HumanDuration};
 
@@ -270,6 +270,12 @@ mod tests {
                 "SIGNHOOK_RECONCILE_STALE_AFTER",
             ),
             ("silence_after", serde_json::json!("2 hours"), "SIGNHOOK_SILENCE_AFTER"),
+            // The default 16 MiB largest body costs 80 MiB while it is stored.
+            (
+                "max_inflight_body_bytes",
+                serde_json::json!(64 * 1024 * 1024),
+                "SIGNHOOK_MAX_INFLIGHT_BODY_BYTES",
+            ),
             (
                 "reconcile_concurrency",
                 serde_json::json!(0),

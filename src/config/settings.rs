@@ -62,12 +62,20 @@ pub struct ServerSettings {
     /// Webhook requests handled at once per replica; beyond it requests are
     /// shed with an immediate 503 rather than queued past the deadline.
     pub max_concurrent_requests: usize,
-    /// Request bodies held in memory at once per replica (bytes); beyond it
-    /// requests are shed with 503, so memory stays bounded under overload.
+    /// Memory webhook bodies may cost at once per replica (bytes): each is
+    /// counted at its buffer plus the copies storing it makes
+    /// ([`BODY_STORE_COPIES`]); beyond it requests are shed with 503, so
+    /// memory stays bounded under overload.
     pub max_inflight_body_bytes: usize,
     /// After SIGTERM, how long in-flight requests and the worker get to finish.
     pub shutdown_grace_secs: u64,
 }
+
+/// Copies of a webhook body that storing it makes besides its buffer:
+/// sqlx's argument buffer and the connection's message buffer, each grown by
+/// copying — about three bodies in all (measured with scripts/body-rss.py:
+/// README, "What a body costs"). Counted in `max_inflight_body_bytes`.
+pub const BODY_STORE_COPIES: usize = 4;
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -174,10 +182,15 @@ impl ServerSettings {
                 ),
             ));
         }
-        if self.max_inflight_body_bytes < self.max_body_bytes {
+        let largest = self.max_body_bytes.saturating_mul(1 + BODY_STORE_COPIES);
+        if self.max_inflight_body_bytes < largest {
             return Err(invalid(
                 "max_inflight_body_bytes",
-                "must be at least SIGNHOOK_MAX_BODY_BYTES, or the largest accepted body could never be read",
+                format!(
+                    "must be at least {} × SIGNHOOK_MAX_BODY_BYTES ({largest}): a body costs its buffer and the \
+                     {BODY_STORE_COPIES} copies storing it makes, and the largest accepted body must fit",
+                    1 + BODY_STORE_COPIES
+                ),
             ));
         }
         self.public_base_url()?;

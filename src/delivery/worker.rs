@@ -30,6 +30,9 @@ use crate::{
 /// Longest a claim waits to be worth a round trip (see [`Lane::wanted`]).
 const CLAIM_COALESCE: Duration = Duration::from_millis(5);
 
+/// Deliveries claimed or in flight per sending slot.
+const CLAIM_AHEAD: usize = 4;
+
 /// Most 2xx outcomes recorded in one statement.
 const RECORD_BATCH: usize = 512;
 
@@ -59,8 +62,10 @@ struct Shared {
 }
 
 /// One destination in this replica: its sending slots, and deliveries
-/// claimed ahead of them (up to as many again as there are slots), so a
-/// freed slot starts its next send at once and a claim fetches many.
+/// claimed ahead of them (up to three times as many as there are slots), so
+/// a freed slot starts its next send at once and a claim fetches many
+/// (claims twice as far ahead drained a backlog 25 % slower: 4,256 against
+/// 5,436 deliveries/s, BENCHMARKS.md).
 /// Claiming ahead keeps each agreement in order: a claimed delivery stays
 /// its agreement's first pending one until its outcome is recorded.
 struct Lane {
@@ -74,13 +79,13 @@ struct Lane {
 }
 
 impl Lane {
-    /// How many deliveries to claim now: room for `2 × concurrency` claimed
+    /// How many deliveries to claim now: room for [`CLAIM_AHEAD`] × concurrency claimed
     /// or in flight, once that room is at least `concurrency` or the last
     /// claim is [`CLAIM_COALESCE`] old (one claim per freed slot would cost
     /// a round trip per delivery). `Err(())`: later, there is little room.
     fn wanted(&self) -> Result<usize, ()> {
         let in_flight = self.concurrency - self.slots.available_permits();
-        let room = (4 * self.concurrency).saturating_sub(self.ready.len() + in_flight);
+        let room = (CLAIM_AHEAD * self.concurrency).saturating_sub(self.ready.len() + in_flight);
         match room {
             0 => Ok(0),
             room if room >= self.concurrency || self.claimed_at.elapsed() >= CLAIM_COALESCE => Ok(room),

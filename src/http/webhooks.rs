@@ -25,6 +25,7 @@ use super::{
     AppState,
 };
 use crate::{
+    config::BODY_STORE_COPIES,
     event::NewEvent,
     providers::{Ack, Provider},
     telemetry::metric,
@@ -182,7 +183,7 @@ async fn accept(
         true => None,
         false => provider.authenticate_headers(headers, now)?,
     };
-    let (body, _reserved) = read_body(body, limit, &state.body_budget).await?;
+    let (body, reserved) = read_body(body, limit, &state.body_budget).await?;
     if announced && provider.is_handshake(&body) {
         tracing::info!(
             provider = provider.name(),
@@ -212,7 +213,10 @@ async fn accept(
     };
     *event_id = Some(event.event_id.clone());
     let quarantined = event.quarantined.clone();
-    let receipt = state.ingest.ingest(event).await?;
+    // The body's share of the budget is given back when the write is done
+    // with it, not when this request ends (a client that leaves, or the
+    // deadline, would otherwise free it while the copies still exist).
+    let receipt = state.ingest.ingest(event, Box::new(reserved)).await?;
     let outcome = match (&quarantined, receipt.duplicate) {
         (_, true) => Outcome::Duplicate,
         (Some(why), false) => {
@@ -259,12 +263,19 @@ async fn read_body(
         }
         if needed > buffer.capacity() {
             let target = needed.max(buffer.capacity() * 2).min(limit);
-            reserved = reserve(budget, Some(reserved), target)?;
+            reserved = reserve(budget, Some(reserved), cost(target, needed))?;
             buffer.reserve(target - buffer.len());
         }
         buffer.extend_from_slice(&data);
     }
+    let reserved = reserve(budget, Some(reserved), cost(buffer.capacity(), buffer.len()))?;
     Ok((buffer.freeze(), reserved))
+}
+
+/// What a body of `len` bytes in a buffer of `capacity` costs until it is
+/// stored: the buffer, and the copies storing it makes of its bytes.
+fn cost(capacity: usize, len: usize) -> usize {
+    capacity.saturating_add(len.saturating_mul(BODY_STORE_COPIES))
 }
 
 /// `held` grown to cover `bytes` of the body budget (whole KiB), or

@@ -24,6 +24,8 @@ use crate::{
 struct Job {
     event: NewEvent,
     reply: oneshot::Sender<Result<Receipt, StoreError>>,
+    /// Dropped once the write is done with the event (see [`IngestWriter::ingest`]).
+    held: Box<dyn Send>,
 }
 
 /// Limits of one batch; the first event of a batch is always taken, so one
@@ -62,10 +64,13 @@ impl IngestWriter {
 
     /// Stores `event` (or finds it already stored) and returns after the
     /// commit. If the caller gives up first, the write still completes.
-    pub async fn ingest(&self, event: NewEvent) -> Result<Receipt, StoreError> {
+    /// `held` (the caller's accounting of the memory the event costs) is
+    /// dropped when the write is done with the event, whenever the caller
+    /// stops waiting.
+    pub async fn ingest(&self, event: NewEvent, held: Box<dyn Send>) -> Result<Receipt, StoreError> {
         let (reply, receipt) = oneshot::channel();
         self.jobs
-            .send(Job { event, reply })
+            .send(Job { event, reply, held })
             .await
             .map_err(|_| StoreError::Closed)?;
         receipt.await.map_err(|_| StoreError::Closed)?
@@ -97,12 +102,19 @@ async fn write_batches(
             }
             batch
         };
-        let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|job| (job.event, job.reply)).unzip();
+        let mut events = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut held = Vec::with_capacity(batch.len());
+        for job in batch {
+            events.push(job.event);
+            replies.push(job.reply);
+            held.push(job.held);
+        }
         let results = match store.ingest().insert_batch(&events).await {
             Ok(receipts) => receipts.into_iter().map(Ok).collect(),
             Err(error) if error.is_data_error() => {
                 tracing::warn!(%error, rows = events.len(), "batch insert refused a value; inserting its rows one by one");
-                insert_one_by_one(&store, events).await
+                insert_one_by_one(&store, std::mem::take(&mut events)).await
             }
             Err(error) => {
                 tracing::error!(%error, rows = events.len(), "batch insert failed; its requests get 503");
@@ -119,6 +131,9 @@ async fn write_batches(
         {
             on_commit();
         }
+        // The bodies are gone: what the callers counted for them is free.
+        drop(events);
+        drop(held);
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }

@@ -226,7 +226,8 @@ async fn beyond_capacity_requests_are_shed_at_once() {
 async fn bodies_in_flight_are_bounded_in_bytes() {
     let app = spawn_app_with(&[
         ("SIGNHOOK_MAX_BODY_BYTES", "65536"),
-        ("SIGNHOOK_MAX_INFLIGHT_BODY_BYTES", "65536"),
+        // Five times the largest body: the least allowed.
+        ("SIGNHOOK_MAX_INFLIGHT_BODY_BYTES", "327680"),
         ("SIGNHOOK_REQUEST_TIMEOUT_MS", "1500"),
     ])
     .await;
@@ -247,15 +248,18 @@ async fn bodies_in_flight_are_bounded_in_bytes() {
     let results = fire_while_stalled(&app, bodies).await;
 
     let shed = results.iter().filter(|(_, code, _)| code == "overloaded").count();
-    assert_eq!(shed, 2, "only one 40 KB body fits a 64 KiB budget: {results:?}");
+    // A 40 KB body costs its 64 KiB buffer and the four copies storing it
+    // makes (about 224 KiB): five buffers alone would fit, two bodies do not.
+    assert_eq!(shed, 2, "only one 40 KB body fits a 320 KiB budget: {results:?}");
 }
 
 /// Body memory is drawn from the in-flight budget as bytes arrive, and only
 /// once the headers' credentials pass: twelve uploads trickling a body
-/// declared as large as the whole budget — without credentials (refused
-/// before a byte of the body is read) or with a BoldSign signature header
-/// that looks right (read, 1 KiB at a time, until the HMAC fails) — leave
-/// room for every authenticated notification.
+/// declared as large as the largest accepted one (with its copies, the whole
+/// budget) — without credentials (refused before a byte of the body is read)
+/// or with a BoldSign signature header that looks right (read, 1 KiB at a
+/// time, until the HMAC fails) — leave room for every authenticated
+/// notification.
 #[tokio::test]
 async fn trickled_uploads_cannot_spend_the_body_budget_of_authenticated_requests() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -263,7 +267,8 @@ async fn trickled_uploads_cannot_spend_the_body_budget_of_authenticated_requests
     const BUDGET: &str = "1048576";
     let app = spawn_app_with(&[
         ("SIGNHOOK_MAX_BODY_BYTES", BUDGET),
-        ("SIGNHOOK_MAX_INFLIGHT_BODY_BYTES", BUDGET),
+        // The least allowed: the largest body and its copies.
+        ("SIGNHOOK_MAX_INFLIGHT_BODY_BYTES", "5242880"),
     ])
     .await;
     let looks_signed = format!("t={}, s0={}", unix_now(), "ab".repeat(32));

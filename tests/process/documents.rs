@@ -106,20 +106,6 @@ async fn a_fetch_cut_by_kill_9_is_finished_after_restart() {
     drop(app);
 }
 
-/// Peak and current resident memory of `pid`, in KiB (`/proc/<pid>/status`).
-fn memory_kib(pid: i32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .expect("a memory field")
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
 /// A 50 MB document through the PostgreSQL store: fetched and served back
 /// while the process's peak RSS grows by a bounded amount. Prints what it
 /// measured (BENCHMARKS.md quotes it).

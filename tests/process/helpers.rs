@@ -241,3 +241,17 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     EXCLUSIVE.lock().await
 }
+
+/// Peak and current resident memory of `pid`, in KiB (`/proc/<pid>/status`).
+pub fn memory_kib(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("a memory field")
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}

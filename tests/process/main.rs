@@ -13,6 +13,7 @@ mod common;
 mod cluster;
 mod helpers;
 
+mod body_memory;
 mod cli;
 mod connections;
 mod deliveries;
