@@ -38,41 +38,89 @@ pub enum ListenError {
     Serve(std::io::Error),
 }
 
+/// One delivery whose signature verified.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub webhook_id: String,
+    pub webhook_timestamp: String,
+    /// This `webhook-id` was received before (at-least-once delivery).
+    pub repeat: bool,
+    /// The body (`Null` if it is not JSON).
+    pub payload: Value,
+}
+
+/// What a receiver does with each verified delivery.
+pub type OnDelivery = Arc<dyn Fn(Verified) + Send + Sync>;
+
 struct Receiver {
     signer: Webhook,
-    json: bool,
     seen: Mutex<HashSet<String>>,
+    on_delivery: OnDelivery,
+}
+
+/// A Standard Webhooks verifier for a destination secret (`whsec_…`).
+pub fn verifier(secret: &str) -> Result<Webhook, String> {
+    let secret = secret.trim();
+    if !secret.starts_with("whsec_") {
+        return Err("must start with `whsec_`".to_owned());
+    }
+    Webhook::new(secret).map_err(|e| e.to_string())
 }
 
 /// Receives until Ctrl-C. The address is announced on stderr (the changes
 /// alone go to stdout, one line each).
 pub async fn run(args: ListenArgs) -> Result<(), ListenError> {
-    let secret = args.secret.trim();
-    if !secret.starts_with("whsec_") {
-        return Err(ListenError::Secret("must start with `whsec_`".to_owned()));
-    }
-    let signer = Webhook::new(secret).map_err(|e| ListenError::Secret(e.to_string()))?;
+    let signer = verifier(&args.secret).map_err(ListenError::Secret)?;
+    let listener = bind(args.listen).await?;
+    let addr = listener.local_addr().map_err(ListenError::Serve)?;
+    eprintln!("signhook listen: receiving on http://{addr}/ (set SIGNHOOK_DELIVERY_URL=http://{addr}/ on the server); Ctrl-C stops");
+    let json = args.json;
+    let print: OnDelivery = Arc::new(move |delivery: Verified| match json {
+        true => println!(
+            "{}",
+            serde_json::json!({
+                "webhook_id": delivery.webhook_id,
+                "webhook_timestamp": delivery.webhook_timestamp,
+                "verified": true,
+                "repeat": delivery.repeat,
+                "payload": delivery.payload,
+            })
+        ),
+        false => println!("{}", describe(&delivery.webhook_id, delivery.repeat, &delivery.payload)),
+    });
+    serve(listener, signer, print, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
+
+/// Binds the receiving address.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ListenError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Bind { addr, source })
+}
+
+/// Serves deliveries on `listener` until `shutdown`: each whose signature
+/// verifies with `signer` goes to `on_delivery` and is answered 204, any
+/// other 401 (so signhook tries it again).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    signer: Webhook,
+    on_delivery: OnDelivery,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ListenError> {
     let receiver = Arc::new(Receiver {
         signer,
-        json: args.json,
         seen: Mutex::default(),
+        on_delivery,
     });
     let router = Router::new()
         .route("/", post(receive))
         .route("/{*path}", post(receive))
         .with_state(receiver);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| ListenError::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(ListenError::Serve)?;
-    eprintln!("signhook listen: receiving on http://{addr}/ (set SIGNHOOK_DELIVERY_URL=http://{addr}/ on the server); Ctrl-C stops");
     axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(ListenError::Serve)
 }
@@ -85,20 +133,12 @@ async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
         return StatusCode::UNAUTHORIZED;
     }
     let repeat = !receiver.seen.lock().expect("seen lock").insert(id.clone());
-    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    match receiver.json {
-        true => println!(
-            "{}",
-            serde_json::json!({
-                "webhook_id": id,
-                "webhook_timestamp": header("webhook-timestamp"),
-                "verified": true,
-                "repeat": repeat,
-                "payload": payload,
-            })
-        ),
-        false => println!("{}", describe(&id, repeat, &payload)),
-    }
+    (receiver.on_delivery)(Verified {
+        webhook_timestamp: header("webhook-timestamp").to_owned(),
+        webhook_id: id,
+        repeat,
+        payload: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
     StatusCode::NO_CONTENT
 }
 

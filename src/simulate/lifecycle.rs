@@ -1,7 +1,8 @@
 //! `simulate lifecycle`: every agreement is planned up front (its provider,
 //! how it ends, and the order its events are delivered in, with duplicates and
 //! shuffles), delivered one event at a time, several agreements at once, and
-//! then checked through the admin API until each shows its expected status.
+//! then checked through the admin API until each shows its expected status
+//! (and, with `--listen`, through the outbound webhooks it received).
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -14,6 +15,7 @@ use futures::{stream, StreamExt};
 use super::{
     admin::{Admin, POLL_INTERVAL},
     payloads::{assign, Event},
+    received::Receiver,
     report::{AgreementCheck, AgreementSample, Attempt, Mismatch, Report, Tally},
     target::{Answer, Delivery, Explain, Target},
     LifecycleArgs, Setup, SimulateError,
@@ -34,6 +36,10 @@ pub async fn run(args: LifecycleArgs) -> Result<Report, SimulateError> {
     let common = &args.common;
     let setup = Setup::new(common, connections, 0, true).await?;
     let admin = setup.admin.as_ref().expect("lifecycle always sets up the admin API");
+    let receiver = match (args.listen, &args.delivery_secret) {
+        (Some(addr), Some(secret)) => Some(Receiver::start(addr, secret).await?),
+        _ => None,
+    };
     let baseline = admin.baseline().await?;
 
     let mut rng = fastrand::Rng::new();
@@ -56,6 +62,13 @@ pub async fn run(args: LifecycleArgs) -> Result<Report, SimulateError> {
         .await;
     report.add_processing(processing, common.timeout);
     report.add_agreements(check(admin, &plans, deadline, connections).await);
+    if let Some(receiver) = receiver {
+        let expected: Vec<_> = plans
+            .iter()
+            .map(|plan| (plan.provider_name, plan.id.clone(), plan.ending.as_str()))
+            .collect();
+        report.add_deliveries(receiver.check(&expected, deadline).await);
+    }
     Ok(report)
 }
 

@@ -12,6 +12,7 @@ mod admin;
 mod lifecycle;
 mod load;
 mod payloads;
+mod received;
 mod report;
 mod target;
 
@@ -96,6 +97,15 @@ pub struct LifecycleArgs {
     /// Agreements delivered at once (each agreement's events go one by one).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub connections: u16,
+    /// Also receive signhook's outbound webhooks on this address (point the
+    /// server's SIGNHOOK_DELIVERY_URL at it) and check that each agreement's
+    /// status changes arrived verified, in order, without a gap, ending in
+    /// its expected status.
+    #[arg(long, requires = "delivery_secret")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The destination's signing secret (whsec_...), for --listen.
+    #[arg(long, env = "SIGNHOOK_DELIVERY_SECRET", hide_env_values = true)]
+    pub delivery_secret: Option<String>,
 }
 
 /// Adobe documents payloads of up to 10 MB.

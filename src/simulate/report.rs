@@ -6,7 +6,10 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::target::{Answer, Explain};
+use super::{
+    received::DeliveryCheck,
+    target::{Answer, Explain},
+};
 
 /// Why a request was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +220,8 @@ pub struct Report {
     pub latency_ms: Option<Latency>,
     pub processing: Option<Processing>,
     pub agreements: Option<AgreementCheck>,
+    /// With `lifecycle --listen`: the outbound webhooks received.
+    pub deliveries: Option<DeliveryCheck>,
     /// What made the run fail; empty when it passed.
     pub failures: Vec<String>,
 }
@@ -246,6 +251,7 @@ impl Report {
             latency_ms: None,
             processing: None,
             agreements: None,
+            deliveries: None,
             failures: Vec::new(),
         }
     }
@@ -308,6 +314,17 @@ impl Report {
             ));
         }
         self.agreements = Some(check);
+    }
+
+    pub fn add_deliveries(&mut self, check: DeliveryCheck) {
+        if check.complete < check.total {
+            self.failures.push(format!(
+                "{} of {} agreements did not receive their changes complete and in order",
+                check.total - check.complete,
+                check.total
+            ));
+        }
+        self.deliveries = Some(check);
     }
 
     pub fn passed(&self) -> bool {
@@ -403,6 +420,30 @@ impl Report {
             }
             if check.mismatches.len() > 20 {
                 writeln!(out, "    … and {} more", check.mismatches.len() - 20)?;
+            }
+        }
+        if let Some(check) = &self.deliveries {
+            writeln!(
+                out,
+                "  deliveries          {} of {} agreements received every change in order ({} deliveries, {} repeats)",
+                check.complete, check.total, check.deliveries, check.repeats
+            )?;
+            for problem in check.problems.iter().take(20) {
+                writeln!(
+                    out,
+                    "    {} {}: {} (expected {}; received {})",
+                    problem.provider,
+                    problem.agreement_id,
+                    problem.problem,
+                    problem.expected,
+                    match problem.received.is_empty() {
+                        true => "nothing".to_owned(),
+                        false => problem.received.join(", "),
+                    }
+                )?;
+            }
+            if check.problems.len() > 20 {
+                writeln!(out, "    … and {} more", check.problems.len() - 20)?;
             }
         }
         match self.failures.as_slice() {

@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::{
-    common::{ADMIN_TOKEN, ADOBE_CLIENT_ID, BOLDSIGN_SECRET, FUSESIGN_SIGNATURE},
-    helpers::{exclusive, spawn_app},
+    common::{sink::DELIVERY_SECRET, ADMIN_TOKEN, ADOBE_CLIENT_ID, BOLDSIGN_SECRET, FUSESIGN_SIGNATURE},
+    helpers::{exclusive, spawn_app, spawn_app_with},
 };
 
 /// Runs `signhook simulate <args>` with only `env` in its environment.
@@ -261,4 +261,74 @@ async fn unreachable_servers_and_bad_urls_are_clear_errors() {
 
     let no_count = simulate(&["load", "--url", "http://127.0.0.1:9", "--adobe-client-id", "id"], &[]).await;
     assert_eq!(no_count.status.code(), Some(2), "--events or --duration is required");
+}
+
+/// `lifecycle --listen`: the simulator receives the server's outbound
+/// webhooks itself and checks every agreement's changes arrived verified, in
+/// order and complete; with the wrong secret nothing verifies and the run
+/// fails, naming the agreements.
+#[tokio::test]
+async fn lifecycle_run_checks_the_changes_delivered_to_its_own_receiver() {
+    let _exclusive = exclusive().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let listen = format!("127.0.0.1:{port}");
+    let app = spawn_app_with(&[
+        ("SIGNHOOK_DELIVERY_URL", url.as_str()),
+        ("SIGNHOOK_DELIVERY_SECRET", DELIVERY_SECRET),
+        ("SIGNHOOK_DELIVERY_RETRY_SCHEDULE", "100ms,100ms,100ms,100ms,100ms"),
+    ])
+    .await;
+    let run = |secret: &'static str, timeout: &'static str| {
+        let (address, listen) = (app.address.clone(), listen.clone());
+        async move {
+            let mut env = server_env();
+            env.push(("SIGNHOOK_DELIVERY_SECRET", secret));
+            simulate(
+                &[
+                    "lifecycle",
+                    "--url",
+                    &address,
+                    "--provider",
+                    "mixed",
+                    "--agreements",
+                    "20",
+                    "--duplicate-ratio",
+                    "0.3",
+                    "--out-of-order-ratio",
+                    "0.5",
+                    "--timeout",
+                    timeout,
+                    "--listen",
+                    &listen,
+                    "--json",
+                ],
+                &env,
+            )
+            .await
+        }
+    };
+    let output = run(DELIVERY_SECRET, "20s").await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let report = report_of(&output);
+    assert_eq!(report["deliveries"]["total"], 20, "{report:#}");
+    assert_eq!(report["deliveries"]["complete"], 20, "{report:#}");
+    let changes = app.count("SELECT count(*) FROM changes").await;
+    assert!(
+        report["deliveries"]["deliveries"].as_i64() >= Some(changes),
+        "{report:#} against {changes} changes"
+    );
+
+    let wrong = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let output = run(wrong, "3s").await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report = report_of(&output);
+    assert_eq!(report["deliveries"]["complete"], 0, "{report:#}");
+    assert_eq!(
+        report["deliveries"]["problems"][0]["problem"], "nothing received",
+        "{report:#}"
+    );
 }
