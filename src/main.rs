@@ -36,7 +36,8 @@ const MI_OPTION_PURGE_DELAY: i32 = 15;
 /// peak 140 MiB, 140 MiB after; with these: 77 MiB, 18 MiB after), which
 /// is what keeps RSS within the body budget ("What a body costs" in the
 /// README). Small allocations, the receive path's, were not measurably
-/// slower (scripts/bench.sh: 159 against 164 µs of server CPU per event).
+/// slower (scripts/bench.sh, 32 connections, paired runs: 123 and 105 µs of
+/// server CPU per event with these, 118 and 110 µs without).
 fn return_freed_memory_promptly() {
     // SAFETY: plain setters of mimalloc's global options, valid at any time.
     unsafe {
