@@ -11,6 +11,7 @@
 # load instead of sending as fast as the server answers. BENCH_DRAIN=1
 # measures delivery alone: the destination is disabled while the load runs
 # (changes queue up), then enabled, and the backlog's drain is timed.
+# BENCH_DESTINATION=0 runs the same without a destination, for a baseline.
 # Results: stdout, target/bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,11 +36,24 @@ export SIGNHOOK_ADMIN_TOKEN=bench-admin-token-0123456789
 export SIGNHOOK_LOG_FORMAT=json
 export RUST_LOG=${RUST_LOG:-info,sqlx=warn}
 
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# PostgreSQL work: the benchmark database's backends (the server's pool and
+# LISTEN connection) plus the shared WAL writer, checkpointer and writer.
+pg_ticks() {
+    local pids
+    pids=$(psql "$PG/postgres" -Atc "SELECT pid FROM pg_stat_activity
+                                      WHERE (datname = '$DB' AND application_name <> 'psql')
+                                         OR backend_type IN ('walwriter', 'checkpointer', 'background writer')")
+    for pid in $pids; do ticks "$pid" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
+}
+
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
 "$BIN" listen --listen "127.0.0.1:$SINK_PORT" --secret "$SECRET" >/dev/null 2>"$OUT/delivery.sink.log" &
 sink=$!
-DATABASE_URL="$PG/$DB" SIGNHOOK_LISTEN="127.0.0.1:$PORT" \
-    SIGNHOOK_DELIVERY_URL="http://127.0.0.1:$SINK_PORT/" SIGNHOOK_DELIVERY_SECRET="$SECRET" \
+destination=(SIGNHOOK_DELIVERY_URL="http://127.0.0.1:$SINK_PORT/" SIGNHOOK_DELIVERY_SECRET="$SECRET")
+# BENCH_DESTINATION=0: the same run with no destination (the baseline).
+if [ "${BENCH_DESTINATION:-1}" = 0 ]; then destination=(); fi
+env DATABASE_URL="$PG/$DB" SIGNHOOK_LISTEN="127.0.0.1:$PORT" "${destination[@]}" \
     "$BIN" serve >"$OUT/delivery.server.log" 2>&1 &
 server=$!
 trap 'kill $server $sink 2>/dev/null; kill $sampler 2>/dev/null || true' EXIT
@@ -48,6 +62,8 @@ sleep 1
 if [ "$DRAIN" = 1 ]; then
     psql "$PG/$DB" -qc "UPDATE delivery_destinations SET disabled_at = now()"
 fi
+
+server0=$(ticks $server); sink0=$(ticks $sink); pg0=$(pg_ticks)
 
 : >"$OUT/delivery.backlog.tsv"
 ( while true; do
@@ -74,6 +90,7 @@ for _ in $(seq 1 1200); do
 done
 drained=$(date +%s.%N)
 kill $sampler 2>/dev/null || true
+cpu="$(( $(ticks $server) - server0 )) $(( $(ticks $sink) - sink0 )) $(( $(pg_ticks) - pg0 ))"
 curl -sf "http://127.0.0.1:$PORT/metrics" >"$OUT/delivery.metrics.txt" || true
 if [ "$DRAIN" = 1 ]; then
     psql "$PG/$DB" -At -F ' ' -c "SELECT count(*), extract(epoch FROM max(delivered_at)) - $enabled
@@ -86,7 +103,7 @@ print(f'drain: {b:,} queued while disabled; {n:,} delivered {s:.2f} s after enab
     exit 0
 fi
 
-psql "$PG/$DB" -At -F ' ' -c "
+psql "$PG/$DB" -At -F '|' -c "
     SELECT (SELECT count(*) FROM changes),
            (SELECT count(*) FROM deliveries WHERE state = 'delivered'),
            (SELECT count(*) FROM deliveries WHERE state <> 'delivered'),
@@ -98,21 +115,28 @@ psql "$PG/$DB" -At -F ' ' -c "
       FROM deliveries d JOIN changes c ON c.id = d.change_id
       JOIN events e ON e.provider = c.provider AND e.event_id = c.event_id" >"$OUT/delivery.db.txt"
 
-python3 - "$OUT/delivery.load.json" "$OUT/delivery.db.txt" "$OUT/delivery.backlog.tsv" "$sent_done" "$drained" "$CONNECTIONS" <<'PY'
+python3 - "$OUT/delivery.load.json" "$OUT/delivery.db.txt" "$OUT/delivery.backlog.tsv" "$sent_done" "$drained" "$CONNECTIONS" "$cpu" <<'PY'
 import json, sys
-load, db, backlog, sent_done, drained, connections = sys.argv[1:]
+load, db, backlog, sent_done, drained, connections, cpu = sys.argv[1:]
+server_ticks, sink_ticks, pg_ticks = (int(t) for t in cpu.split())
 r = json.load(open(load))
-changes, delivered, undelivered, span, p50, p99, worst, retried = open(db).read().split()
+changes, delivered, undelivered, span, p50, p99, worst, retried = open(db).read().strip().split("|")
 samples = [int(line.split("|")[1]) for line in open(backlog) if "|" in line]
 secs = r["elapsed_secs"]
 print(f"{connections} connections, {secs:.1f} s: {r['acks_per_sec']:,.0f} acks/s (p50 {r['latency_ms']['p50']} ms, "
       f"p99 {r['latency_ms']['p99']} ms), {r['rejected']} rejected, {r['unavailable']} unavailable")
-print(f"  {int(changes):,} changes recorded ({int(changes) / secs:,.0f}/s while sending), {int(delivered):,} delivered, "
-      f"{int(undelivered)} not delivered, {int(retried)} needed a retry")
-print(f"  first change to last 2xx: {float(span):.2f} s ({int(delivered) / float(span):,.0f} deliveries/s); "
-      f"backlog drained {float(drained) - float(sent_done):.2f} s after the load ended")
-print(f"  backlog sampled each second while sending: max {max(samples or [0]):,}, "
-      f"samples {samples[:40]}")
-print(f"  receipt -> application 2xx: p50 {float(p50) * 1000:.1f} ms, p99 {float(p99) * 1000:.1f} ms, "
-      f"max {float(worst) * 1000:.1f} ms")
+if int(delivered) > 0:
+    print(f"  {int(changes):,} changes recorded ({int(changes) / secs:,.0f}/s while sending), {int(delivered):,} delivered, "
+          f"{int(undelivered)} not delivered, {int(retried)} needed a retry")
+    print(f"  first change to last 2xx: {float(span):.2f} s ({int(delivered) / float(span):,.0f} deliveries/s); "
+          f"backlog drained {float(drained) - float(sent_done):.2f} s after the load ended")
+    print(f"  backlog sampled each second while sending: max {max(samples or [0]):,}, "
+          f"samples {samples[:40]}")
+    print(f"  receipt -> application 2xx: p50 {float(p50) * 1000:.1f} ms, p99 {float(p99) * 1000:.1f} ms, "
+          f"max {float(worst) * 1000:.1f} ms")
+else:
+    print(f"  {int(changes):,} changes recorded, no deliveries (no destination)")
+events = max(r["new_acknowledged"], 1)
+print(f"  CPU per event (load and drain): server {server_ticks * 10_000 / events:.0f} µs, "
+      f"PostgreSQL {pg_ticks * 10_000 / events:.0f} µs, sink {sink_ticks * 10_000 / events:.0f} µs")
 PY
