@@ -102,6 +102,7 @@ impl Lane {
         shared: &Arc<Shared>,
         recorder: &Recorder,
     ) {
+        let mut stale = Vec::new();
         while !self.ready.is_empty() {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                 break;
@@ -109,10 +110,7 @@ impl Lane {
             let Some(claim) = self.ready.pop_front() else { break };
             let lasts = (claim.lease - Utc::now()).to_std().unwrap_or_default();
             if lasts < shared.send_within {
-                tracing::debug!(
-                    delivery_id = claim.id,
-                    "claimed delivery waited too long; left for its lease to run out"
-                );
+                stale.push((claim.id, claim.lease));
                 continue;
             }
             let (store, signals, shared, destination, recorder) = (
@@ -124,6 +122,21 @@ impl Lane {
             );
             sends.spawn(async move {
                 send(&store, &recorder, &shared, &destination, claim, permit, &signals).await;
+                signals.wake_deliveries();
+            });
+        }
+        // Claims that waited too long (the destination is slow): given back,
+        // to be claimed afresh, rather than left for their lease to run out.
+        if !stale.is_empty() {
+            tracing::debug!(
+                deliveries = stale.len(),
+                "claimed deliveries waited too long; giving them back"
+            );
+            let (store, signals) = (store.clone(), signals.clone());
+            sends.spawn(async move {
+                if let Err(error) = store.deliveries().release(&stale).await {
+                    tracing::warn!(%error, "could not give back claimed deliveries; they are sent after their lease");
+                }
                 signals.wake_deliveries();
             });
         }

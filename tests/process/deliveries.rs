@@ -271,3 +271,63 @@ async fn deliveries_claimed_but_not_sent_at_shutdown_are_given_back_at_once() {
     let ids: HashSet<String> = sink.received().into_iter().map(|r| r.webhook_id).collect();
     assert_eq!(ids.len(), AGREEMENTS as usize);
 }
+
+/// A slow application: deliveries claimed ahead wait for the one slot, and
+/// those whose lease would run out before they could be sent are given back
+/// and claimed afresh at once, not left until their lease expires.
+#[tokio::test]
+async fn claims_that_waited_too_long_for_a_slow_application_are_given_back() {
+    let _exclusive = exclusive().await;
+    let sink = Sink::start().await;
+    sink.answer_by_default(Some(Answer {
+        delay: Duration::from_secs(2),
+        ..Answer::status(200)
+    }));
+    let mut env = delivering_to(&sink);
+    env.retain(|(name, _)| !name.ends_with("_LEASE_SECS") && !name.ends_with("_TIMEOUT_MS"));
+    // A claim is sent only with 3 s + (10 − 3) / 2 s = 6.5 s of lease left:
+    // of four claimed at once, the third and fourth have waited too long
+    // after two 2-second answers.
+    env.extend([
+        ("SIGNHOOK_DELIVERY_LEASE_SECS", "10"),
+        ("SIGNHOOK_DELIVERY_TIMEOUT_MS", "3000"),
+        ("SIGNHOOK_DELIVERY_CONCURRENCY", "1"),
+    ]);
+    let app = spawn_app_with(&env).await;
+    // Stored while the destination is disabled, so one claim takes all four.
+    sqlx::query("UPDATE delivery_destinations SET disabled_at = now()")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    const AGREEMENTS: i64 = 4;
+    for i in 0..AGREEMENTS {
+        let created = adobe_event(
+            &format!("n-{i}"),
+            &format!("agr-{i}"),
+            "AGREEMENT_CREATED",
+            Some("OUT_FOR_SIGNATURE"),
+            "2026-11-20T09:00:00Z",
+        );
+        app.deliver_adobe(&created).await;
+    }
+    sqlx::query("UPDATE delivery_destinations SET disabled_at = NULL")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.wait_until("the first attempt", || async { sink.count() >= 1 })
+        .await;
+    let first = std::time::Instant::now();
+    app.wait_until("every delivery to be delivered", || async {
+        delivered(&app).await == AGREEMENTS
+    })
+    .await;
+    // Given back at about 4 s and sent at once: done at about 8 s. Left to
+    // their lease, the last two would go out after 10 s and end at 14 s.
+    let took = first.elapsed();
+    assert!(
+        took < Duration::from_millis(9500),
+        "took {took:?}; logs:\n{}",
+        app.logs()
+    );
+    assert_eq!(sink.count() as i64, AGREEMENTS, "each sent once");
+}
