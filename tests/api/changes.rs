@@ -112,6 +112,11 @@ async fn a_refresh_that_finds_a_new_status_is_a_change() {
         ("SIGNHOOK_ADOBE_SIGN_API_BASE", fake.base_url.as_str()),
         ("SIGNHOOK_ADOBE_SIGN_API_TOKEN", ADOBE_API_TOKEN),
         ("SIGNHOOK_ADOBE_SIGN_MIN_POLL_INTERVAL", "0"),
+        // The events are dated weeks ago: with the default 6 h the agreement
+        // would be stale at once, and the reconciler's first pass, when late
+        // on a loaded machine, polled it and saw the completion before the
+        // refresh did (seen in CI: the change came from `poll`).
+        ("SIGNHOOK_RECONCILE_STALE_AFTER", "8760h"),
     ])
     .await;
     app.deliver_adobe(&adobe_event(
