@@ -22,6 +22,10 @@ async fn app_polling_with(fake: &FakeProvider, extra: &[(&str, &str)]) -> TestAp
         ("SIGNHOOK_BOLDSIGN_API_KEY", BOLDSIGN_API_KEY),
         ("SIGNHOOK_PROVIDER_API_MAX_ATTEMPTS", "2"),
         ("SIGNHOOK_PROVIDER_API_RETRY_BASE_MS", "10"),
+        // The events are dated weeks ago; with the default 6 h their
+        // agreements would be stale at once and the reconciler's first pass
+        // could poll them between the test's refreshes.
+        ("SIGNHOOK_RECONCILE_STALE_AFTER", "8760h"),
     ];
     vars.extend_from_slice(extra);
     spawn_app_with(&vars).await
