@@ -331,3 +331,52 @@ async fn claims_that_waited_too_long_for_a_slow_application_are_given_back() {
     );
     assert_eq!(sink.count() as i64, AGREEMENTS, "each sent once");
 }
+
+/// The database goes away while a delivery is in flight: its 2xx cannot be
+/// recorded, so once the database is back the delivery is sent again under
+/// the same `webhook-id` and recorded — at least once, never lost.
+#[tokio::test]
+async fn a_delivery_answered_while_the_database_is_down_is_sent_again_and_recorded() {
+    use crate::cluster::TempCluster;
+    let _exclusive = exclusive().await;
+    let cluster = TempCluster::start();
+    let sink = Sink::start().await;
+    // The first answer comes after the database has been stopped.
+    sink.plan([Answer {
+        delay: Duration::from_millis(1500),
+        ..Answer::status(200)
+    }]);
+    let mut env = delivering_to(&sink);
+    env.push(("SIGNHOOK_DB_ACQUIRE_TIMEOUT_MS", "300"));
+    let app = spawn_app_at(&cluster.url(), &env).await;
+    let event = adobe_event(
+        "n-1",
+        "agr-1",
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    );
+    app.deliver_adobe(&event).await;
+    app.wait_until("the first attempt to reach the application", || async {
+        sink.count() == 1
+    })
+    .await;
+    cluster.stop();
+    // The answer arrives (at 1.5 s) and cannot be written.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    cluster.restart();
+
+    app.wait_until("the delivery to be recorded delivered", || async {
+        delivered(&app).await == 1
+    })
+    .await;
+    let received = sink.received();
+    assert!(received.len() >= 2, "sent again: {}", received.len());
+    assert!(received.iter().all(|r| r.webhook_id == received[0].webhook_id));
+    assert!(received.iter().all(|r| verify(DELIVERY_SECRET, r)));
+    assert!(
+        app.logs().contains("could not record"),
+        "the failed write is reported; logs:\n{}",
+        app.logs()
+    );
+}
