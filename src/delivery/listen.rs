@@ -58,19 +58,10 @@ struct Receiver {
     on_delivery: OnDelivery,
 }
 
-/// A Standard Webhooks verifier for a destination secret (`whsec_…`).
-pub fn verifier(secret: &str) -> Result<Webhook, String> {
-    let secret = secret.trim();
-    if !secret.starts_with("whsec_") {
-        return Err("must start with `whsec_`".to_owned());
-    }
-    Webhook::new(secret).map_err(|e| e.to_string())
-}
-
 /// Receives until Ctrl-C. The address is announced on stderr (the changes
 /// alone go to stdout, one line each).
 pub async fn run(args: ListenArgs) -> Result<(), ListenError> {
-    let signer = verifier(&args.secret).map_err(ListenError::Secret)?;
+    let signer = super::signer(args.secret.trim()).map_err(ListenError::Secret)?;
     let listener = bind(args.listen).await?;
     let addr = listener.local_addr().map_err(ListenError::Serve)?;
     eprintln!("signhook listen: receiving on http://{addr}/ (set SIGNHOOK_DELIVERY_URL=http://{addr}/ on the server); Ctrl-C stops");

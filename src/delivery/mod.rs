@@ -122,9 +122,10 @@ fn endpoint(raw: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
-/// A Standard Webhooks signer for `secret`: `whsec_` and the base64 of 24 to
-/// 64 random bytes (`echo "whsec_$(openssl rand -base64 32)"`).
-fn signer(secret: &str) -> Result<Webhook, String> {
+/// A Standard Webhooks signer (or verifier, for `signhook listen` and the
+/// simulator) for `secret`: `whsec_` and the base64 of 24 to 64 random
+/// bytes (`echo "whsec_$(openssl rand -base64 32)"`).
+pub fn signer(secret: &str) -> Result<Webhook, String> {
     use base64::Engine;
     let Some(encoded) = secret.strip_prefix("whsec_") else {
         return Err("must start with `whsec_` (a Standard Webhooks secret: whsec_<base64>)".to_owned());

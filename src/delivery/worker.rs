@@ -55,8 +55,8 @@ struct Shared {
     timeout: Duration,
     /// A claimed delivery is sent only while its lease has this long to run:
     /// the timeout and half the lease's slack beyond it. One that waited
-    /// longer is left for its lease to run out and is claimed again, so a
-    /// delivery is never in flight from two replicas at once.
+    /// longer is given back and claimed afresh, so a delivery is never in
+    /// flight from two replicas at once.
     send_within: Duration,
     disable_after: Duration,
 }
@@ -134,20 +134,29 @@ impl Lane {
             );
             let (store, signals) = (store.clone(), signals.clone());
             sends.spawn(async move {
-                if let Err(error) = store.deliveries().release(&stale).await {
-                    tracing::warn!(%error, "could not give back claimed deliveries; they are sent after their lease");
-                }
+                give_back(&store, &stale).await;
                 signals.wake_deliveries();
             });
         }
     }
 }
 
+/// Gives claims back (due again at once); if that fails they are sent
+/// after their lease.
+async fn give_back(store: &Store, claims: &[(i64, DateTime<Utc>)]) {
+    if let Err(error) = store.deliveries().release(claims).await {
+        tracing::warn!(%error, deliveries = claims.len(), "could not give back claimed deliveries; they are sent after their lease");
+    }
+}
+
+/// One 2xx to record: delivery id, lease, HTTP status, and who waits for it.
+type Outcome = (i64, DateTime<Utc>, u16, oneshot::Sender<()>);
+
 /// Collects 2xx outcomes and records them in batches (see
 /// [`Deliveries::record_delivered`](crate::store::Deliveries::record_delivered)).
 #[derive(Clone)]
 struct Recorder {
-    outcomes: mpsc::UnboundedSender<(i64, DateTime<Utc>, u16, oneshot::Sender<()>)>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
 }
 
 impl Recorder {
@@ -155,7 +164,7 @@ impl Recorder {
     /// After each write it wakes the dispatcher: the next change of those
     /// agreements can be claimed now.
     fn start(store: Store, signals: ChangeSignals) -> Self {
-        let (outcomes, mut queue) = mpsc::unbounded_channel::<(i64, DateTime<Utc>, u16, oneshot::Sender<()>)>();
+        let (outcomes, mut queue) = mpsc::unbounded_channel::<Outcome>();
         tokio::spawn(async move {
             while let Some(first) = queue.recv().await {
                 let mut batch = vec![first];
@@ -182,7 +191,8 @@ impl Recorder {
         Self { outcomes }
     }
 
-    /// Records one 2xx; returns once it is written (or failed to be).
+    /// Records one 2xx; returns once it is written (or failed to be), so a
+    /// send's task — which shutdown waits for — outlasts its outcome's write.
     async fn delivered(&self, claim: &ClaimedDelivery, status: u16) {
         let (done, written) = oneshot::channel();
         if self.outcomes.send((claim.id, claim.lease, status, done)).is_ok() {
@@ -319,9 +329,7 @@ impl Dispatcher {
             }
             unsent.extend(lane.ready.drain(..).map(|claim| (claim.id, claim.lease)));
         }
-        if let Err(error) = self.store.deliveries().release(&unsent).await {
-            tracing::warn!(%error, deliveries = unsent.len(), "could not give back claimed deliveries; they are sent after their lease");
-        }
+        give_back(&self.store, &unsent).await;
         while sends.join_next().await.is_some() {}
     }
 }

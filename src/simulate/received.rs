@@ -49,7 +49,7 @@ pub struct Receiver {
 impl Receiver {
     /// Starts receiving on `addr` with the destination's `secret`.
     pub async fn start(addr: SocketAddr, secret: &str) -> Result<Self, SimulateError> {
-        let signer = listen::verifier(secret)
+        let signer = crate::delivery::signer(secret.trim())
             .map_err(|error| SimulateError::Usage(format!("--delivery-secret / SIGNHOOK_DELIVERY_SECRET: {error}")))?;
         let listener = listen::bind(addr)
             .await

@@ -158,14 +158,7 @@ async fn destination(app: &TestApp) -> Value {
 }
 
 async fn one_change(app: &TestApp) {
-    let event = adobe_event(
-        "n-1",
-        "agr-1",
-        "AGREEMENT_CREATED",
-        Some("OUT_FOR_SIGNATURE"),
-        "2026-11-20T09:00:00Z",
-    );
-    app.deliver_adobe(&event).await;
+    app.deliver_adobe(&adobe_created(1)).await;
 }
 
 #[tokio::test]

@@ -105,6 +105,18 @@ pub fn boldsign_signature(secret: &str, t: i64, body: &[u8]) -> String {
 }
 
 /// An Adobe Sign notification shaped like the documented example.
+/// Adobe's `AGREEMENT_CREATED` (out for signature) of agreement `agr-<n>`,
+/// notification `n-<n>`: one status change, as delivery tests need.
+pub fn adobe_created(n: usize) -> Value {
+    adobe_event(
+        &format!("n-{n}"),
+        &format!("agr-{n}"),
+        "AGREEMENT_CREATED",
+        Some("OUT_FOR_SIGNATURE"),
+        "2026-11-20T09:00:00Z",
+    )
+}
+
 pub fn adobe_event(notification_id: &str, agreement_id: &str, event: &str, status: Option<&str>, date: &str) -> Value {
     let mut agreement = json!({
         "id": agreement_id,

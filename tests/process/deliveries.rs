@@ -5,7 +5,7 @@ use std::{collections::HashSet, time::Duration};
 
 use crate::{
     common::{
-        adobe_event,
+        adobe_created, adobe_event,
         sink::{verify, Answer, Sink, DELIVERY_SECRET},
     },
     helpers::*,
@@ -19,6 +19,18 @@ fn delivering_to(sink: &Sink) -> Vec<(&str, &str)> {
         ("SIGNHOOK_DELIVERY_LEASE_SECS", "3"),
         ("SIGNHOOK_DELIVERY_RETRY_SCHEDULE", "200ms,200ms,200ms"),
     ]
+}
+
+/// [`delivering_to`] with one sending slot and this lease and timeout.
+fn one_slot_delivering_to<'a>(sink: &'a Sink, lease_secs: &'a str, timeout_ms: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut env = delivering_to(sink);
+    env.retain(|(name, _)| !name.ends_with("_LEASE_SECS") && !name.ends_with("_TIMEOUT_MS"));
+    env.extend([
+        ("SIGNHOOK_DELIVERY_LEASE_SECS", lease_secs),
+        ("SIGNHOOK_DELIVERY_TIMEOUT_MS", timeout_ms),
+        ("SIGNHOOK_DELIVERY_CONCURRENCY", "1"),
+    ]);
+    env
 }
 
 async fn delivered(app: &TestApp) -> i64 {
@@ -37,14 +49,7 @@ async fn a_delivery_in_flight_on_a_killed_replica_is_sent_again_under_the_same_w
     }]);
     let env = delivering_to(&sink);
     let mut first = spawn_app_with(&env).await;
-    let event = adobe_event(
-        "n-1",
-        "agr-1",
-        "AGREEMENT_CREATED",
-        Some("OUT_FOR_SIGNATURE"),
-        "2026-11-20T09:00:00Z",
-    );
-    first.deliver_adobe(&event).await;
+    first.deliver_adobe(&adobe_created(1)).await;
     first
         .wait_until("the first attempt to reach the application", || async {
             sink.count() == 1
@@ -173,14 +178,7 @@ async fn listen_prints_each_verified_change() {
         ("SIGNHOOK_DELIVERY_SECRET", DELIVERY_SECRET),
     ])
     .await;
-    let event = adobe_event(
-        "n-1",
-        "agr-1",
-        "AGREEMENT_CREATED",
-        Some("OUT_FOR_SIGNATURE"),
-        "2026-11-20T09:00:00Z",
-    );
-    app.deliver_adobe(&event).await;
+    app.deliver_adobe(&adobe_created(1)).await;
     let line = tokio::task::spawn_blocking(move || lines_rx.recv_timeout(Duration::from_secs(30)))
         .await
         .unwrap()
@@ -220,26 +218,13 @@ async fn deliveries_claimed_but_not_sent_at_shutdown_are_given_back_at_once() {
         delay: Duration::from_millis(1500),
         ..Answer::status(200)
     }));
-    let mut env = delivering_to(&sink);
-    env.retain(|(name, _)| !name.ends_with("_LEASE_SECS") && !name.ends_with("_TIMEOUT_MS"));
     // A lease far longer than the test waits: what is delivered in time was
     // given back, not left to expire.
-    env.extend([
-        ("SIGNHOOK_DELIVERY_LEASE_SECS", "120"),
-        ("SIGNHOOK_DELIVERY_TIMEOUT_MS", "5000"),
-        ("SIGNHOOK_DELIVERY_CONCURRENCY", "1"),
-    ]);
+    let env = one_slot_delivering_to(&sink, "120", "5000");
     let mut first = spawn_app_with(&env).await;
     const AGREEMENTS: i64 = 4;
-    for i in 0..AGREEMENTS {
-        let created = adobe_event(
-            &format!("n-{i}"),
-            &format!("agr-{i}"),
-            "AGREEMENT_CREATED",
-            Some("OUT_FOR_SIGNATURE"),
-            "2026-11-20T09:00:00Z",
-        );
-        first.deliver_adobe(&created).await;
+    for i in 0..AGREEMENTS as usize {
+        first.deliver_adobe(&adobe_created(i)).await;
     }
     first
         .wait_until("the replica to claim more than it sends", || async {
@@ -283,16 +268,10 @@ async fn claims_that_waited_too_long_for_a_slow_application_are_given_back() {
         delay: Duration::from_secs(2),
         ..Answer::status(200)
     }));
-    let mut env = delivering_to(&sink);
-    env.retain(|(name, _)| !name.ends_with("_LEASE_SECS") && !name.ends_with("_TIMEOUT_MS"));
     // A claim is sent only with 3 s + (10 − 3) / 2 s = 6.5 s of lease left:
     // of four claimed at once, the third and fourth have waited too long
     // after two 2-second answers.
-    env.extend([
-        ("SIGNHOOK_DELIVERY_LEASE_SECS", "10"),
-        ("SIGNHOOK_DELIVERY_TIMEOUT_MS", "3000"),
-        ("SIGNHOOK_DELIVERY_CONCURRENCY", "1"),
-    ]);
+    let env = one_slot_delivering_to(&sink, "10", "3000");
     let app = spawn_app_with(&env).await;
     // Stored while the destination is disabled, so one claim takes all four.
     sqlx::query("UPDATE delivery_destinations SET disabled_at = now()")
@@ -300,15 +279,8 @@ async fn claims_that_waited_too_long_for_a_slow_application_are_given_back() {
         .await
         .unwrap();
     const AGREEMENTS: i64 = 4;
-    for i in 0..AGREEMENTS {
-        let created = adobe_event(
-            &format!("n-{i}"),
-            &format!("agr-{i}"),
-            "AGREEMENT_CREATED",
-            Some("OUT_FOR_SIGNATURE"),
-            "2026-11-20T09:00:00Z",
-        );
-        app.deliver_adobe(&created).await;
+    for i in 0..AGREEMENTS as usize {
+        app.deliver_adobe(&adobe_created(i)).await;
     }
     sqlx::query("UPDATE delivery_destinations SET disabled_at = NULL")
         .execute(&app.db)
@@ -349,14 +321,7 @@ async fn a_delivery_answered_while_the_database_is_down_is_sent_again_and_record
     let mut env = delivering_to(&sink);
     env.push(("SIGNHOOK_DB_ACQUIRE_TIMEOUT_MS", "300"));
     let app = spawn_app_at(&cluster.url(), &env).await;
-    let event = adobe_event(
-        "n-1",
-        "agr-1",
-        "AGREEMENT_CREATED",
-        Some("OUT_FOR_SIGNATURE"),
-        "2026-11-20T09:00:00Z",
-    );
-    app.deliver_adobe(&event).await;
+    app.deliver_adobe(&adobe_created(1)).await;
     app.wait_until("the first attempt to reach the application", || async {
         sink.count() == 1
     })
