@@ -238,12 +238,13 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413. Its
-/// memory is drawn from `budget` (KiB) as it is allocated, while the bytes
-/// arrive — not the declared length up front — and held (the returned
-/// permit) until the answer is sent; when the budget is spent the request is
-/// shed (503). The buffer grows by doubling, so it holds at most twice the
-/// bytes received, and the bytes are copied once, into it. A body cut short
-/// by the client is a 400; nothing is stored from it.
+/// cost ([`cost`]: the buffer and the copies storing it will make) is drawn
+/// from `budget` (KiB) while the bytes arrive — not the declared length up
+/// front — and held by the returned permit, which the caller hands to the
+/// ingest writer; when the budget is spent the request is shed (503). The
+/// buffer grows by doubling, so it holds at most twice the bytes received,
+/// and the bytes are copied once, into it. A body cut short by the client is
+/// a 400; nothing is stored from it.
 async fn read_body(
     mut body: Body,
     limit: usize,
